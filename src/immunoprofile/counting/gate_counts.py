@@ -1,0 +1,53 @@
+"""Events per gate, counted over packed membership bitmasks of a whole batch at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._numba import kernel
+
+
+@kernel
+def _count_gate_events(bitmask, offsets, n_gates):
+    n_samples = offsets.size - 1
+    counts = np.zeros((n_samples, n_gates), dtype=np.int64)
+    for s in range(n_samples):
+        for e in range(offsets[s], offsets[s + 1]):
+            word = bitmask[e]
+            g = 0
+            while word != 0 and g < n_gates:
+                if word & 1:
+                    counts[s, g] += 1
+                word >>= 1
+                g += 1
+    return counts
+
+
+def count_gate_events(bitmasks: Sequence[np.ndarray], n_gates: int) -> np.ndarray:
+    """Count the events in every gate of every sample of a batch.
+
+    Parameters
+    ----------
+    bitmasks : sequence of numpy.ndarray
+        One uint32 array per sample, one value per event; bit ``g`` set when the event is
+        in gate ``g`` (see :class:`immunoprofile.gating.flowkit_gating.GateMemberships`).
+    n_gates : int
+        Gates to count (bits 0 … n_gates−1), at most 32.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, samples × gates: events in each gate.
+    """
+    if not 0 <= n_gates <= 32:
+        raise ValueError("n_gates must be between 0 and 32")
+    lengths = np.fromiter((len(b) for b in bitmasks), dtype=np.int64, count=len(bitmasks))
+    offsets = np.zeros(len(bitmasks) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if len(bitmasks):
+        flat = np.concatenate([np.asarray(b, dtype=np.uint32) for b in bitmasks])
+    else:
+        flat = np.zeros(0, dtype=np.uint32)
+    return _count_gate_events(flat, offsets, np.int64(n_gates))

@@ -1,0 +1,32 @@
+"""The one exception family of immunoprofile.
+
+Every error a user's input can cause is an :class:`ImmunoprofileError`. Its message names
+the file, what is wrong and, where we know it, what to do. Anything else escaping the
+package is a bug.
+"""
+
+from __future__ import annotations
+
+
+class ImmunoprofileError(Exception):
+    """Base class of all errors caused by a user's input (files, manifests, options)."""
+
+
+class FCSReadError(ImmunoprofileError):
+    """An FCS file cannot be read: not FCS, truncated, malformed."""
+
+
+class PanelError(ImmunoprofileError):
+    """A tube's markers do not form a known panel, or a needed channel is missing."""
+
+
+class ManifestError(ImmunoprofileError):
+    """The manifest CSV is missing, malformed, or inconsistent with the files."""
+
+
+class GatingError(ImmunoprofileError):
+    """A tube could not be gated, or its gates hold no usable events (e.g. no beads)."""
+
+
+class TemplateError(ImmunoprofileError):
+    """A Gating-ML template is missing or cannot be parsed."""

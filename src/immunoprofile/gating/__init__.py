@@ -1,0 +1,1 @@
+"""Gating: Gating-ML templates, channel mapping, and gating tubes with FlowKit."""

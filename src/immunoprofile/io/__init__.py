@@ -1,0 +1,1 @@
+"""Input and output: FCS tubes, manifests, atomic writes."""

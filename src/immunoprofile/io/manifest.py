@@ -1,0 +1,216 @@
+"""The manifest: which FCS file is which patient's which tube, with the counting inputs.
+
+``manifest.csv`` columns:
+
+============== ========================================================================
+file           path of the FCS file, relative to the manifest (required)
+patient_id     the patient's identifier in the outputs (required)
+tube           ``nk``, ``cd4`` or ``cd8``; blank = detect from the file's markers
+beads_per_test counting beads in the tube, from the bead lot (blank = no beads: the
+               tube is counted by the dual-platform method only, which needs ``alc``)
+volume_ul      blood volume stained, µL (default 50)
+alc            absolute lymphocyte count from the haematology analyser, ×10⁹/L (optional)
+============== ========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from ..errors import ManifestError
+
+REQUIRED_COLUMNS = ("file", "patient_id")
+OPTIONAL_COLUMNS = ("tube", "beads_per_test", "volume_ul", "alc")
+DEFAULT_VOLUME_UL = 50.0
+TUBES = ("nk", "cd4", "cd8")
+
+
+@dataclass(frozen=True)
+class TubeRequest:
+    """One manifest row: a tube to gate and count.
+
+    Attributes
+    ----------
+    path : Path
+        The FCS file.
+    sample_id : str
+        Name of the sample in the outputs (the file's path relative to the manifest,
+        without ``.fcs``).
+    patient_id : str
+    tube : str or None
+        ``nk``, ``cd4``, ``cd8``, or None to detect from the markers.
+    beads_per_test : float
+        Beads in the tube; NaN when the tube has no beads.
+    volume_ul : float
+        Blood stained, µL.
+    alc : float
+        Absolute lymphocyte count, ×10⁹/L; NaN when unknown.
+    """
+
+    path: Path
+    sample_id: str
+    patient_id: str
+    tube: str | None
+    beads_per_test: float
+    volume_ul: float
+    alc: float
+
+
+@dataclass
+class Manifest:
+    """A parsed manifest: valid rows, and the problems found with files and rows.
+
+    Attributes
+    ----------
+    path : Path
+    requests : list of TubeRequest
+        Rows that can be processed.
+    problems : list of (str, str)
+        ``(file, reason)`` for rows that cannot be processed and for FCS files in the samples
+        folder that no row names; each becomes a row of ``errors.csv``.
+    patients : list of str
+        Every patient named by the manifest, in order of first appearance.
+    sha256 : str
+        Checksum of the manifest file.
+    """
+
+    path: Path
+    requests: list[TubeRequest] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+
+def _number(value, column: str, row_label: str, *, default: float = math.nan,
+            positive: bool = False) -> float:
+    if value is None or str(value).strip() in ("", "nan", "NaN"):
+        return default
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{row_label}: {column} must be a number, not {value!r}") from None
+    if math.isnan(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"{row_label}: {column} must be {'positive' if positive else '≥ 0'}, "
+                         f"not {value!r}")
+    return number
+
+
+def find_manifest(samples_dir: str | Path, manifest: str | Path | None = None) -> Path:
+    """Locate the manifest of a samples folder.
+
+    Parameters
+    ----------
+    samples_dir : str or Path
+    manifest : str or Path, optional
+        Explicit manifest path (``--manifest``).
+
+    Raises
+    ------
+    ManifestError
+        No manifest where expected.
+    """
+    if manifest is not None:
+        path = Path(manifest)
+        if not path.is_file():
+            raise ManifestError(f"{path}: manifest not found")
+        return path
+    path = Path(samples_dir) / "manifest.csv"
+    if not path.is_file():
+        raise ManifestError(
+            f"no manifest.csv in {samples_dir} — write one (columns: file, patient_id, tube, "
+            "beads_per_test, volume_ul, alc) or pass --manifest PATH"
+        )
+    return path
+
+
+def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Manifest:
+    """Read and check a manifest CSV.
+
+    Parameters
+    ----------
+    path : str or Path
+        The manifest; its ``file`` entries are relative to its folder.
+    samples_dir : str or Path, optional
+        Folder whose ``*.fcs`` files must all be listed; files not listed are reported.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ManifestError
+        The file is not a CSV with at least the ``file`` and ``patient_id`` columns.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:
+        raise ManifestError(f"{path.name}: not a readable CSV file ({exc})") from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ManifestError(
+            f"{path.name}: missing column(s) {', '.join(missing)} (columns found: "
+            f"{', '.join(table.columns) or 'none'}); expected file, patient_id, tube, "
+            "beads_per_test, volume_ul, alc"
+        )
+    result = Manifest(path=path, sha256=hashlib.sha256(raw).hexdigest())
+    base = path.parent
+    listed: set[Path] = set()
+    for index, row in table.iterrows():
+        line = int(index) + 2  # header is line 1
+        file_text = str(row["file"]).strip()
+        row_label = f"{path.name} line {line}"
+        if not file_text:
+            result.problems.append((row_label, "the 'file' column is empty"))
+            continue
+        patient = str(row["patient_id"]).strip()
+        if patient and patient not in result.patients:
+            result.patients.append(patient)
+        fcs = (base / file_text).resolve()
+        if fcs in listed:
+            result.problems.append((file_text, f"listed twice in {path.name} (line {line})"))
+            continue
+        listed.add(fcs)
+        if not patient:
+            result.problems.append((file_text, f"{row_label}: patient_id is empty"))
+            continue
+        tube = str(row.get("tube", "") or "").strip().lower() or None
+        if tube is not None and tube not in TUBES:
+            result.problems.append(
+                (file_text, f"{row_label}: unknown tube {tube!r} — use nk, cd4 or cd8, or "
+                            "leave it blank to detect it from the markers"))
+            continue
+        try:
+            beads = _number(row.get("beads_per_test"), "beads_per_test", row_label, positive=True)
+            volume = _number(row.get("volume_ul"), "volume_ul", row_label,
+                             default=DEFAULT_VOLUME_UL, positive=True)
+            alc = _number(row.get("alc"), "alc", row_label)
+        except ValueError as exc:
+            result.problems.append((file_text, str(exc)))
+            continue
+        if math.isnan(beads) and math.isnan(alc):
+            result.problems.append(
+                (file_text, f"{row_label}: neither beads_per_test nor alc is given — one is "
+                            "needed for an absolute count"))
+            continue
+        if not fcs.is_file():
+            result.problems.append((file_text, f"listed in {path.name} but not found"))
+            continue
+        sample_id = str(PurePosixPath(file_text).with_suffix(""))
+        result.requests.append(TubeRequest(fcs, sample_id, patient, tube, beads, volume, alc))
+    if samples_dir is not None:
+        root = Path(samples_dir)
+        for fcs in sorted(p for p in root.rglob("*") if p.suffix.lower() == ".fcs"):
+            if fcs.resolve() not in listed:
+                result.problems.append(
+                    (fcs.relative_to(root).as_posix(),
+                     f"not listed in {path.name} — add a row for it or move it out of the folder"))
+    return result

@@ -1,0 +1,368 @@
+"""The batch pipeline: manifest → read → gate (FlowKit) → count (Numba) → tables.
+
+:func:`gate_batch` is what ``immunoprofile gate`` runs; :func:`gate_sample` does one file.
+A tube that fails — unreadable, wrong panel, missing channel, no beads — becomes one row
+of the errors table with a one-line reason; every other tube is still counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .counting import count_gate_events
+from .errors import GatingError, ImmunoprofileError
+from .gating.flowkit_gating import MAX_GATES, gate_tube
+from .gating.templates import template_checksums
+from .io.atomic import atomic_write_csv, atomic_write_text
+from .io.fcs import read_tube
+from .io.manifest import TubeRequest, find_manifest, read_manifest
+from .panels import detect_panel
+from .profile import (
+    BEAD_GATE,
+    CountedTube,
+    population_table,
+    profile_table,
+    sample_table,
+)
+
+ERROR_COLUMNS = ["file", "error"]
+ENGINES = ("flowkit",)
+
+
+@dataclass
+class GatedTube:
+    """What gating one tube returns (picklable, so worker processes can send it back)."""
+
+    request: TubeRequest
+    tube: str
+    gate_ids: list[str]
+    parents: list[str | None]
+    bitmask: np.ndarray
+    events: int
+    has_spillover: bool
+    simulated: bool
+    seconds: float
+
+
+@dataclass
+class TubeFailure:
+    """A tube that could not be processed, with the reason a user reads."""
+
+    file: str
+    error: str
+
+
+@dataclass
+class BatchResult:
+    """The tables of one batch.
+
+    Attributes
+    ----------
+    populations : pandas.DataFrame
+        One row per sample × population (see ``populations.csv`` in the README).
+    profiles : pandas.DataFrame
+        One row per patient.
+    errors : pandas.DataFrame
+        ``file, error``: one row per file that could not be processed.
+    samples : pandas.DataFrame
+        One row per counted tube: events, beads, lymphocytes, QC flags.
+    run : dict
+        Provenance: versions, template checksums, manifest, parameters, timings.
+    """
+
+    populations: pd.DataFrame
+    profiles: pd.DataFrame
+    errors: pd.DataFrame
+    samples: pd.DataFrame
+    run: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every file was processed."""
+        return self.errors.empty
+
+
+def _relative_name(request: TubeRequest, base: Path) -> str:
+    try:
+        return request.path.relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(request.path)
+
+
+def _gate_one(request: TubeRequest, templates: str | None) -> GatedTube:
+    start = time.perf_counter()
+    tube = read_tube(request.path)
+    panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
+    memberships = gate_tube(tube, panel, templates)
+    simulated = str(tube.sample.metadata.get("immunoprofile_simulated", "")).upper() == "TRUE"
+    return GatedTube(request=request, tube=panel.tube, gate_ids=memberships.gate_ids,
+                     parents=memberships.parents, bitmask=memberships.bitmask,
+                     events=tube.event_count, has_spillover=tube.has_spillover,
+                     simulated=simulated, seconds=time.perf_counter() - start)
+
+
+def _gate_or_fail(request: TubeRequest, templates: str | None) -> GatedTube | TubeFailure:
+    """Gate one tube; any failure becomes a :class:`TubeFailure` with a one-line reason."""
+    try:
+        return _gate_one(request, templates)
+    except ImmunoprofileError as exc:
+        return TubeFailure(str(request.path), str(exc))
+    except MemoryError:
+        return TubeFailure(str(request.path), f"{request.path.name}: out of memory")
+    except Exception as exc:  # a bug, not the user's fault: still one line, never a crash
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return TubeFailure(
+            str(request.path),
+            f"{request.path.name}: internal error — please report: {type(exc).__name__}: "
+            f"{exc} (at {Path(where.filename).name}:{where.lineno})",
+        )
+
+
+def _count(gated: Sequence[GatedTube], base: Path) -> tuple[list[CountedTube], list[TubeFailure]]:
+    """Count every gate of every tube in one kernel call; refuse tubes without beads."""
+    counts = count_gate_events([g.bitmask for g in gated], MAX_GATES)
+    counted, failures = [], []
+    for g, row in zip(gated, counts, strict=True):
+        r = g.request
+        tube = CountedTube(
+            sample_id=r.sample_id, file=_relative_name(r, base), patient_id=r.patient_id,
+            tube=g.tube, gate_ids=g.gate_ids, parents=g.parents,
+            gate_events=row[: len(g.gate_ids)].copy(), events=g.events,
+            beads_per_test=r.beads_per_test, volume_ul=r.volume_ul, alc=r.alc,
+            has_spillover=g.has_spillover,
+        )
+        if not math.isnan(r.beads_per_test) and tube.events_in(BEAD_GATE) == 0:
+            failures.append(TubeFailure(str(r.path), (
+                f"{r.path.name}: no counting beads found (0 events in the Beads gate) — was the "
+                "blood stained in a bead tube? For a tube without beads leave beads_per_test "
+                "blank and give alc (dual-platform)")))
+            continue
+        counted.append(tube)
+    return counted, failures
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("immunoprofile", "flowkit", "flowio", "numpy", "pandas", "numba"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def gate_batch(
+    samples_dir: str | Path,
+    manifest: str | Path | None = None,
+    *,
+    jobs: int = 1,
+    templates: str | Path | None = None,
+    engine: str = "flowkit",
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Gate and count every tube of a samples folder.
+
+    Parameters
+    ----------
+    samples_dir : str or Path
+        Folder of FCS files.
+    manifest : str or Path, optional
+        Manifest CSV; ``samples_dir/manifest.csv`` by default.
+    jobs : int
+        Worker processes for reading and gating (1 = in this process).
+    templates : str or Path, optional
+        Folder of Gating-ML templates to use instead of the shipped ones.
+    engine : {"flowkit"}
+        Gating engine.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each tube.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    ManifestError
+        No manifest, or one that is not a manifest (missing columns).
+    ValueError
+        ``jobs`` < 1 or an unknown engine.
+    """
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    samples_dir = Path(samples_dir)
+    manifest_path = find_manifest(samples_dir, manifest)
+    parsed = read_manifest(manifest_path, samples_dir)
+    template_arg = str(templates) if templates is not None else None
+    checksums = template_checksums(template_arg)
+
+    failures = [TubeFailure(f, e) for f, e in parsed.problems]
+    gated: list[GatedTube] = []
+    requests = parsed.requests
+    total = len(requests)
+    done = 0
+
+    def collect(result: GatedTube | TubeFailure) -> None:
+        nonlocal done
+        (gated if isinstance(result, GatedTube) else failures).append(result)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    if jobs == 1 or total <= 1:
+        for request in requests:
+            collect(_gate_or_fail(request, template_arg))
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
+            for result in pool.map(_gate_or_fail, requests, [template_arg] * total):
+                collect(result)
+    t_gate = time.perf_counter()
+
+    # One patient, one tube of each kind: a second is refused rather than guessed between.
+    seen: dict[tuple[str, str], str] = {}
+    unique: list[GatedTube] = []
+    for g in gated:
+        key = (g.request.patient_id, g.tube)
+        if key in seen:
+            failures.append(TubeFailure(str(g.request.path), (
+                f"{g.request.path.name}: patient {key[0]} already has a {key[1]} tube "
+                f"({seen[key]}) — one tube of each kind per patient")))
+            continue
+        seen[key] = g.request.path.name
+        unique.append(g)
+    counted, bead_failures = _count(unique, manifest_path.parent)
+    failures += bead_failures
+    populations = population_table(counted)
+    samples = sample_table(counted)
+    profiles = profile_table(populations, samples, parsed.patients)
+    t_count = time.perf_counter()
+
+    base = manifest_path.parent.resolve()
+    errors = pd.DataFrame(
+        [(_short(f.file, base), f.error) for f in failures], columns=ERROR_COLUMNS)
+    run = {
+        "immunoprofile_run": 1,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "engine": engine,
+        "templates": {"directory": template_arg or "shipped", "sha256": checksums},
+        "manifest": {"path": str(manifest_path), "sha256": parsed.sha256,
+                     "rows": len(parsed.requests) + len(parsed.problems)},
+        "parameters": {"samples_dir": str(samples_dir), "jobs": jobs},
+        "samples": {"listed": total, "counted": len(counted), "failed": len(failures)},
+        "simulated_inputs": sorted(g.request.sample_id for g in gated if g.simulated),
+        "timings_s": {"read_and_gate": round(t_gate - t0, 3),
+                      "count_and_tables": round(t_count - t_gate, 3),
+                      "gating_per_tube": {g.request.sample_id: round(g.seconds, 4)
+                                          for g in gated}},
+    }
+    return BatchResult(populations=populations, profiles=profiles, errors=errors,
+                       samples=samples, run=run)
+
+
+def _short(file: str, base: Path) -> str:
+    path = Path(file)
+    try:
+        return path.resolve().relative_to(base).as_posix()
+    except (ValueError, OSError):
+        return file
+
+
+def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write a batch's tables, each atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    result : BatchResult
+    out_dir : str or Path
+        Created if absent.
+
+    Returns
+    -------
+    dict
+        ``{table name: path written}``: ``populations.csv``, ``profiles.csv``,
+        ``samples.csv``, ``errors.csv`` and ``run.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    written = {}
+    for name, table in (("populations", result.populations), ("profiles", result.profiles),
+                        ("samples", result.samples), ("errors", result.errors)):
+        path = out / f"{name}.csv"
+        atomic_write_csv(path, table)
+        written[name] = path
+    result.run.setdefault("timings_s", {})["write"] = round(time.perf_counter() - t0, 3)
+    run_path = out / "run.json"
+    atomic_write_text(run_path, json.dumps(result.run, indent=1, default=str) + "\n")
+    written["run"] = run_path
+    return written
+
+
+def gate_sample(
+    path: str | Path,
+    *,
+    patient_id: str | None = None,
+    tube: str | None = None,
+    beads_per_test: float | None = 50_000.0,
+    volume_ul: float = 50.0,
+    alc: float | None = None,
+    templates: str | Path | None = None,
+) -> pd.DataFrame:
+    """Gate and count one FCS tube, for use in a notebook.
+
+    Parameters
+    ----------
+    path : str or Path
+        The FCS file.
+    patient_id : str, optional
+        Defaults to the file name without extension.
+    tube : {"nk", "cd4", "cd8"}, optional
+        Detected from the markers when omitted.
+    beads_per_test : float or None
+        Beads in the tube; None for a tube without beads (then give ``alc``).
+    volume_ul : float
+        Blood stained, µL.
+    alc : float, optional
+        Absolute lymphocyte count, ×10⁹/L, for dual-platform counts.
+    templates : str or Path, optional
+        Folder of Gating-ML templates to use instead of the shipped ones.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tube's rows of ``populations.csv``.
+
+    Raises
+    ------
+    ImmunoprofileError
+        The file cannot be read, gated or counted; the message says why.
+    """
+    path = Path(path)
+    request = TubeRequest(
+        path=path.resolve(), sample_id=path.stem, patient_id=patient_id or path.stem,
+        tube=tube, beads_per_test=math.nan if beads_per_test is None else float(beads_per_test),
+        volume_ul=float(volume_ul), alc=math.nan if alc is None else float(alc))
+    gated = _gate_one(request, str(templates) if templates is not None else None)
+    counted, failures = _count([gated], path.resolve().parent)
+    if failures:
+        raise GatingError(failures[0].error)
+    return population_table(counted)

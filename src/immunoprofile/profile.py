@@ -1,0 +1,277 @@
+"""Per-sample and per-patient tables: populations, tube summaries and immune profiles.
+
+Every number here comes from the counting kernels in :mod:`immunoprofile.counting`: this
+module only lines the inputs up as arrays (one value per row) and the results as tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .counting import (
+    cd4_cd8_ratio,
+    dual_platform_cells_per_ul,
+    poisson_cv,
+    ratio,
+    relative_spread,
+    single_platform_cells_per_ul,
+)
+from .counting.qc import (
+    MAX_CD4_CD8_SUM_MISMATCH,
+    MAX_TUBE_SPREAD,
+    MIN_BEAD_EVENTS,
+    MIN_LYMPHOCYTE_EVENTS,
+    MIN_POPULATION_EVENTS,
+)
+from .panels import PANELS
+
+POPULATION_COLUMNS = [
+    "sample_id", "patient_id", "tube", "population", "events", "parent_events", "pct_parent",
+    "pct_lymphocytes", "cells_per_ul", "cells_per_ul_dual", "count_cv",
+]
+SAMPLE_COLUMNS = [
+    "sample_id", "file", "patient_id", "tube", "events", "bead_events", "lymphocyte_events",
+    "population", "population_events", "beads_per_test", "volume_ul", "alc", "qc_flags",
+]
+PROFILE_COLUMNS = [
+    "patient_id", "nk_per_ul", "cd4_per_ul", "cd8_per_ul", "cd3_per_ul", "lymphocytes_per_ul",
+    "cd4_cd8_ratio", "qc_flags",
+    "nk_per_ul_dual", "cd4_per_ul_dual", "cd8_per_ul_dual", "cd3_per_ul_dual",
+    "lymphocytes_per_ul_dual", "cd4_cd8_ratio_dual", "alc",
+    "cd3_per_ul_nk_tube", "cd3_per_ul_cd4_tube", "cd3_per_ul_cd8_tube", "cd3_tube_spread",
+    "lymphocytes_per_ul_nk_tube", "lymphocytes_per_ul_cd4_tube", "lymphocytes_per_ul_cd8_tube",
+    "lymphocytes_tube_spread", "cd4_plus_cd8_to_cd3",
+]
+#: Profile column of each tube's own population.
+_TUBE_COLUMN = {"nk": "nk_per_ul", "cd4": "cd4_per_ul", "cd8": "cd8_per_ul"}
+LYMPHOCYTE_GATE = "Lymphocytes"
+BEAD_GATE = "Beads"
+CD3_GATE = "CD3pos"
+
+
+@dataclass
+class CountedTube:
+    """One gated tube with its events per gate, ready for the tables.
+
+    Attributes
+    ----------
+    sample_id, file, patient_id, tube : str
+    gate_ids : list of str
+        Gates in hierarchy order.
+    parents : list of str or None
+    gate_events : numpy.ndarray
+        int64, events in each gate.
+    events : int
+        Events in the file.
+    beads_per_test, volume_ul, alc : float
+        Counting inputs (beads, µL, ×10⁹/L); NaN when not given.
+    has_spillover : bool
+    """
+
+    sample_id: str
+    file: str
+    patient_id: str
+    tube: str
+    gate_ids: list[str]
+    parents: list[str | None]
+    gate_events: np.ndarray
+    events: int
+    beads_per_test: float
+    volume_ul: float
+    alc: float
+    has_spillover: bool = True
+
+    def events_in(self, gate_id: str) -> int:
+        """Events in one gate (0 when the template has no such gate)."""
+        if gate_id not in self.gate_ids:
+            return 0
+        return int(self.gate_events[self.gate_ids.index(gate_id)])
+
+    def under_lymphocytes(self) -> list[bool]:
+        """For each gate, whether it is the lymphocyte gate or lies within it."""
+        inside = []
+        for gate_id in self.gate_ids:
+            node: str | None = gate_id
+            while node is not None and node != LYMPHOCYTE_GATE:
+                node = self.parents[self.gate_ids.index(node)]
+            inside.append(node == LYMPHOCYTE_GATE)
+        return inside
+
+
+def population_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
+    """One row per sample × gate with events, percentages and absolute counts.
+
+    Parameters
+    ----------
+    tubes : sequence of CountedTube
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`POPULATION_COLUMNS`. ``cells_per_ul`` (single-platform, cells/µL)
+        and ``cells_per_ul_dual`` (dual-platform, cells/µL) are given for the lymphocyte
+        gate and the gates within it; ``count_cv`` is the Poisson CV of the single-platform
+        count; percentages are in %.
+    """
+    rows: dict[str, list] = {c: [] for c in POPULATION_COLUMNS}
+    inputs: dict[str, list] = {k: [] for k in ("beads", "lymph", "bpt", "vol", "alc", "inside")}
+    for tube in tubes:
+        lymph = tube.events_in(LYMPHOCYTE_GATE)
+        beads = tube.events_in(BEAD_GATE)
+        for gate_id, parent, events, inside in zip(tube.gate_ids, tube.parents, tube.gate_events,
+                                                   tube.under_lymphocytes(), strict=True):
+            rows["sample_id"].append(tube.sample_id)
+            rows["patient_id"].append(tube.patient_id)
+            rows["tube"].append(tube.tube)
+            rows["population"].append(gate_id)
+            rows["events"].append(int(events))
+            rows["parent_events"].append(tube.events if parent is None
+                                         else tube.events_in(parent))
+            inputs["beads"].append(beads)
+            inputs["lymph"].append(lymph)
+            inputs["bpt"].append(tube.beads_per_test)
+            inputs["vol"].append(tube.volume_ul)
+            inputs["alc"].append(tube.alc)
+            inputs["inside"].append(inside)
+    events = np.asarray(rows["events"], dtype=np.float64)
+    inside = np.asarray(inputs["inside"], dtype=bool)
+    outside = ~inside
+    rows["pct_parent"] = list(100.0 * ratio(events, rows["parent_events"]))
+    pct_lymph = 100.0 * ratio(events, inputs["lymph"])
+    cells = single_platform_cells_per_ul(events, inputs["beads"], inputs["bpt"], inputs["vol"])
+    dual = dual_platform_cells_per_ul(events, inputs["lymph"], inputs["alc"])
+    cv = poisson_cv(events, inputs["beads"])
+    for arr in (pct_lymph, cells, dual, cv):
+        arr[outside] = np.nan
+    cv[np.isnan(cells)] = np.nan
+    rows["pct_lymphocytes"] = list(pct_lymph)
+    rows["cells_per_ul"] = list(cells)
+    rows["cells_per_ul_dual"] = list(dual)
+    rows["count_cv"] = list(cv)
+    return pd.DataFrame(rows, columns=POPULATION_COLUMNS)
+
+
+def sample_flags(tube: CountedTube) -> list[str]:
+    """QC flags of one tube (see :data:`immunoprofile.counting.qc.FLAG_DESCRIPTIONS`)."""
+    flags = []
+    if not np.isnan(tube.beads_per_test) and tube.events_in(BEAD_GATE) < MIN_BEAD_EVENTS:
+        flags.append("LOW_BEAD_EVENTS")
+    if tube.events_in(LYMPHOCYTE_GATE) < MIN_LYMPHOCYTE_EVENTS:
+        flags.append("LOW_LYMPHOCYTE_EVENTS")
+    if tube.events_in(PANELS[tube.tube].population) < MIN_POPULATION_EVENTS:
+        flags.append("LOW_POPULATION_EVENTS")
+    if not tube.has_spillover:
+        flags.append("NO_SPILLOVER")
+    return flags
+
+
+def sample_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
+    """One row per tube: events, bead and lymphocyte events, its population, QC flags."""
+    records = []
+    for tube in tubes:
+        population = PANELS[tube.tube].population
+        records.append({
+            "sample_id": tube.sample_id, "file": tube.file, "patient_id": tube.patient_id,
+            "tube": tube.tube, "events": tube.events, "bead_events": tube.events_in(BEAD_GATE),
+            "lymphocyte_events": tube.events_in(LYMPHOCYTE_GATE), "population": population,
+            "population_events": tube.events_in(population),
+            "beads_per_test": tube.beads_per_test, "volume_ul": tube.volume_ul,
+            "alc": tube.alc, "qc_flags": ";".join(sample_flags(tube)),
+        })
+    return pd.DataFrame.from_records(records, columns=SAMPLE_COLUMNS)
+
+
+def _lookup(populations: pd.DataFrame, column: str) -> dict[tuple[str, str, str], float]:
+    keys = zip(populations["patient_id"], populations["tube"], populations["population"],
+               strict=True)
+    return dict(zip(keys, populations[column].astype(float), strict=True))
+
+
+def profile_table(populations: pd.DataFrame, samples: pd.DataFrame,
+                  patients: Sequence[str]) -> pd.DataFrame:
+    """One row per patient: the immune profile and its QC flags.
+
+    Parameters
+    ----------
+    populations : pandas.DataFrame
+        From :func:`population_table`.
+    samples : pandas.DataFrame
+        From :func:`sample_table`.
+    patients : sequence of str
+        Every patient of the batch, failed ones included (their values are empty).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`PROFILE_COLUMNS`: NK, CD4+ T, CD8+ T from their own tubes, CD3+ and
+        lymphocytes as the mean over the patient's tubes (cells/µL), the CD4/CD8 ratio,
+        dual-platform twins (``*_dual``), per-tube CD3+ and lymphocyte counts with their
+        spread, and ``qc_flags`` (``;``-separated).
+    """
+    single = _lookup(populations, "cells_per_ul")
+    dual = _lookup(populations, "cells_per_ul_dual")
+    n = len(patients)
+    out: dict[str, np.ndarray] = {c: np.full(n, np.nan) for c in PROFILE_COLUMNS
+                                  if c not in ("patient_id", "qc_flags")}
+    tube_rows_cd3, tube_rows_lymph, tube_group = [], [], []
+    for p, patient in enumerate(patients):
+        for tube, column in _TUBE_COLUMN.items():
+            population = PANELS[tube].population
+            out[column][p] = single.get((patient, tube, population), np.nan)
+            out[column + "_dual"][p] = dual.get((patient, tube, population), np.nan)
+            cd3 = single.get((patient, tube, CD3_GATE), np.nan)
+            lymph = single.get((patient, tube, LYMPHOCYTE_GATE), np.nan)
+            out[f"cd3_per_ul_{tube}_tube"][p] = cd3
+            out[f"lymphocytes_per_ul_{tube}_tube"][p] = lymph
+            tube_rows_cd3.append(cd3)
+            tube_rows_lymph.append(lymph)
+            tube_group.append(p)
+        dual_cd3 = [dual.get((patient, t, CD3_GATE), np.nan) for t in _TUBE_COLUMN]
+        dual_lymph = [dual.get((patient, t, LYMPHOCYTE_GATE), np.nan) for t in _TUBE_COLUMN]
+        out["cd3_per_ul_dual"][p] = _nanmean(dual_cd3)
+        out["lymphocytes_per_ul_dual"][p] = _nanmean(dual_lymph)
+        alcs = samples.loc[samples["patient_id"] == patient, "alc"].astype(float).dropna()
+        out["alc"][p] = alcs.iloc[0] if len(alcs) else np.nan
+    per_tube_cd3 = np.column_stack([out[f"cd3_per_ul_{t}_tube"] for t in _TUBE_COLUMN])
+    per_tube_lymph = np.column_stack([out[f"lymphocytes_per_ul_{t}_tube"] for t in _TUBE_COLUMN])
+    out["cd3_per_ul"] = _row_nanmean(per_tube_cd3)
+    out["lymphocytes_per_ul"] = _row_nanmean(per_tube_lymph)
+    out["cd3_tube_spread"] = relative_spread(tube_rows_cd3, tube_group, n)
+    out["lymphocytes_tube_spread"] = relative_spread(tube_rows_lymph, tube_group, n)
+    out["cd4_cd8_ratio"] = cd4_cd8_ratio(out["cd4_per_ul"], out["cd8_per_ul"])
+    out["cd4_cd8_ratio_dual"] = cd4_cd8_ratio(out["cd4_per_ul_dual"], out["cd8_per_ul_dual"])
+    # CD3+ of the CD4 and CD8 tubes, the tubes whose CD4+ and CD8+ make the sum.
+    cd3_t_tubes = _row_nanmean(per_tube_cd3[:, 1:])
+    out["cd4_plus_cd8_to_cd3"] = ratio(out["cd4_per_ul"] + out["cd8_per_ul"], cd3_t_tubes)
+
+    flags_by_patient = []
+    for p, patient in enumerate(patients):
+        flags: list[str] = []
+        mine = samples[samples["patient_id"] == patient]
+        present = set(mine["tube"])
+        flags += [f"MISSING_TUBE:{t}" for t in _TUBE_COLUMN if t not in present]
+        if out["cd3_tube_spread"][p] > MAX_TUBE_SPREAD:
+            flags.append("CD3_TUBE_DISAGREEMENT")
+        if out["lymphocytes_tube_spread"][p] > MAX_TUBE_SPREAD:
+            flags.append("LYMPHOCYTE_TUBE_DISAGREEMENT")
+        if abs(out["cd4_plus_cd8_to_cd3"][p] - 1.0) > MAX_CD4_CD8_SUM_MISMATCH:
+            flags.append("CD4_CD8_SUM_MISMATCH")
+        for tube, tube_flags in zip(mine["tube"], mine["qc_flags"], strict=True):
+            flags += [f"{tube}:{f}" for f in str(tube_flags).split(";") if f]
+        flags_by_patient.append(";".join(flags))
+    table = pd.DataFrame({"patient_id": list(patients), **out, "qc_flags": flags_by_patient})
+    return table[PROFILE_COLUMNS]
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+def _row_nanmean(matrix: np.ndarray) -> np.ndarray:
+    return np.array([_nanmean(row) for row in matrix]) if len(matrix) else np.zeros(0)

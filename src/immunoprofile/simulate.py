@@ -1,0 +1,610 @@
+"""Simulated three-colour tubes of CLL blood, with known truth.
+
+No public FCS data hold counting beads, so immunoprofile writes its own tubes for tests,
+benchmarks and ``sample_data/``. Every tube written here is **simulated**: the truth file
+beside it says so, and so do the outputs made from it.
+
+The model, step by step, for one tube:
+
+1. Particles in the tube: each population's true concentration (cells/µL) × the stained
+   blood volume (µL), plus the beads of the bead lot (beads per test).
+2. The cytometer acquires a fixed number of events. Single particles are drawn from the
+   tube in proportion to their numbers (multinomial), so event counts carry the Poisson
+   error of real acquisitions; debris and doublets are added as fractions of all events.
+3. Each cell carries log-normal amounts of each fluorochrome (its marker's brightness, or
+   autofluorescence when negative) and normal forward/side scatter at the population's
+   real position (e.g. lymphocytes: CD45 bright, SSC low).
+4. Fluorochrome amounts × the instrument's gain, spread into the detectors by the
+   spillover matrix written in ``$SPILLOVER``, plus photon (shot) noise and electronic
+   noise. The file holds these uncompensated signals, as a BD FACSCanto writes them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .io.atomic import atomic_write_bytes, atomic_write_text
+from .panels import NK_MARKER, PANELS
+
+#: Detector channels of a three-colour BD FACSCanto tube, in file order.
+CHANNELS = ("FSC-A", "FSC-H", "SSC-A", "FITC-A", "PE-A", "PerCP-Cy5-5-A", "Time")
+FLUORESCENCE_CHANNELS = ("FITC-A", "PE-A", "PerCP-Cy5-5-A")
+#: Largest value the instrument writes ($PnR): an 18-bit range.
+CHANNEL_RANGE = 262144
+
+#: Marker per fluorochrome channel for each tube: FITC / PE / PerCP-Cy5.5.
+TUBE_MARKERS: dict[str, tuple[str, str, str]] = {
+    "nk": ("CD3", NK_MARKER, "CD45"),
+    "cd4": ("CD3", "CD4", "CD45"),
+    "cd8": ("CD3", "CD8", "CD45"),
+}
+#: How each marker is written in $PnS, as BD reagents are labelled.
+_PNS_TEXT = {"CD3": "CD3 FITC", NK_MARKER: "CD16+56 PE", "CD4": "CD4 PE", "CD8": "CD8 PE",
+             "CD45": "CD45 PerCP-Cy5.5"}
+
+#: Population labels written in the truth, with their integer codes in the label array.
+LABELS = ("bead", "b_cell", "cd4_t", "cd8_t", "dn_t", "nk", "monocyte", "granulocyte",
+          "debris", "doublet")
+LABEL_CODE = {name: code for code, name in enumerate(LABELS)}
+LYMPHOCYTE_LABELS = ("b_cell", "cd4_t", "cd8_t", "dn_t", "nk")
+
+#: Which true labels each gate (by its Gating-ML ID) should hold.
+GATE_TRUTH: dict[str, tuple[str, ...]] = {
+    "Beads": ("bead",),
+    "Lymphocytes": LYMPHOCYTE_LABELS,
+    "CD3pos": ("cd4_t", "cd8_t", "dn_t"),
+    "CD4pos": ("cd4_t",),
+    "CD8pos": ("cd8_t",),
+    "NK": ("nk",),
+}
+
+# Brightness of each marker on each population: log10 of the mean fluorochrome amount at
+# nominal gain, and the log10 standard deviation. A marker a population lacks shows the
+# population's autofluorescence instead.
+_EXPRESSION: dict[str, dict[str, tuple[float, float]]] = {
+    "b_cell": {"CD45": (3.75, 0.12)},  # CLL B cells: CD45 slightly dimmer than T cells
+    "cd4_t": {"CD3": (3.6, 0.18), "CD4": (3.9, 0.15), "CD45": (3.95, 0.10)},
+    "cd8_t": {"CD3": (3.6, 0.18), "CD8": (4.0, 0.18), "CD45": (3.95, 0.10)},
+    "dn_t": {"CD3": (3.6, 0.18), "CD45": (3.95, 0.10)},
+    "nk": {NK_MARKER: (3.7, 0.20), "CD8": (2.5, 0.30), "CD45": (3.95, 0.10)},
+    "monocyte": {"CD4": (3.0, 0.20), NK_MARKER: (2.6, 0.30), "CD45": (3.65, 0.10)},
+    "granulocyte": {NK_MARKER: (3.8, 0.20), "CD45": (3.25, 0.12)},
+    "debris": {"CD45": (1.8, 0.50)},
+}
+_AUTOFLUORESCENCE: dict[str, tuple[float, float]] = {
+    "b_cell": (1.4, 0.2), "cd4_t": (1.4, 0.2), "cd8_t": (1.4, 0.2), "dn_t": (1.4, 0.2),
+    "nk": (1.4, 0.2), "monocyte": (2.0, 0.2), "granulocyte": (2.3, 0.2), "debris": (1.2, 0.4),
+}
+# Counting beads: fluorescent in every channel (log10 mean, sd per FITC, PE, PerCP-Cy5.5).
+_BEAD_FLUORESCENCE = ((4.85, 0.03), (4.95, 0.03), (5.0, 0.03))
+# Forward and side scatter (area), linear units: mean and sd.
+_SCATTER: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "bead": ((30_000, 2_000), (35_000, 2_500)),
+    "b_cell": ((60_000, 6_000), (16_000, 3_000)),
+    "cd4_t": ((55_000, 6_000), (18_000, 3_500)),
+    "cd8_t": ((55_000, 6_000), (18_000, 3_500)),
+    "dn_t": ((55_000, 6_000), (18_000, 3_500)),
+    "nk": ((58_000, 6_000), (22_000, 4_000)),
+    "monocyte": ((90_000, 10_000), (75_000, 9_000)),
+    "granulocyte": ((110_000, 12_000), (145_000, 22_000)),
+}
+_FSC_HEIGHT_RATIO = 0.82  # FSC-H / FSC-A of a single particle
+_PHOTON_UNITS = 2.0  # signal units per photoelectron (sets shot noise)
+_ELECTRONIC_NOISE = 15.0  # sd of detector baseline noise, signal units
+_EVENTS_PER_SECOND = 2_000.0
+_TIMESTEP = 0.01  # s per Time channel unit
+
+
+@dataclass(frozen=True)
+class PatientSpec:
+    """True blood counts of one simulated patient, in cells/µL (= cells/mm³).
+
+    Attributes
+    ----------
+    patient_id : str
+    b_cells_per_ul, cd4_per_ul, cd8_per_ul, nk_per_ul : float
+        CLL B cells, CD3+CD4+ T, CD3+CD8+ T and NK (CD3− CD16/56+) cells/µL.
+    dn_t_per_ul : float
+        CD3+ CD4− CD8− T cells/µL.
+    monocytes_per_ul, granulocytes_per_ul : float
+        Non-lymphoid leucocytes/µL.
+    """
+
+    patient_id: str
+    b_cells_per_ul: float
+    cd4_per_ul: float
+    cd8_per_ul: float
+    nk_per_ul: float
+    dn_t_per_ul: float = 30.0
+    monocytes_per_ul: float = 500.0
+    granulocytes_per_ul: float = 4_000.0
+
+    @property
+    def lymphocytes_per_ul(self) -> float:
+        """Absolute lymphocyte count, cells/µL."""
+        return (self.b_cells_per_ul + self.cd4_per_ul + self.cd8_per_ul + self.nk_per_ul
+                + self.dn_t_per_ul)
+
+    @property
+    def alc(self) -> float:
+        """Absolute lymphocyte count, ×10⁹/L (as a haematology analyser reports it)."""
+        return self.lymphocytes_per_ul / 1000.0
+
+    def cells_per_ul(self) -> dict[str, float]:
+        """True concentration of every cellular population, cells/µL, by truth label."""
+        return {"b_cell": self.b_cells_per_ul, "cd4_t": self.cd4_per_ul,
+                "cd8_t": self.cd8_per_ul, "dn_t": self.dn_t_per_ul, "nk": self.nk_per_ul,
+                "monocyte": self.monocytes_per_ul, "granulocyte": self.granulocytes_per_ul}
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One cytometer's settings.
+
+    Attributes
+    ----------
+    name : str
+        Written to ``$CYT``.
+    gain_offsets : tuple of float
+        Per fluorescence detector (FITC, PE, PerCP-Cy5.5), the shift of its gain from the
+        nominal instrument, in decades (+0.1 = signals ×1.26).
+    scatter_gain_offset : float
+        Same for the scatter detectors, decades.
+    spillover : tuple of tuple of float
+        3×3 spillover matrix, row = fluorochrome, column = detector, written as
+        ``$SPILLOVER``.
+    """
+
+    name: str = "FACSCanto II"
+    gain_offsets: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scatter_gain_offset: float = 0.0
+    spillover: tuple[tuple[float, float, float], ...] = (
+        (1.0, 0.20, 0.03),
+        (0.01, 1.0, 0.12),
+        (0.0, 0.005, 1.0),
+    )
+
+
+def random_instrument(seed: int | np.random.Generator, name: str = "FACSCanto II (B)",
+                      max_gain_offset: float = 0.15) -> Instrument:
+    """A cytometer with gains and spillover drawn across realistic ranges.
+
+    Parameters
+    ----------
+    seed : int or numpy.random.Generator
+    name : str
+        Instrument name for ``$CYT``.
+    max_gain_offset : float
+        Every fluorescence gain is shifted uniformly within ±this, decades.
+
+    Returns
+    -------
+    Instrument
+        FITC→PE spillover in 0.15–0.25, PE→PerCP-Cy5.5 in 0.05–0.20, smaller terms in their
+        usual ranges.
+    """
+    rng = np.random.default_rng(seed)
+    gains = tuple(float(g) for g in rng.uniform(-max_gain_offset, max_gain_offset, 3))
+    spill = (
+        (1.0, float(rng.uniform(0.15, 0.25)), float(rng.uniform(0.01, 0.04))),
+        (float(rng.uniform(0.0, 0.02)), 1.0, float(rng.uniform(0.05, 0.20))),
+        (0.0, float(rng.uniform(0.0, 0.01)), 1.0),
+    )
+    return Instrument(name=name, gain_offsets=gains,  # type: ignore[arg-type]
+                      scatter_gain_offset=float(rng.uniform(-0.05, 0.05)), spillover=spill)
+
+
+@dataclass
+class SimulatedTube:
+    """Events of one simulated tube with their truth.
+
+    Attributes
+    ----------
+    events : numpy.ndarray
+        float32, events × channels (:data:`CHANNELS`), uncompensated signals.
+    labels : numpy.ndarray
+        uint8 truth label code per event (see :data:`LABELS`).
+    pns : list of str
+        Marker text per channel (``$PnS``), empty for scatter and time.
+    truth : dict
+        True concentrations and settings; JSON-serialisable.
+    """
+
+    events: np.ndarray
+    labels: np.ndarray
+    pns: list[str]
+    truth: dict = field(default_factory=dict)
+
+
+def _log_normal(rng: np.random.Generator, mean_log10: float, sd_log10: float, n: int):
+    return 10.0 ** rng.normal(mean_log10, sd_log10, n)
+
+
+def _fluorochrome_amounts(rng, label: str, n: int, markers: Sequence[str]) -> np.ndarray:
+    """True fluorochrome amounts (events × 3) of ``n`` particles of one population."""
+    out = np.empty((n, 3))
+    if label == "bead":
+        for j, (mu, sd) in enumerate(_BEAD_FLUORESCENCE):
+            out[:, j] = _log_normal(rng, mu, sd, n)
+        return out
+    expression = _EXPRESSION.get(label, {})
+    auto = _AUTOFLUORESCENCE[label]
+    for j, marker in enumerate(markers):
+        mu, sd = expression.get(marker, auto)
+        out[:, j] = _log_normal(rng, mu, sd, n)
+    return out
+
+
+def _scatter(rng, label: str, n: int) -> np.ndarray:
+    """Forward and side scatter area (events × 2) of ``n`` particles of one population."""
+    if label == "debris":
+        fsc = rng.gamma(2.0, 4_000.0, n)
+        ssc = rng.gamma(2.0, 3_000.0, n)
+        return np.column_stack([fsc, ssc])
+    (fm, fs), (sm, ss) = _SCATTER[label]
+    return np.column_stack([rng.normal(fm, fs, n), np.abs(rng.normal(sm, ss, n))])
+
+
+def simulate_tube(
+    patient: PatientSpec,
+    tube: str,
+    *,
+    events: int = 30_000,
+    beads_per_test: float = 50_000.0,
+    volume_ul: float = 50.0,
+    instrument: Instrument | None = None,
+    debris_fraction: float = 0.03,
+    doublet_fraction: float = 0.02,
+    seed: int = 0,
+) -> SimulatedTube:
+    """Simulate one tube of one patient's blood, stained and acquired with counting beads.
+
+    Parameters
+    ----------
+    patient : PatientSpec
+        True counts, cells/µL.
+    tube : {"nk", "cd4", "cd8"}
+        Panel of the tube.
+    events : int
+        Events acquired (beads, cells, debris and doublets together).
+    beads_per_test : float
+        Counting beads in the tube (from the bead lot); 0 makes a tube without beads.
+    volume_ul : float
+        Blood stained, µL.
+    instrument : Instrument, optional
+        Gains and spillover; the nominal FACSCanto when omitted.
+    debris_fraction, doublet_fraction : float
+        Fractions of all events that are debris and cell doublets.
+    seed : int
+        Random seed: the same arguments and seed give the same tube.
+
+    Returns
+    -------
+    SimulatedTube
+    """
+    if tube not in TUBE_MARKERS:
+        raise ValueError(f"unknown tube {tube!r}; use one of {', '.join(TUBE_MARKERS)}")
+    if events < 1:
+        raise ValueError("events must be at least 1")
+    instrument = instrument or Instrument()
+    rng = np.random.default_rng(seed)
+    markers = TUBE_MARKERS[tube]
+
+    # 1-2. Particles in the tube and the events acquired from them.
+    concentrations = patient.cells_per_ul()
+    particles = {"bead": float(beads_per_test)}
+    particles.update({k: v * volume_ul for k, v in concentrations.items()})
+    names = list(particles)
+    totals = np.array([particles[k] for k in names])
+    n_debris = int(round(events * debris_fraction))
+    n_doublets = int(round(events * doublet_fraction))
+    n_single = events - n_debris - n_doublets
+    counts = rng.multinomial(n_single, totals / totals.sum())
+
+    labels_parts, amount_parts, scatter_parts, height_parts = [], [], [], []
+    for label, n in zip(names, counts, strict=True):
+        if n == 0:
+            continue
+        amounts = _fluorochrome_amounts(rng, label, n, markers)
+        scat = _scatter(rng, label, n)
+        labels_parts.append(np.full(n, LABEL_CODE[label], np.uint8))
+        amount_parts.append(amounts)
+        scatter_parts.append(scat)
+        height_parts.append(scat[:, 0] * _FSC_HEIGHT_RATIO * rng.normal(1.0, 0.015, n))
+    if n_debris:
+        labels_parts.append(np.full(n_debris, LABEL_CODE["debris"], np.uint8))
+        amount_parts.append(_fluorochrome_amounts(rng, "debris", n_debris, markers))
+        scat = _scatter(rng, "debris", n_debris)
+        scatter_parts.append(scat)
+        height_parts.append(scat[:, 0] * rng.uniform(0.6, 0.95, n_debris))
+    if n_doublets:
+        # Two cells passing the laser together: signals add, the pulse is wider than high.
+        cell_names = [k for k in names if k != "bead"]
+        weights = np.array([particles[k] for k in cell_names])
+        pair_labels = rng.choice(len(cell_names), size=(n_doublets, 2), p=weights / weights.sum())
+        amounts = np.zeros((n_doublets, 3))
+        scat = np.zeros((n_doublets, 2))
+        height = np.zeros(n_doublets)
+        for member in range(2):
+            for code in np.unique(pair_labels[:, member]):
+                rows = np.flatnonzero(pair_labels[:, member] == code)
+                label = cell_names[code]
+                amounts[rows] += _fluorochrome_amounts(rng, label, rows.size, markers)
+                s = _scatter(rng, label, rows.size)
+                scat[rows] += s
+                height[rows] = np.maximum(height[rows], s[:, 0] * _FSC_HEIGHT_RATIO)
+        labels_parts.append(np.full(n_doublets, LABEL_CODE["doublet"], np.uint8))
+        amount_parts.append(amounts)
+        scatter_parts.append(scat)
+        height_parts.append(height * rng.uniform(1.05, 1.2, n_doublets))
+
+    labels = np.concatenate(labels_parts)
+    amounts = np.concatenate(amount_parts)
+    scatter = np.concatenate(scatter_parts)
+    fsc_height = np.concatenate(height_parts)
+    order = rng.permutation(labels.size)  # events arrive in random order
+    labels, amounts, scatter, fsc_height = (labels[order], amounts[order], scatter[order],
+                                            fsc_height[order])
+
+    # 3-4. Detector signals: gain, spillover, shot noise and electronic noise.
+    primary = amounts * 10.0 ** np.asarray(instrument.gain_offsets)
+    spill = np.asarray(instrument.spillover, dtype=float)
+    signal = primary @ spill
+    shot = rng.normal(0.0, 1.0, signal.shape) * np.sqrt(_PHOTON_UNITS * np.clip(signal, 0, None))
+    fluorescence = signal + shot + rng.normal(0.0, _ELECTRONIC_NOISE, signal.shape)
+    scatter_gain = 10.0 ** instrument.scatter_gain_offset
+    fsc_a = scatter[:, 0] * scatter_gain
+    fsc_h = fsc_height * scatter_gain
+    ssc_a = scatter[:, 1] * scatter_gain
+    time = np.sort(rng.uniform(0.0, labels.size / _EVENTS_PER_SECOND / _TIMESTEP, labels.size))
+
+    data = np.column_stack([fsc_a, fsc_h, ssc_a, fluorescence, time])
+    top = CHANNEL_RANGE - 1
+    data[:, :3] = np.clip(data[:, :3], 0, top)
+    data[:, 3:6] = np.clip(data[:, 3:6], -111, top)
+
+    pns = ["", "", "", *(_PNS_TEXT[m] for m in markers), ""]
+    truth = {
+        "simulated": True,
+        "patient_id": patient.patient_id,
+        "tube": tube,
+        "panel": PANELS[tube].description,
+        "events": int(labels.size),
+        "beads_per_test": float(beads_per_test),
+        "volume_ul": float(volume_ul),
+        "alc": patient.alc,
+        "cells_per_ul": {**concentrations, "lymphocytes": patient.lymphocytes_per_ul,
+                         "cd3": patient.cd4_per_ul + patient.cd8_per_ul + patient.dn_t_per_ul},
+        "label_counts": {name: int((labels == LABEL_CODE[name]).sum()) for name in LABELS},
+        "expected_events": {
+            label: float(n_single * particles[label] / totals.sum()) for label in names
+        },
+        "labels": list(LABELS),
+        "gate_truth": {k: list(v) for k, v in GATE_TRUTH.items()},
+        "instrument": asdict(instrument),
+        "seed": int(seed),
+        "patient": asdict(patient),
+    }
+    return SimulatedTube(events=data.astype(np.float32), labels=labels, pns=pns, truth=truth)
+
+
+def truth_paths(fcs_path: str | Path) -> tuple[Path, Path]:
+    """Paths of the truth files written beside a simulated FCS file.
+
+    Returns
+    -------
+    (Path, Path)
+        ``NAME.truth.json`` (true cells/µL and settings) and ``NAME.labels.npz`` (the truth
+        label of every event).
+    """
+    p = Path(fcs_path)
+    return p.with_suffix(".truth.json"), p.with_suffix(".labels.npz")
+
+
+def fcs_bytes(tube: SimulatedTube, *, channels: Sequence[str] = CHANNELS,
+              rename: Mapping[str, str] | None = None, spillover: bool = True,
+              extra_keywords: Mapping[str, str] | None = None) -> bytes:
+    """Encode a simulated tube as an FCS 3.1 file, as a BD FACSCanto writes it.
+
+    Parameters
+    ----------
+    tube : SimulatedTube
+    channels : sequence of str
+        Channels to write (a subset of :data:`CHANNELS` makes a tube missing channels).
+    rename : mapping, optional
+        New ``$PnN`` names for some channels, as another instrument names them
+        (e.g. ``{"FITC-A": "FL1-A"}``); ``$SPILLOVER`` uses the new names.
+    spillover : bool
+        Write ``$SPILLOVER`` (False makes a file without a spillover matrix).
+    extra_keywords : mapping, optional
+        More TEXT keywords.
+
+    Returns
+    -------
+    bytes
+    """
+    import io
+
+    import flowio
+
+    idx = [CHANNELS.index(c) for c in channels]
+    rename = dict(rename or {})
+    names = [rename.get(CHANNELS[i], CHANNELS[i]) for i in idx]
+    pns = [tube.pns[i] for i in idx]
+    fluor = [c for c in FLUORESCENCE_CHANNELS if c in channels]
+    spill_full = np.asarray(tube.truth["instrument"]["spillover"], dtype=float)
+    keep = [FLUORESCENCE_CHANNELS.index(c) for c in fluor]
+    fluor = [rename.get(c, c) for c in fluor]
+    spill = spill_full[np.ix_(keep, keep)]
+    keywords = {
+        "$CYT": tube.truth["instrument"]["name"],
+        "$CYTSN": "SIMULATED",
+        "$SRC": f"immunoprofile simulated {tube.truth['tube']} tube",
+        "$TIMESTEP": str(_TIMESTEP),
+        "$FIL": f"{tube.truth['patient_id']}_{tube.truth['tube']}.fcs",
+        "IMMUNOPROFILE_SIMULATED": "TRUE",
+    }
+    if fluor and spillover:
+        values = ",".join(f"{v:.6g}" for v in spill.ravel())
+        keywords["$SPILLOVER"] = f"{len(fluor)},{','.join(fluor)},{values}"
+    for i in range(1, len(names) + 1):
+        keywords[f"$P{i}R"] = str(CHANNEL_RANGE)
+        if channels[i - 1] == "Time":
+            keywords[f"$P{i}R"] = str(int(tube.events[:, -1].max()) + 1)
+    if extra_keywords:
+        keywords.update(extra_keywords)
+    buffer = io.BytesIO()
+    flowio.create_fcs(buffer, tube.events[:, idx].ravel(), channel_names=names,
+                      opt_channel_names=pns, metadata_dict=keywords)
+    return buffer.getvalue()
+
+
+def write_tube(tube: SimulatedTube, path: str | Path, **fcs_options) -> Path:
+    """Write a simulated tube as FCS 3.1 with its truth files beside it.
+
+    Parameters
+    ----------
+    tube : SimulatedTube
+    path : str or Path
+        Destination ``.fcs`` file.
+    **fcs_options
+        Passed to :func:`fcs_bytes`.
+
+    Returns
+    -------
+    Path
+        The FCS file written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, fcs_bytes(tube, **fcs_options))
+    truth_json, labels_npz = truth_paths(path)
+    atomic_write_text(truth_json, json.dumps(tube.truth, indent=1) + "\n")
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, labels=tube.labels)
+    atomic_write_bytes(labels_npz, buffer.getvalue())
+    return path
+
+
+def read_truth(fcs_path: str | Path) -> tuple[dict, np.ndarray]:
+    """Read the truth written beside a simulated FCS file.
+
+    Returns
+    -------
+    (dict, numpy.ndarray)
+        The truth dictionary and the label code of every event.
+    """
+    truth_json, labels_npz = truth_paths(fcs_path)
+    truth = json.loads(Path(truth_json).read_text())
+    with np.load(labels_npz) as data:
+        labels = data["labels"]
+    return truth, labels
+
+
+def cohort_specs() -> list[PatientSpec]:
+    """The six patients of ``sample_data/``: CLL from mild to extreme lymphocytosis.
+
+    Absolute lymphocyte counts 2.4 to about 300 ×10⁹/L, spanning the study's range
+    (0.7–339 ×10⁹/L); NK, CD4 and CD8 counts within the study's published ranges.
+    """
+    return [
+        PatientSpec("P01", b_cells_per_ul=800, cd4_per_ul=900, cd8_per_ul=450, nk_per_ul=250),
+        PatientSpec("P02", b_cells_per_ul=9_000, cd4_per_ul=730, cd8_per_ul=575, nk_per_ul=264),
+        PatientSpec("P03", b_cells_per_ul=42_000, cd4_per_ul=600, cd8_per_ul=870, nk_per_ul=580),
+        PatientSpec("P04", b_cells_per_ul=85_000, cd4_per_ul=2_070, cd8_per_ul=1_400,
+                    nk_per_ul=1_350),
+        PatientSpec("P05", b_cells_per_ul=150_000, cd4_per_ul=180, cd8_per_ul=494,
+                    nk_per_ul=160),
+        PatientSpec("P06", b_cells_per_ul=296_000, cd4_per_ul=1_500, cd8_per_ul=4_000,
+                    nk_per_ul=2_400),
+    ]
+
+
+#: Blood volumes (µL) a lab stains, from neat blood down to a 1:50 dilution.
+_VOLUME_STEPS_UL = (50.0, 25.0, 10.0, 5.0, 2.5, 1.0)
+#: Smallest share of events that should be beads when choosing a dilution.
+_MIN_BEAD_FRACTION = 0.05
+
+
+def stained_volume_ul(patient: PatientSpec, beads_per_test: float = 50_000.0,
+                      max_volume_ul: float = 50.0) -> float:
+    """Blood volume to stain so that beads stay at least ~5 % of events, µL.
+
+    Labs dilute lymphocytotic CLL blood before staining; the manifest's ``volume_ul`` then
+    records the blood volume (not the diluted volume) in the tube. Returns the largest of
+    50, 25, 10, 5, 2.5 and 1 µL (capped at ``max_volume_ul``) that keeps the expected bead
+    fraction ≥ 5 %.
+    """
+    leucocytes = sum(patient.cells_per_ul().values())
+    for volume in _VOLUME_STEPS_UL:
+        if volume > max_volume_ul:
+            continue
+        if beads_per_test / (beads_per_test + leucocytes * volume) >= _MIN_BEAD_FRACTION:
+            return volume
+    return min(_VOLUME_STEPS_UL[-1], max_volume_ul)
+
+
+def write_cohort(
+    out_dir: str | Path,
+    patients: Sequence[PatientSpec] | None = None,
+    *,
+    events: int = 25_000,
+    beads_per_test: float = 50_000.0,
+    volume_ul: float = 50.0,
+    seed: int = 2026,
+    other_cytometer: bool = False,
+    dilute: bool = True,
+) -> Path:
+    """Write a simulated cohort: three tubes per patient, truth files and ``manifest.csv``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder to write into (created).
+    patients : sequence of PatientSpec, optional
+        Defaults to :func:`cohort_specs`.
+    events : int
+        Events per tube.
+    beads_per_test, volume_ul : float
+        Beads per tube and blood volume stained, µL (the most; see ``dilute``).
+    seed : int
+        Base seed; every tube gets its own seed derived from it.
+    other_cytometer : bool
+        Acquire every patient on a randomly set-up instrument (gains ±0.15 decade,
+        spillover across its realistic range) instead of the nominal one.
+    dilute : bool
+        Stain less blood for patients with lymphocytosis, as labs do (see
+        :func:`stained_volume_ul`); otherwise every tube stains ``volume_ul``.
+
+    Returns
+    -------
+    Path
+        The manifest written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    patients = list(patients if patients is not None else cohort_specs())
+    rows = ["file,patient_id,tube,beads_per_test,volume_ul,alc"]
+    for p_index, patient in enumerate(patients):
+        instrument = (random_instrument(seed + 1000 * p_index) if other_cytometer
+                      else Instrument())
+        volume = (stained_volume_ul(patient, beads_per_test, volume_ul) if dilute
+                  else volume_ul)
+        for t_index, tube in enumerate(TUBE_MARKERS):
+            name = f"{patient.patient_id}_{tube}.fcs"
+            sim = simulate_tube(patient, tube, events=events, beads_per_test=beads_per_test,
+                                volume_ul=volume, instrument=instrument,
+                                seed=seed + 1000 * p_index + t_index)
+            write_tube(sim, out / name)
+            rows.append(f"{name},{patient.patient_id},{tube},{beads_per_test:g},"
+                        f"{volume:g},{patient.alc:.4g}")
+    manifest = out / "manifest.csv"
+    atomic_write_text(manifest, "\n".join(rows) + "\n")
+    return manifest
