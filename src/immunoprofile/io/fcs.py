@@ -110,10 +110,27 @@ def read_tube(path: str | Path) -> Tube:
                 f"{int(declared)} — the file is damaged or truncated"
             )
     pns = [label or "" for label in sample.pns_labels]
+    scatter = scatter_channels(sample.pnn_labels)
+    _classify_scatter(sample, scatter.values())
     return Tube(
         path=path,
         sample=sample,
         markers=marker_channels(sample.pnn_labels, pns),
-        scatter=scatter_channels(sample.pnn_labels),
+        scatter=scatter,
         event_count=int(sample.event_count),
     )
+
+
+def _classify_scatter(sample: fk.Sample, scatter_names) -> None:
+    """Count scatter channels named without an ``FSC-``/``SSC-`` prefix as scatter.
+
+    FlowIO recognises scatter only by those prefixes, so a Beckman Coulter ``FS INT`` is
+    taken for a fluorescence channel and FlowKit's ``FCS`` compensation then fails: the
+    spillover matrix does not name it. The scatter channels found by
+    :func:`immunoprofile.panels.scatter_channels` are moved to ``scatter_indices``.
+    """
+    indices = {sample.pnn_labels.index(name) for name in scatter_names}
+    moved = indices & set(sample.fluoro_indices)
+    if moved:
+        sample.fluoro_indices = [i for i in sample.fluoro_indices if i not in moved]
+        sample.scatter_indices = sorted(set(sample.scatter_indices) | moved)
