@@ -89,3 +89,20 @@ def test_single_platform_matches_formula(pop, beads, per_test, volume):
         assert np.isnan(got).all()
     else:
         np.testing.assert_allclose(got, pop / beads * per_test / volume, rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(1, 30),
+                  elements=st.one_of(st.floats(0, 1e6), st.just(np.nan))),
+       hnp.arrays(np.float64, st.integers(1, 30),
+                  elements=st.one_of(st.floats(0, 1e6), st.just(np.nan))))
+def test_ratio_dual_and_cv_match_numpy(a, b):
+    n = min(a.size, b.size)
+    a, b = a[:n], b[:n]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = np.where((b > 0) & (a >= 0), a / b, np.nan)
+        dual = np.where((b > 0), a / b * 2.5 * 1000.0, np.nan)
+        cv = np.where((a > 0) & (b > 0), np.sqrt(1 / a + 1 / b), np.nan)
+    np.testing.assert_allclose(cd4_cd8_ratio(a, b), ratio, rtol=1e-12)
+    np.testing.assert_allclose(dual_platform_cells_per_ul(a, b, 2.5), dual, rtol=1e-12)
+    np.testing.assert_allclose(poisson_cv(a, b), cv, rtol=1e-12)

@@ -68,7 +68,11 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    write_results(result, out_dir)
+    try:
+        write_results(result, out_dir)
+    except OSError as exc:
+        click.echo(f"error: cannot write results to {out_dir}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_SAMPLES_FAILED)
     if not quiet:
         run = result.run["samples"]
         click.echo(f"{run['counted']} tubes counted, {len(result.profiles)} patients, "
