@@ -91,12 +91,12 @@ def test_single_platform_matches_formula(pop, beads, per_test, volume):
         np.testing.assert_allclose(got, pop / beads * per_test / volume, rtol=1e-12)
 
 
-@settings(max_examples=60, deadline=None)
 # Inputs are event counts (whole numbers, possibly missing), as the tables give them.
 _COUNTS = hnp.arrays(np.float64, st.integers(1, 30),
                      elements=st.one_of(st.integers(0, 10**7).map(float), st.just(np.nan)))
 
 
+@settings(max_examples=60, deadline=None)
 @given(_COUNTS, _COUNTS)
 def test_ratio_dual_and_cv_match_numpy(a, b):
     n = min(a.size, b.size)
