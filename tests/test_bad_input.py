@@ -150,3 +150,48 @@ def test_tube_without_beads_counts_dual_platform(broken_batch):
     nk = table.set_index("population").loc["NK"]
     assert pd.isna(nk["cells_per_ul"])
     assert nk["cells_per_ul_dual"] == pytest.approx(BAD.nk_per_ul, rel=0.25)
+
+
+def test_unwritable_output_is_usage_error(small_cohort, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = _run_cli("gate", small_cohort, "-o", blocker / "out")
+    assert proc.returncode == 2
+    assert "cannot write results" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_tot_disagreeing_with_data_is_refused(small_cohort, tmp_path):
+    data = bytearray((small_cohort / "P01_nk.fcs").read_bytes())
+    text_end = int(data[18:26])
+    text = data[:text_end + 1].decode("latin-1")
+    damaged = text.replace("/$TOT/10000/", "/$TOT/12000/")
+    assert damaged != text
+    (tmp_path / "tot.fcs").write_bytes(damaged.encode("latin-1") + data[text_end + 1:])
+    with pytest.raises(FCSReadError, match=r"decodes to 10000 events but \$TOT says 12000"):
+        gate_sample(tmp_path / "tot.fcs")
+
+
+def test_manifest_trailing_comma_and_blank_lines(small_cohort, tmp_path):
+    folder = tmp_path / "batch"
+    shutil.copytree(small_cohort, folder)
+    lines = (folder / "manifest.csv").read_text().splitlines()
+    (folder / "manifest.csv").write_text("\n".join([lines[0], lines[1] + ",", ""] + lines[2:])
+                                         + "\n")
+    result = gate_batch(folder)
+    assert result.ok, result.errors
+    assert len(result.samples) == 6
+
+
+@pytest.mark.parametrize("value", ["inf", "-5", "0", "nan?"])
+def test_manifest_rejects_non_finite_or_negative(small_cohort, tmp_path, value):
+    folder = tmp_path / "batch"
+    shutil.copytree(small_cohort, folder)
+    lines = (folder / "manifest.csv").read_text().splitlines()
+    parts = lines[1].split(",")
+    parts[3] = value
+    lines[1] = ",".join(parts)
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    result = gate_batch(folder)
+    assert list(result.errors["file"]) == [parts[0]]
+    assert "beads_per_test must be" in result.errors["error"][0]

@@ -108,3 +108,12 @@ def test_ratio_dual_and_cv_match_numpy(a, b):
     np.testing.assert_allclose(cd4_cd8_ratio(a, b), ratio, rtol=1e-12)
     np.testing.assert_allclose(dual_platform_cells_per_ul(a, b, 2.5), dual, rtol=1e-12)
     np.testing.assert_allclose(poisson_cv(a, b), cv, rtol=1e-12)
+
+
+def test_mismatched_lengths_are_refused():
+    from immunoprofile.counting import ratio
+
+    with pytest.raises(ValueError, match="different lengths"):
+        ratio([1, 2, 3, 4, 5], [1, 2])
+    assert single_platform_cells_per_ul(100, [1000, 2000], 50_000, 50) == pytest.approx(
+        [100.0, 50.0])

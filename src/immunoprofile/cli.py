@@ -29,6 +29,18 @@ def main() -> None:
     per µL and the CD4/CD8 ratio."""
 
 
+def _check_writable(out_dir: Path) -> None:
+    """Fail before any gating when the output folder cannot be written (exit 2)."""
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise _UsageError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+
+
 @main.command()
 @click.argument("samples_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -49,6 +61,7 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
     """Gate and count every tube in SAMPLES_DIR listed in its manifest."""
     from .pipeline import gate_batch, write_results
 
+    _check_writable(out_dir)
     bar = None
 
     def progress(done: int, total: int) -> None:

@@ -232,8 +232,14 @@ def gate_batch(
             collect(_gate_or_fail(request, template_arg))
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
-            for result in pool.map(_gate_or_fail, requests, [template_arg] * total):
-                collect(result)
+            futures = [pool.submit(_gate_or_fail, r, template_arg) for r in requests]
+            for request, future in zip(requests, futures, strict=True):
+                try:
+                    collect(future.result())
+                except Exception as exc:  # the worker process died (killed, out of memory)
+                    collect(TubeFailure(str(request.path), (
+                        f"{request.path.name}: the worker process gating it stopped "
+                        f"({type(exc).__name__}) — out of memory? Retry with fewer --jobs")))
     t_gate = time.perf_counter()
 
     # One patient, one tube of each kind: a second is refused rather than guessed between.

@@ -63,11 +63,23 @@ def _poisson_cv(population_events, bead_events):
     return out
 
 
-def _as_float(values, n: int | None = None) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
-    if n is not None and arr.size == 1 and n != 1:
-        arr = np.full(n, arr[0])
-    return np.ascontiguousarray(arr)
+def _aligned(*values) -> list[np.ndarray]:
+    """Float64 1-D contiguous arrays of one common length (scalars are broadcast).
+
+    Raises
+    ------
+    ValueError
+        Arrays of different lengths: the kernels do not bounds-check.
+    """
+    arrays = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in values]
+    if any(a.ndim != 1 for a in arrays):
+        raise ValueError("counting inputs must be scalars or 1-D arrays")
+    try:
+        arrays = np.broadcast_arrays(*arrays)
+    except ValueError:
+        lengths = ", ".join(str(a.size) for a in arrays)
+        raise ValueError(f"counting inputs have different lengths ({lengths})") from None
+    return [np.ascontiguousarray(a) for a in arrays]
 
 
 def single_platform_cells_per_ul(population_events, bead_events, beads_per_test,
@@ -95,10 +107,8 @@ def single_platform_cells_per_ul(population_events, bead_events, beads_per_test,
     >>> single_platform_cells_per_ul([2000], [10000], [50000], [50])
     array([200.])
     """
-    pop = _as_float(population_events)
-    n = pop.size
-    return _single_platform(pop, _as_float(bead_events, n), _as_float(beads_per_test, n),
-                            _as_float(volume_ul, n))
+    return _single_platform(*_aligned(population_events, bead_events, beads_per_test,
+                                      volume_ul))
 
 
 def dual_platform_cells_per_ul(population_events, lymphocyte_events, alc) -> np.ndarray:
@@ -123,9 +133,7 @@ def dual_platform_cells_per_ul(population_events, lymphocyte_events, alc) -> np.
     >>> dual_platform_cells_per_ul([500], [5000], [2.0])
     array([200.])
     """
-    pop = _as_float(population_events)
-    n = pop.size
-    return _dual_platform(pop, _as_float(lymphocyte_events, n), _as_float(alc, n))
+    return _dual_platform(*_aligned(population_events, lymphocyte_events, alc))
 
 
 def ratio(numerator, denominator) -> np.ndarray:
@@ -141,8 +149,7 @@ def ratio(numerator, denominator) -> np.ndarray:
     numpy.ndarray
         Dimensionless.
     """
-    num = _as_float(numerator)
-    return _ratio(num, _as_float(denominator, num.size))
+    return _ratio(*_aligned(numerator, denominator))
 
 
 def cd4_cd8_ratio(cd4_per_ul, cd8_per_ul) -> np.ndarray:
@@ -170,5 +177,4 @@ def poisson_cv(population_events, bead_events) -> np.ndarray:
         Coefficient of variation from Poisson counting error of both counts,
         ``sqrt(1/population + 1/beads)`` (0.05 = 5 %); NaN when either is zero.
     """
-    pop = _as_float(population_events)
-    return _poisson_cv(pop, _as_float(bead_events, pop.size))
+    return _poisson_cv(*_aligned(population_events, bead_events))

@@ -73,7 +73,9 @@ def gate_tube(tube: Tube, panel: Panel, templates: str | None = None) -> GateMem
     try:
         results = strategy.gate_sample(tube.sample)
     except Exception as exc:
-        raise GatingError(f"{tube.path.name}: FlowKit could not gate this tube: {exc}") from None
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise GatingError(
+            f"{tube.path.name}: FlowKit could not gate this tube: {first_line}") from None
     finally:
         strategy.clear_cache()  # FlowKit keeps compensated events per sample otherwise
     gate_ids: list[str] = []

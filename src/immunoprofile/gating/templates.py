@@ -122,6 +122,13 @@ def channel_map(panel: Panel, markers: dict[str, str], scatter: dict[str, str],
                 f"{', '.join(scatter.values()) or 'none'})"
             )
         pairs.append((template_channel, scatter[template_channel]))
+    used: dict[str, str] = {}
+    for template_channel, file_channel in pairs:
+        if file_channel in used:
+            raise PanelError(
+                f"{prefix}channel {file_channel} would serve as both {used[file_channel]} and "
+                f"{template_channel} — its $PnS names several of the panel's markers")
+        used[file_channel] = template_channel
     return ChannelMap(tuple(pairs))
 
 

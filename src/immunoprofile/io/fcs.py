@@ -102,13 +102,15 @@ def read_tube(path: str | Path) -> Tube:
         if "greater than file size" in reason:
             reason = f"truncated — the DATA segment runs past the end of the file ({size} bytes)"
         raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
-    declared = sample.metadata.get("tot")
-    if declared is not None and str(declared).strip().isdigit():
-        if int(declared) != sample.event_count:
-            raise FCSReadError(
-                f"{path.name}: holds {sample.event_count} events but its $TOT says "
-                f"{int(declared)} — the file is damaged or truncated"
-            )
+    # FlowKit takes event_count from $TOT; the decoded matrix says what the DATA holds.
+    decoded = int(sample.get_events(source="raw").shape[0])
+    declared = str(sample.metadata.get("tot", "")).strip()
+    if not declared.isdigit() or int(declared) != decoded:
+        raise FCSReadError(
+            f"{path.name}: its DATA segment decodes to {decoded} events but $TOT says "
+            f"{declared or 'nothing'} — the file is damaged ($PAR, $DATATYPE or $PnB wrong) "
+            "or truncated"
+        )
     pns = [label or "" for label in sample.pns_labels]
     scatter = scatter_channels(sample.pnn_labels)
     _classify_scatter(sample, scatter.values())
@@ -117,7 +119,7 @@ def read_tube(path: str | Path) -> Tube:
         sample=sample,
         markers=marker_channels(sample.pnn_labels, pns),
         scatter=scatter,
-        event_count=int(sample.event_count),
+        event_count=decoded,
     )
 
 

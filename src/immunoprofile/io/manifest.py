@@ -94,7 +94,7 @@ def _number(value, column: str, row_label: str, *, default: float = math.nan,
         number = float(str(value).strip())
     except ValueError:
         raise ValueError(f"{row_label}: {column} must be a number, not {value!r}") from None
-    if math.isnan(number) or number < 0 or (positive and number == 0):
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
         raise ValueError(f"{row_label}: {column} must be {'positive' if positive else '≥ 0'}, "
                          f"not {value!r}")
     return number
@@ -148,12 +148,20 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
         The file is not a CSV with at least the ``file`` and ``patient_id`` columns.
     """
     path = Path(path)
-    raw = path.read_bytes()
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    try:
+        # index_col=False: a trailing comma (as spreadsheets write) is not an index column.
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                            index_col=False, skip_blank_lines=False)
     except Exception as exc:
         raise ManifestError(f"{path.name}: not a readable CSV file ({exc})") from None
     table.columns = [str(c).strip().lower() for c in table.columns]
+    if len(set(table.columns)) != len(table.columns):
+        raise ManifestError(f"{path.name}: a column name appears twice "
+                            f"({', '.join(table.columns)})")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ManifestError(
@@ -164,24 +172,25 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
     result = Manifest(path=path, sha256=hashlib.sha256(raw).hexdigest())
     base = path.parent
     listed: set[Path] = set()
-    for index, row in table.iterrows():
-        line = int(index) + 2  # header is line 1
+    for position, (_, row) in enumerate(table.iterrows()):
+        line = position + 2  # header is line 1
         file_text = str(row["file"]).strip()
         row_label = f"{path.name} line {line}"
         if not file_text:
-            result.problems.append((row_label, "the 'file' column is empty"))
+            if any(str(v).strip() for v in row.values):
+                result.problems.append((row_label, "the 'file' column is empty"))
             continue
         patient = str(row["patient_id"]).strip()
         if patient and patient not in result.patients:
             result.patients.append(patient)
         fcs = (base / file_text).resolve()
+        if not patient:
+            result.problems.append((file_text, f"{row_label}: patient_id is empty"))
+            continue
         if fcs in listed:
             result.problems.append((file_text, f"listed twice in {path.name} (line {line})"))
             continue
         listed.add(fcs)
-        if not patient:
-            result.problems.append((file_text, f"{row_label}: patient_id is empty"))
-            continue
         tube = str(row.get("tube", "") or "").strip().lower() or None
         if tube is not None and tube not in TUBES:
             result.problems.append(
@@ -208,7 +217,12 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
         result.requests.append(TubeRequest(fcs, sample_id, patient, tube, beads, volume, alc))
     if samples_dir is not None:
         root = Path(samples_dir)
-        for fcs in sorted(p for p in root.rglob("*") if p.suffix.lower() == ".fcs"):
+        try:
+            found = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".fcs")
+        except OSError as exc:
+            raise ManifestError(f"{root}: cannot list the samples folder "
+                                f"({exc.strerror or exc})") from None
+        for fcs in found:
             if fcs.resolve() not in listed:
                 result.problems.append(
                     (fcs.relative_to(root).as_posix(),
