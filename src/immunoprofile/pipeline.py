@@ -94,13 +94,6 @@ class BatchResult:
         return self.errors.empty
 
 
-def _relative_name(request: TubeRequest, base: Path) -> str:
-    try:
-        return request.path.relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return str(request.path)
-
-
 def _gate_one(request: TubeRequest, templates: str | None) -> GatedTube:
     start = time.perf_counter()
     tube = read_tube(request.path)
@@ -137,7 +130,7 @@ def _count(gated: Sequence[GatedTube], base: Path) -> tuple[list[CountedTube], l
     for g, row in zip(gated, counts, strict=True):
         r = g.request
         tube = CountedTube(
-            sample_id=r.sample_id, file=_relative_name(r, base), patient_id=r.patient_id,
+            sample_id=r.sample_id, file=_short(str(r.path), base), patient_id=r.patient_id,
             tube=g.tube, gate_ids=g.gate_ids, parents=g.parents,
             gate_events=row[: len(g.gate_ids)].copy(), events=g.events,
             beads_per_test=r.beads_per_test, volume_ul=r.volume_ul, alc=r.alc,
@@ -254,7 +247,7 @@ def gate_batch(
             continue
         seen[key] = g.request.path.name
         unique.append(g)
-    counted, bead_failures = _count(unique, manifest_path.parent)
+    counted, bead_failures = _count(unique, manifest_path.parent.resolve())
     failures += bead_failures
     populations = population_table(counted)
     samples = sample_table(counted)

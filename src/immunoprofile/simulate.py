@@ -21,11 +21,13 @@ The model, step by step, for one tube:
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import flowio
 import numpy as np
 
 from .io.atomic import atomic_write_bytes, atomic_write_text
@@ -428,10 +430,6 @@ def fcs_bytes(tube: SimulatedTube, *, channels: Sequence[str] = CHANNELS,
     -------
     bytes
     """
-    import io
-
-    import flowio
-
     idx = [CHANNELS.index(c) for c in channels]
     rename = dict(rename or {})
     names = [rename.get(CHANNELS[i], CHANNELS[i]) for i in idx]
@@ -485,8 +483,6 @@ def write_tube(tube: SimulatedTube, path: str | Path, **fcs_options) -> Path:
     atomic_write_bytes(path, fcs_bytes(tube, **fcs_options))
     truth_json, labels_npz = truth_paths(path)
     atomic_write_text(truth_json, json.dumps(tube.truth, indent=1) + "\n")
-    import io
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, labels=tube.labels)
     atomic_write_bytes(labels_npz, buffer.getvalue())
