@@ -53,8 +53,9 @@ def _check_writable(out_dir: Path) -> None:
 @click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates to use instead of the "
                                  "shipped ones (nk_tube.xml, cd4_tube.xml, cd8_tube.xml).")
-@click.option("--engine", type=click.Choice(["flowkit"]), default="flowkit", show_default=True,
-              help="Gating engine.")
+@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
+              show_default=True,
+              help="Gating engine: the compiled Numba engine, or FlowKit (the reference).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
          templates: Path | None, engine: str, quiet: bool) -> None:

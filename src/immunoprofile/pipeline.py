@@ -1,4 +1,4 @@
-"""The batch pipeline: manifest → read → gate (FlowKit) → count (Numba) → tables.
+"""The batch pipeline: manifest → read → gate (compiled engine or FlowKit) → count → tables.
 
 :func:`gate_batch` is what ``immunoprofile gate`` runs; :func:`gate_sample` does one file.
 A tube that fails — unreadable, wrong panel, missing channel, no beads — becomes one row
@@ -23,6 +23,7 @@ import pandas as pd
 
 from .counting import count_gate_events
 from .errors import GatingError, ImmunoprofileError
+from .gating.compiled_gating import gate_tube_compiled
 from .gating.flowkit_gating import MAX_GATES, gate_tube
 from .gating.templates import template_checksums
 from .io.atomic import atomic_write_csv, atomic_write_text
@@ -38,7 +39,8 @@ from .profile import (
 )
 
 ERROR_COLUMNS = ["file", "error"]
-ENGINES = ("flowkit",)
+#: Gating engines: the compiled Numba engine (default) and FlowKit, the reference.
+ENGINES = ("compiled", "flowkit")
 
 
 @dataclass
@@ -94,22 +96,26 @@ class BatchResult:
         return self.errors.empty
 
 
-def _gate_one(request: TubeRequest, templates: str | None) -> GatedTube:
+def _gate_one(request: TubeRequest, templates: str | None, engine: str) -> GatedTube:
     start = time.perf_counter()
     tube = read_tube(request.path)
     panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
-    memberships = gate_tube(tube, panel, templates)
-    simulated = str(tube.sample.metadata.get("immunoprofile_simulated", "")).upper() == "TRUE"
+    if engine == "flowkit":
+        memberships = gate_tube(tube, panel, templates)
+    else:
+        memberships = gate_tube_compiled(tube, panel, templates)
+    simulated = str(tube.metadata.get("immunoprofile_simulated", "")).upper() == "TRUE"
     return GatedTube(request=request, tube=panel.tube, gate_ids=memberships.gate_ids,
                      parents=memberships.parents, bitmask=memberships.bitmask,
                      events=tube.event_count, has_spillover=tube.has_spillover,
                      simulated=simulated, seconds=time.perf_counter() - start)
 
 
-def _gate_or_fail(request: TubeRequest, templates: str | None) -> GatedTube | TubeFailure:
+def _gate_or_fail(request: TubeRequest, templates: str | None,
+                  engine: str = "compiled") -> GatedTube | TubeFailure:
     """Gate one tube; any failure becomes a :class:`TubeFailure` with a one-line reason."""
     try:
-        return _gate_one(request, templates)
+        return _gate_one(request, templates, engine)
     except ImmunoprofileError as exc:
         return TubeFailure(str(request.path), str(exc))
     except MemoryError:
@@ -164,7 +170,7 @@ def gate_batch(
     *,
     jobs: int = 1,
     templates: str | Path | None = None,
-    engine: str = "flowkit",
+    engine: str = "compiled",
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchResult:
     """Gate and count every tube of a samples folder.
@@ -179,8 +185,9 @@ def gate_batch(
         Worker processes for reading and gating (1 = in this process).
     templates : str or Path, optional
         Folder of Gating-ML templates to use instead of the shipped ones.
-    engine : {"flowkit"}
-        Gating engine.
+    engine : {"compiled", "flowkit"}
+        Gating engine: the compiled Numba engine, or FlowKit itself (the reference; both
+        give the same event membership).
     progress : callable, optional
         Called as ``progress(done, total)`` after each tube.
 
@@ -222,10 +229,10 @@ def gate_batch(
 
     if jobs == 1 or total <= 1:
         for request in requests:
-            collect(_gate_or_fail(request, template_arg))
+            collect(_gate_or_fail(request, template_arg, engine))
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
-            futures = [pool.submit(_gate_or_fail, r, template_arg) for r in requests]
+            futures = [pool.submit(_gate_or_fail, r, template_arg, engine) for r in requests]
             for request, future in zip(requests, futures, strict=True):
                 try:
                     collect(future.result())
@@ -325,6 +332,7 @@ def gate_sample(
     volume_ul: float = 50.0,
     alc: float | None = None,
     templates: str | Path | None = None,
+    engine: str = "compiled",
 ) -> pd.DataFrame:
     """Gate and count one FCS tube, for use in a notebook.
 
@@ -344,6 +352,8 @@ def gate_sample(
         Absolute lymphocyte count, ×10⁹/L, for dual-platform counts.
     templates : str or Path, optional
         Folder of Gating-ML templates to use instead of the shipped ones.
+    engine : {"compiled", "flowkit"}
+        Gating engine (see :func:`gate_batch`).
 
     Returns
     -------
@@ -360,7 +370,9 @@ def gate_sample(
         path=path.resolve(), sample_id=path.stem, patient_id=patient_id or path.stem,
         tube=tube, beads_per_test=math.nan if beads_per_test is None else float(beads_per_test),
         volume_ul=float(volume_ul), alc=math.nan if alc is None else float(alc))
-    gated = _gate_one(request, str(templates) if templates is not None else None)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    gated = _gate_one(request, str(templates) if templates is not None else None, engine)
     counted, failures = _count([gated], path.resolve().parent)
     if failures:
         raise GatingError(failures[0].error)

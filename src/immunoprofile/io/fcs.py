@@ -1,20 +1,23 @@
-"""Reading FCS tubes with FlowKit, and turning reader failures into clear errors.
+"""Reading FCS tubes, and turning reader failures into clear errors.
 
-FlowKit (through FlowIO) does the parsing: HEADER, TEXT, DATA, gain and log scaling. What
-this module adds is the judgement a user needs: whether the bytes are FCS at all, whether
-the file is complete, and which markers and scatter channels the tube carries.
+FlowIO parses HEADER and TEXT and the DATA segment is memory-mapped
+(:mod:`immunoprofile.io.events`); a FlowKit ``Sample`` of the same file is built only when
+the FlowKit engine asks for one. What this module adds is the judgement a user needs:
+whether the bytes are FCS at all, whether the file is complete, and which markers and
+scatter channels the tube carries.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import flowkit as fk
 
 from ..errors import FCSReadError
 from ..panels import marker_channels, scatter_channels
+from .events import EventData, read_events
 
 _FCS_VERSIONS = ("FCS2.0", "FCS3.0", "FCS3.1", "FCS3.2")
 
@@ -26,8 +29,8 @@ class Tube:
     Attributes
     ----------
     path : Path
-    sample : flowkit.Sample
-        The events as FlowKit holds them (gain and log amplification undone).
+    events : EventData
+        The events as the compiled engine reads them (memory-mapped).
     markers : dict
         ``{canonical marker: $PnN channel}`` found in ``$PnS``.
     scatter : dict
@@ -37,16 +40,42 @@ class Tube:
     """
 
     path: Path
-    sample: fk.Sample
+    events: EventData
     markers: dict[str, str]
     scatter: dict[str, str]
     event_count: int
+    _sample: fk.Sample | None = field(default=None, repr=False)
+
+    @property
+    def metadata(self) -> dict:
+        """TEXT keywords (lower case, without ``$``)."""
+        return self.events.text
 
     @property
     def has_spillover(self) -> bool:
         """Whether the file carries a spillover matrix (``$SPILLOVER`` or ``$SPILL``)."""
-        meta = self.sample.metadata
-        return "spillover" in meta or "spill" in meta
+        return "spillover" in self.metadata or "spill" in self.metadata
+
+    @property
+    def sample(self) -> fk.Sample:
+        """The tube as a FlowKit ``Sample`` (gain and log amplification undone), built on
+        first use: only the FlowKit engine needs it."""
+        if self._sample is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    sample = fk.Sample(str(self.path), sample_id=self.path.name)
+            except Exception as exc:  # noqa: BLE001 - read_tube has vetted the file
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
+                    type(exc).__name__
+                raise FCSReadError(f"{self.path.name}: FlowKit cannot read it: {reason}") \
+                    from None
+            # the same scatter reclassification as read_tube made for the engine
+            moved = set(sample.fluoro_indices) - set(self.events.fluoro_indices)
+            sample.fluoro_indices = [i for i in sample.fluoro_indices if i not in moved]
+            sample.scatter_indices = sorted(set(sample.scatter_indices) | moved)
+            self._sample = sample
+        return self._sample
 
 
 def _check_header(path: Path) -> None:
@@ -70,7 +99,7 @@ def _check_header(path: Path) -> None:
 
 
 def read_tube(path: str | Path) -> Tube:
-    """Read one FCS 2.0/3.0/3.1 tube with FlowKit.
+    """Read one FCS 2.0/3.0/3.1 tube.
 
     Parameters
     ----------
@@ -88,51 +117,26 @@ def read_tube(path: str | Path) -> Tube:
     """
     path = Path(path)
     _check_header(path)
-    size = path.stat().st_size
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sample = fk.Sample(str(path), sample_id=path.name)
-    except EOFError:
-        raise FCSReadError(
-            f"{path.name}: truncated — the file ends inside its TEXT segment ({size} bytes)"
-        ) from None
-    except Exception as exc:  # FlowIO raises many types for malformed files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "greater than file size" in reason:
-            reason = f"truncated — the DATA segment runs past the end of the file ({size} bytes)"
-        raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
-    # FlowKit takes event_count from $TOT; the decoded matrix says what the DATA holds.
-    decoded = int(sample.get_events(source="raw").shape[0])
-    declared = str(sample.metadata.get("tot", "")).strip()
-    if not declared.isdigit() or int(declared) != decoded:
-        raise FCSReadError(
-            f"{path.name}: its DATA segment decodes to {decoded} events but $TOT says "
-            f"{declared or 'nothing'} — the file is damaged ($PAR, $DATATYPE or $PnB wrong) "
-            "or truncated"
-        )
-    pns = [label or "" for label in sample.pns_labels]
-    scatter = scatter_channels(sample.pnn_labels)
-    _classify_scatter(sample, scatter.values())
+    events = read_events(path)
+    pns = [label or "" for label in events.pns]
+    scatter = scatter_channels(events.pnn)
+    _classify_scatter(events, scatter.values())
     return Tube(
         path=path,
-        sample=sample,
-        markers=marker_channels(sample.pnn_labels, pns),
+        events=events,
+        markers=marker_channels(events.pnn, pns),
         scatter=scatter,
-        event_count=decoded,
+        event_count=events.event_count,
     )
 
 
-def _classify_scatter(sample: fk.Sample, scatter_names) -> None:
+def _classify_scatter(events: EventData, scatter_names) -> None:
     """Count scatter channels named without an ``FSC-``/``SSC-`` prefix as scatter.
 
     FlowIO recognises scatter only by those prefixes, so a Beckman Coulter ``FS INT`` is
-    taken for a fluorescence channel and FlowKit's ``FCS`` compensation then fails: the
-    spillover matrix does not name it. The scatter channels found by
-    :func:`immunoprofile.panels.scatter_channels` are moved to ``scatter_indices``.
+    taken for a fluorescence channel and ``FCS`` compensation then fails: the spillover
+    matrix does not name it. The scatter channels found by
+    :func:`immunoprofile.panels.scatter_channels` are removed from ``fluoro_indices``.
     """
-    indices = {sample.pnn_labels.index(name) for name in scatter_names}
-    moved = indices & set(sample.fluoro_indices)
-    if moved:
-        sample.fluoro_indices = [i for i in sample.fluoro_indices if i not in moved]
-        sample.scatter_indices = sorted(set(sample.scatter_indices) | moved)
+    indices = {events.pnn.index(name) for name in scatter_names}
+    events.fluoro_indices = [i for i in events.fluoro_indices if i not in indices]

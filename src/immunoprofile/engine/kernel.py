@@ -1,0 +1,627 @@
+"""The gating kernel: one pass over a tube's events, every gate in topological order.
+
+Events are processed in blocks of ``BLOCK`` rows; blocks are independent, so ``prange``
+spreads them over threads and counts are summed per block. For each block the kernel
+
+1. decodes the channels the gates need from the file's own data type (time step, ``$PnE``
+   log decoding, ``$PnG`` gain and integer bit masks, as FlowIO does);
+2. forms the untransformed dimension values: a channel, a compensated channel (dot product
+   with the inverse spillover, as FlowKit's ``solve`` computes it) or a ratio;
+3. evaluates the gates parent-first, looking only at events their parent holds.
+
+Range, rectangle and quadrant tests compare untransformed values with bounds mapped back
+from FlowKit's own transform (:mod:`.thresholds`), so they are exact and need no transform.
+Polygons reuse that: an edge's "does the event's y lie between the vertices' y" tests are
+such mapped tests, as is the side of a vertical edge; only the side of a sloped edge needs
+the transformed point, and even then a bracket of the transformed value (a monotone table,
+``bracket_*`` arrays) settles it unless the event lies within a hair of the edge — only then
+is the transform evaluated, once per event and axis. Ellipsoids transform their axes.
+
+All arrays are lowered by :mod:`.compiler`; nothing here knows about FlowKit or files. No
+fastmath: fused multiply-adds or reassociation would move events across gate edges.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numba
+import numpy as np
+
+from .transforms import IDENTITY, transform_value
+
+BLOCK = 4096
+
+# Gate kinds
+RECT = 0
+POLYGON = 1
+ELLIPSOID = 2
+BOOLEAN = 3
+
+# Value kinds
+VALUE_CHANNEL = 0
+VALUE_COMBINATION = 1
+VALUE_RATIO = 2
+
+# Boolean operations
+AND = 0
+OR = 1
+NOT = 2
+
+# Polygon edge kinds
+EDGE_HORIZONTAL = 0
+EDGE_VERTICAL = 1
+EDGE_SLOPED = 2
+
+#: Untransformed magnitudes mapped exactly by :mod:`.thresholds` (keep in step).
+DOMAIN = float(2.0**50)
+
+#: Bracket tables: |v| from 2**-10 to 2**24, 64 cells per binade (float64 bit pattern).
+BRACKET_LOW_BITS = int(np.float64(2.0**-10).view(np.int64))
+BRACKET_HIGH_BITS = int(np.float64(2.0**24).view(np.int64))
+BRACKET_SHIFT = 46
+BRACKET_CELLS = (BRACKET_HIGH_BITS - BRACKET_LOW_BITS) >> BRACKET_SHIFT
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decode(raw_value, mask, scale, decades, log0, value_range, gain):
+    if mask != 0:
+        x = float(np.uint64(raw_value) & mask)
+    else:
+        x = float(raw_value)
+    if scale != 1.0:
+        x = x * scale
+    if decades > 0.0:
+        x = (10.0 ** (decades * x / value_range)) * log0
+    if gain != 1.0 and gain != 0.0:
+        x = x / gain
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def _transform(f, v, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
+    a = xf_lut_start[f]
+    b = xf_lut_start[f + 1]
+    return transform_value(xf_kind[f], xf_params[f], lut_x[a:b], lut_y[a:b], v)
+
+
+@numba.njit(cache=True, nogil=True)
+def _test_general(t, v, test_mode, test_xform, test_has_lo, test_tlo, test_has_hi,
+                  test_thi, test_ninf, test_pinf, test_nan, test_iv_start, iv_lo, iv_hi,
+                  xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
+    if test_mode[t] == 0:
+        if v >= -DOMAIN and v <= DOMAIN:
+            for k in range(test_iv_start[t], test_iv_start[t + 1]):
+                if v >= iv_lo[k] and v <= iv_hi[k]:
+                    return True
+            return False
+        if v != v:
+            return test_nan[t]
+        if v == math.inf:
+            return test_pinf[t]
+        if v == -math.inf:
+            return test_ninf[t]
+    # beyond the mapped domain, or a test that could not be mapped: transform this value
+    u = _transform(test_xform[t], v, xf_kind, xf_params, xf_lut_start, lut_x, lut_y)
+    ok = True
+    if test_has_lo[t]:
+        ok = u >= test_tlo[t]
+    if ok and test_has_hi[t]:
+        ok = u < test_thi[t]
+    return ok
+
+
+@numba.njit(cache=True, nogil=True)
+def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_tlo,
+                 test_has_hi, test_thi, test_ninf, test_pinf, test_nan, test_iv_start, iv_lo,
+                 iv_hi, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
+    """out[i] = active[i] and test t passes for vcol[i].
+
+    Written without data-dependent branches in the main loops (membership masks are
+    random, so branches would be mispredicted); values outside the mapped domain — NaN,
+    infinities, |v| > DOMAIN — are rare and fixed up afterwards.
+    """
+    n = vcol.shape[0]
+    s = test_iv_start[t]
+    e = test_iv_start[t + 1]
+    if test_mode[t] != 0:
+        for i in range(n):
+            out[i] = False
+            if active[i]:
+                out[i] = _test_general(t, vcol[i], test_mode, test_xform, test_has_lo,
+                                       test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
+                                       test_nan, test_iv_start, iv_lo, iv_hi, xf_kind,
+                                       xf_params, xf_lut_start, lut_x, lut_y)
+        return
+    outside = False
+    if e - s == 1:
+        lo = iv_lo[s]
+        hi = iv_hi[s]
+        for i in range(n):
+            v = vcol[i]
+            out[i] = active[i] & (v >= lo) & (v <= hi)
+            outside |= not (abs(v) <= DOMAIN)
+    else:
+        for i in range(n):
+            out[i] = False
+            outside |= not (abs(vcol[i]) <= DOMAIN)
+        for k in range(s, e):
+            lo = iv_lo[k]
+            hi = iv_hi[k]
+            for i in range(n):
+                v = vcol[i]
+                out[i] |= (v >= lo) & (v <= hi)
+        for i in range(n):
+            out[i] &= active[i]
+    if outside:
+        for i in range(n):
+            v = vcol[i]
+            if active[i] and not (abs(v) <= DOMAIN):
+                out[i] = _test_general(t, v, test_mode, test_xform, test_has_lo, test_tlo,
+                                       test_has_hi, test_thi, test_ninf, test_pinf, test_nan,
+                                       test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
+                                       xf_lut_start, lut_x, lut_y)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bracket_cell(bits):
+    return (bits - BRACKET_LOW_BITS) >> BRACKET_SHIFT
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_left(ax, ay, bx, by, px, py):
+    # flowutils' point_is_left, same operations in the same order
+    return (bx - ax) * (py - ay) - (px - ax) * (by - ay)
+
+
+@numba.njit(cache=True, nogil=True)
+def _winding_odd(px, py, verts, start, stop):
+    # flowutils' points_in_polygon: winding number (Sunday), inside when odd.
+    wind = 0
+    n = stop - start
+    for k in range(n):
+        ax = verts[start + k, 0]
+        ay = verts[start + k, 1]
+        j = start if k >= n - 1 else start + k + 1
+        bx = verts[j, 0]
+        by = verts[j, 1]
+        if ay <= py:
+            if py < by:
+                if _is_left(ax, ay, bx, by, px, py) > 0:
+                    wind += 1
+        else:
+            if by <= py:
+                if _is_left(ax, ay, bx, by, px, py) < 0:
+                    wind -= 1
+    return wind % 2 != 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _bracket_column(v_row, s, bracket_pos, bracket_neg, lo_out, hi_out, bits):
+    """Bounds on one axis's transformed values, from its table (NaN bounds: none)."""
+    n = v_row.shape[0]
+    last = BRACKET_CELLS - 1
+    for i in range(n):
+        v = v_row[i]
+        magnitude = abs(v)
+        # table cell from the float's bit pattern (64 cells per binade)
+        cell = (bits[i] & np.int64(0x7FFFFFFFFFFFFFFF)) - BRACKET_LOW_BITS
+        cell = cell >> BRACKET_SHIFT
+        cell = min(max(cell, 0), last)
+        small = magnitude < 2.0**-10
+        p0 = bracket_pos[s + cell]
+        p1 = bracket_pos[s + cell + 1]
+        n0 = bracket_neg[s + cell]
+        n1 = bracket_neg[s + cell + 1]
+        lo = n1 if v < 0.0 else p0
+        hi = n0 if v < 0.0 else p1
+        lo = bracket_neg[s] if small else lo
+        hi = bracket_pos[s] if small else hi
+        low = min(lo, hi)
+        high = max(lo, hi)
+        valid = (magnitude < 2.0**24) & math.isfinite(low) & math.isfinite(high)
+        # the tables are the compiled transform, exact; widen for last-bit wobble
+        lo_out[i] = low - 1e-12 * (1.0 + abs(low)) if valid else math.nan
+        hi_out[i] = high + 1e-12 * (1.0 + abs(high)) if valid else math.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
+                    edge_lt_test, ytest, y0, y1, edge_dir, d0, band, wind, ge, lt, pxl, pxh,
+                    pyl, pyh, px_exact, py_exact, have_exact, bracket_start, bracket_pos,
+                    bracket_neg, scratch_f, scratch_i, test_value, test_mode, test_xform,
+                    test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
+                    test_nan, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start,
+                    lut_x, lut_y):
+    """FlowKit's winding rule over a block, edge by edge (see the module docstring).
+
+    An event's band — how many distinct vertex y values its y reaches, by exact mapped
+    tests — says which edges it crosses and in which direction (``edge_dir``). A vertical
+    edge's side is one more mapped test; a sloped edge's side is read from brackets of the
+    transformed point unless the event lies within a hair of the edge.
+    """
+    nb = cand.shape[0]
+    ny = y1 - y0
+    if sx == -2 and sy == -2:
+        # Untransformed axes: FlowKit's own arithmetic on the same values, every edge.
+        for i in range(nb):
+            wind[i] = 0
+        for k in range(nv):
+            kb = 0 if k == nv - 1 else k + 1
+            ax = verts[v0 + k, 0]
+            ay = verts[v0 + k, 1]
+            bx = verts[v0 + kb, 0]
+            by = verts[v0 + kb, 1]
+            for i in range(nb):
+                px = vx_row[i]
+                py = vy_row[i]
+                value = (bx - ax) * (py - ay) - (px - ax) * (by - ay)
+                up = (ay <= py) & (py < by) & (value > 0)
+                down = (ay > py) & (by <= py) & (value < 0)
+                wind[i] += up
+                wind[i] -= down
+        for i in range(nb):
+            cand[i] = cand[i] & ((wind[i] & 1) == 1)
+        return
+    for i in range(nb):
+        band[i] = 0
+        wind[i] = 0
+    for j in range(ny):
+        _test_column(ytest[y0 + j], vy_row, cand, ge[j], test_mode, test_xform, test_has_lo,
+                     test_tlo, test_has_hi, test_thi, test_ninf, test_pinf, test_nan,
+                     test_iv_start, iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start, lut_x,
+                     lut_y)
+        row = ge[j]
+        for i in range(nb):
+            band[i] += row[i]
+    sloped = False
+    for k in range(nv):
+        if edge_kind[v0 + k] == EDGE_SLOPED:
+            sloped = True
+    exact_axes = sx == -2 and sy == -2
+    if sloped and not exact_axes:
+        if sx == -2:
+            pxl[:] = vx_row
+            pxh[:] = vx_row
+        elif sx >= 0:
+            _bracket_column(vx_row, sx, bracket_pos, bracket_neg, pxl, pxh,
+                            vx_row.view(np.int64))
+        else:
+            pxl[:] = math.nan
+            pxh[:] = math.nan
+        if sy == -2:
+            pyl[:] = vy_row
+            pyh[:] = vy_row
+        elif sy >= 0:
+            _bracket_column(vy_row, sy, bracket_pos, bracket_neg, pyl, pyh,
+                            vy_row.view(np.int64))
+        else:
+            pyl[:] = math.nan
+            pyh[:] = math.nan
+    for i in range(nb):
+        have_exact[i] = False
+    for k in range(nv):
+        kind = edge_kind[v0 + k]
+        if kind == EDGE_HORIZONTAL:
+            continue
+        dirs = edge_dir[d0 + k * (ny + 1): d0 + (k + 1) * (ny + 1)]
+        if kind == EDGE_VERTICAL:
+            left = lt[k]
+            _test_column(edge_lt_test[v0 + k], vx_row, cand, left, test_mode, test_xform,
+                         test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
+                         test_nan, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
+                         xf_lut_start, lut_x, lut_y)
+            for i in range(nb):
+                wind[i] += dirs[band[i]] * left[i]
+            continue
+        kb = 0 if k == nv - 1 else k + 1
+        ax = verts[v0 + k, 0]
+        ay = verts[v0 + k, 1]
+        bx = verts[v0 + kb, 0]
+        by = verts[v0 + kb, 1]
+        dx = bx - ax
+        dy = by - ay
+        if exact_axes:
+            for i in range(nb):
+                d = dirs[band[i]] * cand[i]
+                value = dx * (vy_row[i] - ay) - (vx_row[i] - ax) * dy
+                wind[i] += (d > 0) & (value > 0)
+                wind[i] -= (d < 0) & (value < 0)
+            continue
+        unsure = False
+        for i in range(nb):
+            d = dirs[band[i]] * cand[i]
+            xl = pxl[i]
+            xh = pxh[i]
+            yl = pyl[i]
+            yh = pyh[i]
+            c1 = dx * (yl - ay) - (xl - ax) * dy
+            c2 = dx * (yh - ay) - (xl - ax) * dy
+            c3 = dx * (yl - ay) - (xh - ax) * dy
+            c4 = dx * (yh - ay) - (xh - ax) * dy
+            low = min(min(c1, c2), min(c3, c4))
+            high = max(max(c1, c2), max(c3, c4))
+            margin = 1e-9 * (abs(dx) * (abs(yl - ay) + abs(yh - ay))
+                             + abs(dy) * (abs(xl - ax) + abs(xh - ax))) + 1e-300
+            positive = low > margin
+            negative = high < -margin
+            wind[i] += (d > 0) & positive
+            wind[i] -= (d < 0) & negative
+            # NaN brackets fail both tests: those events are settled exactly below
+            pending = (d != 0) & (not positive) & (not negative)
+            have_exact[i] |= pending
+            unsure |= pending
+        if unsure:
+            for i in range(nb):
+                d = dirs[band[i]] * cand[i]
+                if d == 0 or not have_exact[i]:
+                    continue
+                xl = pxl[i]
+                xh = pxh[i]
+                yl = pyl[i]
+                yh = pyh[i]
+                c1 = dx * (yl - ay) - (xl - ax) * dy
+                c2 = dx * (yh - ay) - (xl - ax) * dy
+                c3 = dx * (yl - ay) - (xh - ax) * dy
+                c4 = dx * (yh - ay) - (xh - ax) * dy
+                low = min(min(c1, c2), min(c3, c4))
+                high = max(max(c1, c2), max(c3, c4))
+                margin = 1e-9 * (abs(dx) * (abs(yl - ay) + abs(yh - ay))
+                                 + abs(dy) * (abs(xl - ax) + abs(xh - ax))) + 1e-300
+                if low > margin or high < -margin:
+                    continue  # settled by the bracket above
+                # within a hair of the edge: the transformed point itself
+                px = vx_row[i]
+                if sx != -2:
+                    px = _transform(fx, px, xf_kind, xf_params, xf_lut_start, lut_x, lut_y)
+                py = vy_row[i]
+                if sy != -2:
+                    py = _transform(fy, py, xf_kind, xf_params, xf_lut_start, lut_x, lut_y)
+                value = _is_left(ax, ay, bx, by, px, py)
+                if d > 0 and value > 0:
+                    wind[i] += 1
+                elif d < 0 and value < 0:
+                    wind[i] -= 1
+    for i in range(nb):
+        cand[i] = cand[i] & ((wind[i] & 1) == 1)
+
+
+def _gate_blocks(data, n_events,
+                 chan_col, chan_mask, chan_scale, chan_decades, chan_log0, chan_range,
+                 chan_gain,
+                 val_kind, val_row, val_a, val_b, val_coef_start, coef_chan, coef_w, val_ratio,
+                 xf_kind, xf_params, xf_lut_start, lut_x, lut_y,
+                 axis_value, axis_xform, bracket_start, bracket_pos, bracket_neg,
+                 test_value, test_mode, test_xform, test_has_lo, test_tlo, test_has_hi,
+                 test_thi, test_ninf, test_pinf, test_nan, test_iv_start, iv_lo, iv_hi,
+                 gate_kind, gate_parent, gate_complement, gate_exact, gate_test_start,
+                 gate_axis_start, gate_axes, gate_vert_start, verts, edge_kind, edge_lt_test,
+                 gate_ytest_start, ytest, gate_dir_start, edge_dir,
+                 gate_ell_start, ell_mean, gate_inv_start, ell_inv, ell_dist,
+                 gate_ref_start, ref_gate, ref_complement, gate_bool_op,
+                 out_bits):
+    n_chan = chan_col.shape[0]
+    n_val = val_kind.shape[0]  # values live in rows val_row[k] of the block's table
+    n_axis = axis_value.shape[0]
+    n_gate = gate_kind.shape[0]
+    max_vert = 1
+    for g in range(n_gate):
+        max_vert = max(max_vert, gate_vert_start[g + 1] - gate_vert_start[g])
+    n_blocks = (n_events + BLOCK - 1) // BLOCK
+    counts = np.zeros((n_blocks, n_gate), dtype=np.int64)
+    write_bits = out_bits.shape[0] > 0
+    for blk in numba.prange(n_blocks):
+        start = blk * BLOCK
+        stop = min(start + BLOCK, n_events)
+        nb = stop - start
+        # rows 0..n_chan-1: decoded channels; then one row per derived value
+        vals = np.empty((n_chan + n_val, nb))
+        tv = np.empty((n_axis, nb))
+        tdone = np.zeros((n_axis, nb), dtype=np.bool_)
+        member = np.zeros((n_gate, nb), dtype=np.bool_)
+        everyone = np.ones(nb, dtype=np.bool_)
+        cand = np.empty(nb, dtype=np.bool_)
+        cand2 = np.empty(nb, dtype=np.bool_)
+        ge = np.empty((max_vert, nb), dtype=np.bool_)
+        lt = np.empty((max_vert, nb), dtype=np.bool_)
+        band = np.empty(nb, dtype=np.int64)
+        wind = np.empty(nb, dtype=np.int64)
+        pxl = np.empty(nb)
+        pxh = np.empty(nb)
+        pyl = np.empty(nb)
+        pyh = np.empty(nb)
+        px_exact = np.empty(nb)
+        py_exact = np.empty(nb)
+        have_exact = np.empty(nb, dtype=np.bool_)
+        scratch_f = np.empty(1)
+        scratch_i = scratch_f.view(np.int64)
+        for c in range(n_chan):
+            col = chan_col[c]
+            mask = chan_mask[c]
+            scale = chan_scale[c]
+            decades = chan_decades[c]
+            log0 = chan_log0[c]
+            value_range = chan_range[c]
+            gain = chan_gain[c]
+            if mask == 0 and scale == 1.0 and not decades > 0.0 and (gain == 1.0
+                                                                       or gain == 0.0):
+                for i in range(nb):
+                    vals[c, i] = float(data[start + i, col])
+            else:
+                for i in range(nb):
+                    vals[c, i] = _decode(data[start + i, col], mask, scale, decades, log0,
+                                         value_range, gain)
+        for k in range(n_val):
+            kind = val_kind[k]
+            row = n_chan + k
+            if kind == VALUE_COMBINATION:
+                j0 = val_coef_start[k]
+                for i in range(nb):
+                    vals[row, i] = 0.0
+                for j in range(j0, val_coef_start[k + 1]):
+                    src = coef_chan[j]
+                    w = coef_w[j]
+                    for i in range(nb):
+                        vals[row, i] += vals[src, i] * w
+            elif kind == VALUE_RATIO:
+                num = val_a[k]
+                den = val_b[k]
+                ra = val_ratio[k, 0]
+                rb = val_ratio[k, 1]
+                rc = val_ratio[k, 2]
+                for i in range(nb):
+                    vals[row, i] = ra * ((vals[num, i] - rb) / (vals[den, i] - rc))
+        for g in range(n_gate):
+            parent = gate_parent[g]
+            kind = gate_kind[g]
+            complement = gate_complement[g]
+            parent_ok = member[parent] if parent >= 0 else everyone
+            if kind == BOOLEAN:
+                r0 = gate_ref_start[g]
+                r1 = gate_ref_start[g + 1]
+                op = gate_bool_op[g]
+                for i in range(nb):
+                    if not parent_ok[i]:
+                        continue
+                    if op == NOT:
+                        result = not (member[ref_gate[r0], i] != ref_complement[r0])
+                    elif op == AND:
+                        result = True
+                        for r in range(r0, r1):
+                            if not (member[ref_gate[r], i] != ref_complement[r]):
+                                result = False
+                                break
+                    else:
+                        result = False
+                        for r in range(r0, r1):
+                            if member[ref_gate[r], i] != ref_complement[r]:
+                                result = True
+                                break
+                    member[g, i] = result
+                continue
+            # Range tests (the rectangle itself, or a shape's bounding box), column-wise.
+            t0 = gate_test_start[g]
+            t1 = gate_test_start[g + 1]
+            if t1 == t0:
+                for i in range(nb):
+                    cand[i] = parent_ok[i]
+            else:
+                source = parent_ok
+                for t in range(t0, t1):
+                    target = cand if (t - t0) % 2 == 0 else cand2
+                    _test_column(t, vals[val_row[test_value[t]]], source, target, test_mode,
+                                 test_xform, test_has_lo, test_tlo, test_has_hi, test_thi,
+                                 test_ninf, test_pinf, test_nan, test_iv_start, iv_lo, iv_hi,
+                                 xf_kind, xf_params, xf_lut_start, lut_x, lut_y)
+                    source = target
+                if (t1 - t0) % 2 == 0:
+                    cand, cand2 = cand2, cand
+            if kind == POLYGON:
+                a0 = gate_axis_start[g]
+                ux = gate_axes[a0]
+                uy = gate_axes[a0 + 1]
+                v0 = gate_vert_start[g]
+                v1 = gate_vert_start[g + 1]
+                nv = v1 - v0
+                vx_row = vals[val_row[axis_value[ux]]]
+                vy_row = vals[val_row[axis_value[uy]]]
+                fx = axis_xform[ux]
+                fy = axis_xform[uy]
+                # bracket table start per axis: -2 untransformed (exact), -1 none
+                sx = -2 if xf_kind[fx] == IDENTITY else bracket_start[ux]
+                sy = -2 if xf_kind[fy] == IDENTITY else bracket_start[uy]
+                if gate_exact[g]:
+                    for i in range(nb):
+                        if cand[i]:
+                            px = vx_row[i]
+                            if sx != -2:
+                                px = _transform(fx, px, xf_kind, xf_params, xf_lut_start,
+                                                lut_x, lut_y)
+                            py = vy_row[i]
+                            if sy != -2:
+                                py = _transform(fy, py, xf_kind, xf_params, xf_lut_start,
+                                                lut_x, lut_y)
+                            cand[i] = _winding_odd(px, py, verts, v0, v1)
+                else:
+                    _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts,
+                                    edge_kind, edge_lt_test, ytest, gate_ytest_start[g],
+                                    gate_ytest_start[g + 1], edge_dir, gate_dir_start[g],
+                                    band, wind, ge, lt, pxl, pxh, pyl, pyh, px_exact,
+                                    py_exact, have_exact, bracket_start, bracket_pos,
+                                    bracket_neg, scratch_f, scratch_i,
+                                    test_value, test_mode, test_xform, test_has_lo,
+                                    test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
+                                    test_nan, test_iv_start, iv_lo, iv_hi, xf_kind,
+                                    xf_params, xf_lut_start, lut_x, lut_y)
+            elif kind == ELLIPSOID:
+                a0 = gate_axis_start[g]
+                dims = gate_axis_start[g + 1] - a0
+                e0 = gate_ell_start[g]
+                m0 = gate_inv_start[g]
+                for i in range(nb):
+                    if not cand[i]:
+                        continue
+                    for d in range(dims):
+                        x = gate_axes[a0 + d]
+                        if not tdone[x, i]:
+                            f = axis_xform[x]
+                            u = vals[val_row[axis_value[x]], i]
+                            if xf_kind[f] != IDENTITY:
+                                u = _transform(f, u, xf_kind, xf_params, xf_lut_start, lut_x,
+                                               lut_y)
+                            tv[x, i] = u
+                            tdone[x, i] = True
+                    total = 0.0
+                    for col in range(dims):
+                        rot = 0.0
+                        for row in range(dims):
+                            rot += ((tv[gate_axes[a0 + row], i] - ell_mean[e0 + row])
+                                    * ell_inv[m0 + row * dims + col])
+                        total += rot * (tv[gate_axes[a0 + col], i] - ell_mean[e0 + col])
+                    cand[i] = total <= ell_dist[g]
+            n_in = 0
+            row = member[g]
+            for i in range(nb):
+                inside = parent_ok[i] & (cand[i] != complement)
+                row[i] = inside
+                n_in += inside
+            counts[blk, g] = n_in
+        for g in range(n_gate):
+            if gate_kind[g] == BOOLEAN:
+                n_in = 0
+                for i in range(nb):
+                    if member[g, i]:
+                        n_in += 1
+                counts[blk, g] = n_in
+        if write_bits:
+            for w in range(out_bits.shape[0]):
+                g0 = w * 64
+                g1 = min(g0 + 64, n_gate)
+                for i in range(nb):
+                    word = np.uint64(0)
+                    for g in range(g0, g1):
+                        if member[g, i]:
+                            word |= np.uint64(1) << np.uint64(g - g0)
+                    out_bits[w, start + i] = word
+    total_counts = np.zeros(n_gate, dtype=np.int64)
+    for blk in range(n_blocks):
+        for g in range(n_gate):
+            total_counts[g] += counts[blk, g]
+    return total_counts
+
+
+def _renamed(func, name: str):
+    """A copy of ``func`` under another name: Numba's on-disk cache is keyed by the
+    function's qualified name, so the serial and the threaded builds need distinct ones."""
+    copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__,
+                              func.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
+#: Serial and threaded builds of the same kernel (no fastmath: rounding must match FlowKit).
+gate_blocks_serial = numba.njit(cache=True, nogil=True)(
+    _renamed(_gate_blocks, "gate_blocks_serial"))
+gate_blocks_parallel = numba.njit(cache=True, nogil=True, parallel=True)(
+    _renamed(_gate_blocks, "gate_blocks_parallel"))

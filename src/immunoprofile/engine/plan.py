@@ -1,0 +1,224 @@
+"""A compiled gating plan: the public face of the engine."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from ..io.events import EventData, read_events
+from .compiler import Bound, GateKey, Program, Unsupported, bind, lower
+from .kernel import gate_blocks_parallel, gate_blocks_serial
+
+#: Below this many events a tube is gated on one thread (threads cost more than they save).
+PARALLEL_MIN_EVENTS = 200_000
+
+
+class EngineFallbackWarning(UserWarning):
+    """A strategy could not be compiled; FlowKit gates it instead."""
+
+
+class GateMembership(Mapping):
+    """Per-gate event membership, keyed as FlowKit keys gates: ``(gate_name, gate_path)``.
+
+    Each value is a boolean array, one value per event, already ANDed with the gate's
+    parents (FlowKit's ``GatingResults.get_gate_membership``).
+    """
+
+    def __init__(self, keys: list[GateKey], bits: np.ndarray):
+        self._keys = keys
+        self._bits = bits  # (words, events) uint64
+
+    def __getitem__(self, key: GateKey) -> np.ndarray:
+        g = self._keys.index((key[0], tuple(key[1])))
+        word = self._bits[g // 64]
+        return (word >> np.uint64(g % 64)) & np.uint64(1) == np.uint64(1)
+
+    def __iter__(self) -> Iterator[GateKey]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get_gate_membership(self, gate_name: str, gate_path=None) -> np.ndarray:
+        """Membership of one gate; ``gate_path`` is needed only when the name repeats."""
+        matches = [k for k in self._keys if k[0] == gate_name
+                   and (gate_path is None or k[1] == tuple(gate_path))]
+        if len(matches) != 1:
+            raise KeyError(f"gate {gate_name!r} matches {len(matches)} gates; give its path")
+        return self[matches[0]]
+
+    @property
+    def bitmask(self) -> np.ndarray:
+        """Packed membership: uint64 (ceil(gates / 64), events); bit ``g % 64`` of word
+        ``g // 64`` is gate ``g`` in :attr:`GatingPlan.gate_ids` order."""
+        return self._bits
+
+
+class GatingPlan:
+    """A gating strategy compiled for the Numba kernel (see :func:`compile`).
+
+    Attributes
+    ----------
+    gate_ids : list of (str, tuple of str)
+        Gates in evaluation order, named as FlowKit names them.
+    gate_types : list of str
+        FlowKit's gate type per gate.
+    compiled : bool
+        False when the strategy fell back to FlowKit (:attr:`fallback_reason` says why).
+    """
+
+    def __init__(self, strategy, sample_id: str | None = None):
+        self.strategy = strategy
+        self.sample_id = sample_id
+        self.fallback_reason: str | None = None
+        self._program: Program | None = None
+        self._bound: dict[tuple, Bound] = {}
+        try:
+            self._program = lower(strategy, sample_id)
+        except Unsupported as exc:
+            self.fallback_reason = str(exc)
+            warnings.warn(
+                f"immunoprofile engine: {exc}; this strategy is gated with FlowKit instead",
+                EngineFallbackWarning, stacklevel=3)
+        if self._program is not None:
+            self.gate_ids = [g.key for g in self._program.gates]
+            self.gate_types = [g.gate_type for g in self._program.gates]
+        else:
+            self.gate_ids, self.gate_types = _flowkit_gate_ids(strategy, sample_id)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the Numba kernel gates this strategy."""
+        return self._program is not None
+
+    def _events(self, sample) -> EventData:
+        if isinstance(sample, EventData):
+            return sample
+        if isinstance(sample, str | os.PathLike):
+            return read_events(Path(sample))
+        return EventData.from_sample(sample)  # a FlowKit Sample
+
+    def _run(self, sample, want_bits: bool, threads: int | None):
+        events = self._events(sample)
+        layout = (tuple(events.pnn), tuple(events.pns), events.spill,
+                  tuple(events.fluoro_indices), tuple(events.null_channels),
+                  events.mask.tobytes(), events.scale.tobytes(), events.decades.tobytes(),
+                  events.log0.tobytes(), events.value_range.tobytes(), events.gain.tobytes())
+        bound = self._bound.get(layout)
+        if bound is None:
+            bound = bind(self._program, events)
+            self._bound[layout] = bound
+        n = events.event_count
+        n_words = (bound.n_gates + 63) // 64 if want_bits else 0
+        bits = np.zeros((n_words, n if want_bits else 0), dtype=np.uint64)
+        data = events.data
+        if data.ndim != 2 or n == 0:
+            data = np.zeros((max(n, 0), max(len(events.pnn), 1)), dtype=np.float64)
+        use_threads = threads if threads is not None else numba.config.NUMBA_NUM_THREADS
+        if use_threads > 1 and n >= PARALLEL_MIN_EVENTS:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(min(use_threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                counts = gate_blocks_parallel(data, n, *bound.args, bits)
+            finally:
+                numba.set_num_threads(previous)
+        else:
+            counts = gate_blocks_serial(data, n, *bound.args, bits)
+        return counts, bits
+
+    def counts(self, sample, threads: int | None = None) -> dict[GateKey, int]:
+        """Events in every gate (parent-ANDed).
+
+        Parameters
+        ----------
+        sample : flowkit.Sample, EventData, str or Path
+            The tube; a path is read with :func:`read_events` (memory-mapped).
+        threads : int, optional
+            Threads for large tubes (default: all Numba threads).
+
+        Returns
+        -------
+        dict
+            ``{(gate_name, gate_path): events}``.
+        """
+        if not self.compiled:
+            results = self._flowkit(sample)
+            return {key: int(np.sum(_flowkit_membership(results, key)))
+                    for key in self.gate_ids}
+        counts, _ = self._run(sample, False, threads)
+        return {key: int(c) for key, c in zip(self.gate_ids, counts, strict=True)}
+
+    def membership(self, sample, threads: int | None = None) -> GateMembership:
+        """Per-gate boolean membership of every event (see :class:`GateMembership`)."""
+        if not self.compiled:
+            results = self._flowkit(sample)
+            members = [np.asarray(_flowkit_membership(results, key), dtype=bool)
+                       for key in self.gate_ids]
+            n = members[0].size if members else 0
+            bits = np.zeros(((len(members) + 63) // 64, n), dtype=np.uint64)
+            for g, member in enumerate(members):
+                bits[g // 64] |= member.astype(np.uint64) << np.uint64(g % 64)
+            return GateMembership(self.gate_ids, bits)
+        _, bits = self._run(sample, True, threads)
+        return GateMembership(self.gate_ids, bits)
+
+    def _flowkit(self, sample):
+        import flowkit as fk
+
+        if isinstance(sample, EventData):
+            raise TypeError("a strategy FlowKit gates needs a flowkit.Sample or a path")
+        if isinstance(sample, str | os.PathLike):
+            sample = fk.Sample(str(sample))
+        try:
+            return self.strategy.gate_sample(sample)
+        finally:
+            self.strategy.clear_cache()
+
+
+def _flowkit_gate_ids(strategy, sample_id) -> tuple[list[GateKey], list[str]]:
+    from flowkit.exceptions import QuadrantReferenceError
+
+    keys, types = [], []
+    for name, path in strategy.get_gate_ids():
+        try:
+            gate = strategy.get_gate(name, path, sample_id=sample_id)
+            if gate.gate_type == "QuadrantGate":
+                continue
+            types.append(gate.gate_type)
+        except QuadrantReferenceError:
+            types.append("QuadrantGate")
+        keys.append((name, tuple(path)))
+    return keys, types
+
+
+def _flowkit_membership(results, key: GateKey) -> np.ndarray:
+    name, path = key
+    try:
+        return results.get_gate_membership(name, gate_path=path)
+    except Exception:  # noqa: BLE001 - quadrants are filed under their gate's path
+        return results.get_gate_membership(name, gate_path=path[:-1])
+
+
+def compile(strategy, sample_id: str | None = None) -> GatingPlan:  # noqa: A001
+    """Compile a FlowKit ``GatingStrategy`` for the Numba kernel.
+
+    Parameters
+    ----------
+    strategy : flowkit.GatingStrategy
+        From Gating-ML (``flowkit.parse_gating_xml``), a FlowJo workspace
+        (``flowkit.Workspace.get_gating_strategy``) or built in code.
+    sample_id : str, optional
+        Use this sample's custom gates where the strategy has them (workspaces).
+
+    Returns
+    -------
+    GatingPlan
+        Falls back to FlowKit, with one :class:`EngineFallbackWarning`, when the strategy
+        holds something the engine does not compile.
+    """
+    return GatingPlan(strategy, sample_id)

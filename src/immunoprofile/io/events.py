@@ -1,0 +1,197 @@
+"""A tube's events as the gating engine reads them: the file's DATA segment, mapped.
+
+FlowIO reads the HEADER and TEXT (``only_text=True``) and checks the segment offsets. What
+this module does beyond FlowIO, and why: FlowIO decodes DATA into a Python ``array`` and
+then a float64 matrix with gain and log scaling applied — two full copies, eight bytes per
+value. Here the DATA segment is memory-mapped in the file's own type (float32, float64 or
+unsigned integers of one width) and the kernel applies FlowIO's preprocessing per value as
+it goes (time step, ``$PnE`` log decoding, ``$PnG`` gain, the ``$PnR`` bit mask of integer
+data). Big-endian files are byte-swapped once (Numba reads native order only). Layouts the
+map cannot express (mixed integer widths, ASCII) are decoded by FlowIO itself.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import flowio
+import numpy as np
+
+from ..errors import FCSReadError
+
+
+@dataclass
+class EventData:
+    """The events of one tube plus what the kernel needs to decode them.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        (events, channels) in the file's stored type, or float64 already decoded.
+    pnn, pns : list of str
+        ``$PnN`` and ``$PnS`` per channel (``""`` where ``$PnS`` is absent).
+    mask : numpy.ndarray
+        uint64 bit mask per channel (0: none).
+    scale, decades, log0, value_range, gain : numpy.ndarray
+        float64 per channel: time step, ``$PnE`` decades and log(0) value, ``$PnR``,
+        ``$PnG``; identity values where the data are already decoded.
+    fluoro_indices : list of int
+        Fluorescence channels (FlowIO's rule, adjustable as FlowKit's ``Sample`` is).
+    spill : str or None
+        The ``$SPILLOVER``/``$SPILL`` text.
+    null_channels : list of str
+    name : str
+    text : dict
+        TEXT keywords as FlowIO gives them (lower case, no ``$``).
+    """
+
+    data: np.ndarray
+    pnn: list[str]
+    pns: list[str]
+    mask: np.ndarray
+    scale: np.ndarray
+    decades: np.ndarray
+    log0: np.ndarray
+    value_range: np.ndarray
+    gain: np.ndarray
+    fluoro_indices: list[int]
+    spill: str | None = None
+    null_channels: list[str] = field(default_factory=list)
+    name: str = ""
+
+    text: dict = field(default_factory=dict)
+
+    @property
+    def event_count(self) -> int:
+        """Events in the tube, events."""
+        return int(self.data.shape[0])
+
+    @classmethod
+    def from_sample(cls, sample) -> EventData:
+        """Wrap a FlowKit ``Sample`` (its raw events are already decoded, float64)."""
+        events = sample.get_events(source="raw")
+        n = events.shape[1]
+        meta = sample.metadata
+        spill = meta.get("spillover", meta.get("spill"))
+        return cls(
+            data=events, pnn=list(sample.pnn_labels),
+            pns=[p or "" for p in sample.pns_labels],
+            mask=np.zeros(n, dtype=np.uint64), scale=np.ones(n), decades=np.zeros(n),
+            log0=np.zeros(n), value_range=np.ones(n), gain=np.ones(n),
+            fluoro_indices=list(sample.fluoro_indices), spill=spill,
+            null_channels=list(sample.null_channels or []), name=str(sample.id),
+            text=dict(meta),
+        )
+
+
+def _next_power_of_2(x: int) -> int:
+    return 1 if x == 0 else 2 ** (x - 1).bit_length()
+
+
+def _data_offsets(flow: flowio.FlowData) -> tuple[int, int]:
+    header = flow.header
+    if flow.version == "2.0":
+        return header["data_start"], header["data_stop"]
+    start, stop = int(flow.text["begindata"]), int(flow.text["enddata"])
+    return start, stop
+
+
+def read_events(path: str | Path) -> EventData:
+    """Map one FCS file's events for the gating kernel.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    EventData
+
+    Raises
+    ------
+    FCSReadError
+        FlowIO cannot read the HEADER/TEXT, or DATA is shorter than ``$TOT`` × ``$PAR``.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flow = flowio.FlowData(str(path), only_text=True)
+        n_par = int(flow.channel_count)
+        n_tot = int(flow.event_count)
+    except EOFError:
+        raise FCSReadError(
+            f"{path.name}: truncated — the file ends inside its TEXT segment ({size} bytes)"
+        ) from None
+    except Exception as exc:  # FlowIO raises many types for malformed files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "greater than file size" in reason:
+            reason = f"truncated — the DATA segment runs past the end of the file ({size} bytes)"
+        raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
+    text = flow.text
+    channels = [flow.channels[n] for n in sorted(flow.channels, key=int)]
+    byteorder = {"1,2,3,4": "<", "1,2": "<", "4,3,2,1": ">", "2,1": ">"}.get(
+        text.get("byteord", ""), "=")
+    datatype = text.get("datatype", "").lower()
+    widths = {int(text.get(f"p{i}b", "0") or 0) for i in range(1, n_par + 1)}
+    mask = np.zeros(n_par, dtype=np.uint64)
+    dtype = None
+    if text.get("mode", "l").lower() == "l":
+        if datatype == "f":
+            dtype = np.dtype(byteorder + "f4")
+        elif datatype == "d":
+            dtype = np.dtype(byteorder + "f8")
+        elif datatype == "i" and len(widths) == 1 and widths <= {8, 16, 32}:
+            bits = widths.pop()
+            dtype = np.dtype(byteorder + {8: "u1", 16: "u2", 32: "u4"}[bits])
+            ranges = [_next_power_of_2(int(float(text[f"p{i}r"]))) for i in range(1, n_par + 1)]
+            if any(2**bits > r for r in ranges):  # FlowIO masks every channel then
+                mask = np.array([r - 1 for r in ranges], dtype=np.uint64)
+    if dtype is not None:
+        start, stop = _data_offsets(flow)
+        declared = stop - start + 1
+        needed = n_tot * n_par * dtype.itemsize
+        if declared != needed:
+            raise FCSReadError(
+                f"{path.name}: its DATA segment decodes to "
+                f"{max(declared, 0) // (n_par * dtype.itemsize)} events but $TOT says "
+                f"{n_tot} — the file is damaged ($PAR, $DATATYPE or $PnB wrong) or truncated")
+        if start + needed > size:
+            raise FCSReadError(f"{path.name}: cannot be read as FCS: truncated — the DATA "
+                               f"segment runs past the end of the file ({size} bytes)")
+        data = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=(n_tot, n_par))
+        if not dtype.isnative:
+            data = data.astype(dtype.newbyteorder("="))
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                full = flowio.FlowData(str(path))
+            data = full.as_array(preprocess=False)
+        except Exception as exc:  # noqa: BLE001
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
+        if data.shape[0] != n_tot:
+            raise FCSReadError(
+                f"{path.name}: its DATA segment decodes to {data.shape[0]} events but $TOT "
+                f"says {n_tot} — the file is damaged ($PAR, $DATATYPE or $PnB wrong) or "
+                "truncated")
+    scale = np.ones(n_par)
+    if "timestep" in text and flow.time_index is not None:
+        try:
+            scale[flow.time_index] = float(text["timestep"])
+        except ValueError:
+            scale[flow.time_index] = 1.0
+    decades = np.array([c["pne"][0] for c in channels], dtype=np.float64)
+    log0 = np.array([c["pne"][1] for c in channels], dtype=np.float64)
+    value_range = np.array([c["pnr"] for c in channels], dtype=np.float64)
+    gain = np.array([c["png"] for c in channels], dtype=np.float64)
+    return EventData(
+        data=data, pnn=list(flow.pnn_labels), pns=[p or "" for p in flow.pns_labels],
+        mask=mask, scale=scale, decades=decades, log0=log0, value_range=value_range,
+        gain=gain, fluoro_indices=list(flow.fluoro_indices),
+        spill=text.get("spillover", text.get("spill")), name=path.name, text=dict(text),
+    )
