@@ -49,7 +49,8 @@ def _check_writable(out_dir: Path) -> None:
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Manifest CSV (default: SAMPLES_DIR/manifest.csv).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Tubes gated in parallel processes.")
+              help="Tubes gated side by side (threads for the compiled engine, processes "
+                   "for FlowKit).")
 @click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates to use instead of the "
                                  "shipped ones (nk_tube.xml, cd4_tube.xml, cd8_tube.xml).")

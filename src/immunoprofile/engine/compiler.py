@@ -23,7 +23,7 @@ from flowkit.exceptions import QuadrantReferenceError
 
 from ..io.events import EventData
 from . import kernel as K
-from .thresholds import NonMonotoneTest, RangeTest, range_test
+from .thresholds import DOMAIN, NonMonotoneTest, RangeTest, range_test
 from .transforms import (
     IDENTITY,
     N_PARAMS,
@@ -511,7 +511,23 @@ def program_arrays(program: Program) -> tuple:
     tests = [t for g in program.gates for t in g.tests]
     ytest, g_ytest_start, edge_lt = [], [0], []
     g_dir_start, edge_dir = [], []
+    g_band_fast, g_band_start, band_ptr, band_edge, band_dir = [], [], [], [], []
     for g in program.gates:
+        # "y >= vertex y" tests that are one interval [L, DOMAIN] let the kernel count
+        # bounds instead of running one pass per test
+        g_band_fast.append(bool(g.y_tests) and all(
+            t.mapped is not None and len(t.mapped.intervals) == 1
+            and t.mapped.intervals[0][1] == DOMAIN and np.isfinite(t.mapped.intervals[0][0])
+            for t in g.y_tests))
+        g_band_start.append(len(band_ptr))
+        if g.edge_dirs is not None:
+            for band in range(g.edge_dirs.shape[1]):
+                band_ptr.append(len(band_edge))
+                for k, kind in enumerate(g.edge_kinds):
+                    if kind == K.EDGE_SLOPED and g.edge_dirs[k, band] != 0:
+                        band_edge.append(k)
+                        band_dir.append(int(g.edge_dirs[k, band]))
+            band_ptr.append(len(band_edge))
         for test in g.y_tests:
             ytest.append(len(tests))
             tests.append(test)
@@ -583,6 +599,9 @@ def program_arrays(program: Program) -> tuple:
         np.array(edge_kind, dtype=i64), np.array(edge_lt, dtype=i64),
         np.array(g_ytest_start, dtype=i64), np.array(ytest, dtype=i64),
         np.array(g_dir_start, dtype=i64), np.array(edge_dir, dtype=i64),
+        np.array(g_band_fast, dtype=np.bool_), np.array(g_band_start, dtype=i64),
+        np.array(band_ptr, dtype=i64), np.array(band_edge, dtype=i64),
+        np.array(band_dir, dtype=i64),
         np.array(g_ell_start[:-1], dtype=i64), np.array(ell_mean, dtype=np.float64),
         np.array(g_inv_start[:-1], dtype=i64), np.array(ell_inv, dtype=np.float64),
         np.array(ell_dist, dtype=np.float64),

@@ -228,7 +228,8 @@ def _bracket_column(v_row, s, bracket_pos, bracket_neg, lo_out, hi_out, bits):
 
 @numba.njit(cache=True, nogil=True)
 def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
-                    edge_lt_test, ytest, y0, y1, edge_dir, d0, band, wind, ge, lt, pxl, pxh,
+                    edge_lt_test, ytest, y0, y1, edge_dir, d0, band_fast, band_ptr, b0,
+                    band_edge, band_dir, band, wind, ge, lt, pxl, pxh,
                     pyl, pyh, px_exact, py_exact, have_exact, bracket_start, bracket_pos,
                     bracket_neg, scratch_f, scratch_i, test_value, test_mode, test_xform,
                     test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
@@ -267,38 +268,62 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
     for i in range(nb):
         band[i] = 0
         wind[i] = 0
-    for j in range(ny):
-        _test_column(ytest[y0 + j], vy_row, cand, ge[j], test_mode, test_xform, test_has_lo,
-                     test_tlo, test_has_hi, test_thi, test_ninf, test_pinf, test_nan,
-                     test_iv_start, iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start, lut_x,
-                     lut_y)
-        row = ge[j]
+    if band_fast:
+        # every "y >= vertex y" test is one interval [L, DOMAIN]: count the bounds passed
+        bounds = np.empty(ny)
+        for j in range(ny):
+            bounds[j] = iv_lo[test_iv_start[ytest[y0 + j]]]
+        outside = False
         for i in range(nb):
-            band[i] += row[i]
+            v = vy_row[i]
+            count = 0
+            for j in range(ny):
+                count += v >= bounds[j]
+            band[i] = count
+            outside |= not (abs(v) <= DOMAIN)
+        if outside:
+            for i in range(nb):
+                v = vy_row[i]
+                if cand[i] and not (abs(v) <= DOMAIN):
+                    count = 0
+                    for j in range(ny):
+                        count += _test_general(ytest[y0 + j], v, test_mode, test_xform,
+                                               test_has_lo, test_tlo, test_has_hi, test_thi,
+                                               test_ninf, test_pinf, test_nan, test_iv_start,
+                                               iv_lo, iv_hi, xf_kind, xf_params,
+                                               xf_lut_start, lut_x, lut_y)
+                    band[i] = count
+    else:
+        for j in range(ny):
+            _test_column(ytest[y0 + j], vy_row, cand, ge[j], test_mode, test_xform,
+                         test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
+                         test_nan, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
+                         xf_lut_start, lut_x, lut_y)
+            row = ge[j]
+            for i in range(nb):
+                band[i] += row[i]
     sloped = False
     for k in range(nv):
         if edge_kind[v0 + k] == EDGE_SLOPED:
             sloped = True
-    exact_axes = sx == -2 and sy == -2
-    if sloped and not exact_axes:
-        if sx == -2:
-            pxl[:] = vx_row
-            pxh[:] = vx_row
-        elif sx >= 0:
-            _bracket_column(vx_row, sx, bracket_pos, bracket_neg, pxl, pxh,
-                            vx_row.view(np.int64))
-        else:
-            pxl[:] = math.nan
-            pxh[:] = math.nan
-        if sy == -2:
-            pyl[:] = vy_row
-            pyh[:] = vy_row
-        elif sy >= 0:
-            _bracket_column(vy_row, sy, bracket_pos, bracket_neg, pyl, pyh,
-                            vy_row.view(np.int64))
-        else:
-            pyl[:] = math.nan
-            pyh[:] = math.nan
+    x_low, x_high, y_low, y_high = vx_row, vx_row, vy_row, vy_row  # exact axes: the values
+    if sloped:
+        if sx != -2:
+            x_low, x_high = pxl, pxh
+            if sx >= 0:
+                _bracket_column(vx_row, sx, bracket_pos, bracket_neg, pxl, pxh,
+                                vx_row.view(np.int64))
+            else:
+                pxl[:] = math.nan
+                pxh[:] = math.nan
+        if sy != -2:
+            y_low, y_high = pyl, pyh
+            if sy >= 0:
+                _bracket_column(vy_row, sy, bracket_pos, bracket_neg, pyl, pyh,
+                                vy_row.view(np.int64))
+            else:
+                pyl[:] = math.nan
+                pyh[:] = math.nan
     for i in range(nb):
         have_exact[i] = False
     for k in range(nv):
@@ -315,6 +340,15 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             for i in range(nb):
                 wind[i] += dirs[band[i]] * left[i]
             continue
+    if not sloped:
+        for i in range(nb):
+            cand[i] = cand[i] & ((wind[i] & 1) == 1)
+        return
+    # Sloped edges, one pass each (events outside an edge's band skip it: predictable).
+    for k in range(nv):
+        if edge_kind[v0 + k] != EDGE_SLOPED:
+            continue
+        dirs = edge_dir[d0 + k * (ny + 1): d0 + (k + 1) * (ny + 1)]
         kb = 0 if k == nv - 1 else k + 1
         ax = verts[v0 + k, 0]
         ay = verts[v0 + k, 1]
@@ -322,63 +356,39 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
         by = verts[v0 + kb, 1]
         dx = bx - ax
         dy = by - ay
-        if exact_axes:
-            for i in range(nb):
-                d = dirs[band[i]] * cand[i]
-                value = dx * (vy_row[i] - ay) - (vx_row[i] - ax) * dy
-                wind[i] += (d > 0) & (value > 0)
-                wind[i] -= (d < 0) & (value < 0)
-            continue
-        unsure = False
         for i in range(nb):
             d = dirs[band[i]] * cand[i]
-            xl = pxl[i]
-            xh = pxh[i]
-            yl = pyl[i]
-            yh = pyh[i]
-            c1 = dx * (yl - ay) - (xl - ax) * dy
-            c2 = dx * (yh - ay) - (xl - ax) * dy
-            c3 = dx * (yl - ay) - (xh - ax) * dy
-            c4 = dx * (yh - ay) - (xh - ax) * dy
-            low = min(min(c1, c2), min(c3, c4))
-            high = max(max(c1, c2), max(c3, c4))
-            margin = 1e-9 * (abs(dx) * (abs(yl - ay) + abs(yh - ay))
-                             + abs(dy) * (abs(xl - ax) + abs(xh - ax))) + 1e-300
-            positive = low > margin
-            negative = high < -margin
-            wind[i] += (d > 0) & positive
-            wind[i] -= (d < 0) & negative
-            # NaN brackets fail both tests: those events are settled exactly below
-            pending = (d != 0) & (not positive) & (not negative)
-            have_exact[i] |= pending
-            unsure |= pending
-        if unsure:
-            for i in range(nb):
-                d = dirs[band[i]] * cand[i]
-                if d == 0 or not have_exact[i]:
-                    continue
-                xl = pxl[i]
-                xh = pxh[i]
-                yl = pyl[i]
-                yh = pyh[i]
-                c1 = dx * (yl - ay) - (xl - ax) * dy
-                c2 = dx * (yh - ay) - (xl - ax) * dy
-                c3 = dx * (yl - ay) - (xh - ax) * dy
-                c4 = dx * (yh - ay) - (xh - ax) * dy
-                low = min(min(c1, c2), min(c3, c4))
-                high = max(max(c1, c2), max(c3, c4))
-                margin = 1e-9 * (abs(dx) * (abs(yl - ay) + abs(yh - ay))
-                                 + abs(dy) * (abs(xl - ax) + abs(xh - ax))) + 1e-300
-                if low > margin or high < -margin:
-                    continue  # settled by the bracket above
-                # within a hair of the edge: the transformed point itself
-                px = vx_row[i]
-                if sx != -2:
-                    px = _transform(fx, px, xf_kind, xf_params, xf_lut_start, lut_x, lut_y)
-                py = vy_row[i]
-                if sy != -2:
-                    py = _transform(fy, py, xf_kind, xf_params, xf_lut_start, lut_x, lut_y)
-                value = _is_left(ax, ay, bx, by, px, py)
+            if d == 0:
+                continue
+            # is_left is affine in (px, py): its range over the bracket box is the sum of
+            # the ranges of its two terms (the margin covers the rounding of these sums)
+            t1 = dx * (y_low[i] - ay)
+            t2 = dx * (y_high[i] - ay)
+            t3 = (x_low[i] - ax) * dy
+            t4 = (x_high[i] - ax) * dy
+            low = min(t1, t2) - max(t3, t4)
+            high = max(t1, t2) - min(t3, t4)
+            margin = 1e-9 * (abs(t1) + abs(t2) + abs(t3) + abs(t4)) + 1e-300
+            if d > 0 and low > margin:
+                wind[i] += 1
+            elif d < 0 and high < -margin:
+                wind[i] -= 1
+            elif not ((d > 0 and high < -margin) or (d < 0 and low > margin)):
+                # unsettled (within a hair of the edge, or no bracket: NaN bounds):
+                # the transformed point itself, as FlowKit computes it
+                if not have_exact[i]:
+                    have_exact[i] = True
+                    px = vx_row[i]
+                    if sx != -2:
+                        px = _transform(fx, px, xf_kind, xf_params, xf_lut_start, lut_x,
+                                        lut_y)
+                    py = vy_row[i]
+                    if sy != -2:
+                        py = _transform(fy, py, xf_kind, xf_params, xf_lut_start, lut_x,
+                                        lut_y)
+                    px_exact[i] = px
+                    py_exact[i] = py
+                value = _is_left(ax, ay, bx, by, px_exact[i], py_exact[i])
                 if d > 0 and value > 0:
                     wind[i] += 1
                 elif d < 0 and value < 0:
@@ -397,7 +407,8 @@ def _gate_blocks(data, n_events,
                  test_thi, test_ninf, test_pinf, test_nan, test_iv_start, iv_lo, iv_hi,
                  gate_kind, gate_parent, gate_complement, gate_exact, gate_test_start,
                  gate_axis_start, gate_axes, gate_vert_start, verts, edge_kind, edge_lt_test,
-                 gate_ytest_start, ytest, gate_dir_start, edge_dir,
+                 gate_ytest_start, ytest, gate_dir_start, edge_dir, gate_band_fast,
+                 gate_band_start, band_ptr, band_edge, band_dir,
                  gate_ell_start, ell_mean, gate_inv_start, ell_inv, ell_dist,
                  gate_ref_start, ref_gate, ref_complement, gate_bool_op,
                  out_bits):
@@ -547,8 +558,10 @@ def _gate_blocks(data, n_events,
                     _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts,
                                     edge_kind, edge_lt_test, ytest, gate_ytest_start[g],
                                     gate_ytest_start[g + 1], edge_dir, gate_dir_start[g],
-                                    band, wind, ge, lt, pxl, pxh, pyl, pyh, px_exact,
-                                    py_exact, have_exact, bracket_start, bracket_pos,
+                                    gate_band_fast[g], band_ptr, gate_band_start[g],
+                                    band_edge, band_dir, band, wind, ge, lt, pxl, pxh, pyl,
+                                    pyh, px_exact, py_exact, have_exact, bracket_start,
+                                    bracket_pos,
                                     bracket_neg, scratch_f, scratch_i,
                                     test_value, test_mode, test_xform, test_has_lo,
                                     test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,

@@ -7,6 +7,7 @@ events and hands back the same packed memberships as :mod:`.flowkit_gating`.
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -19,15 +20,18 @@ from .flowkit_gating import MAX_GATES, GateMemberships
 from .templates import channel_map, load_strategy
 
 _PLANS: dict[int, engine.GatingPlan] = {}
+_LOCK = threading.Lock()
 
 
 def _plan_for(strategy) -> engine.GatingPlan:
     # load_strategy caches strategies, so one plan per strategy object is one per template
-    # and channel layout; the strategy is kept alive by that cache.
-    plan = _PLANS.get(id(strategy))
-    if plan is None or plan.strategy is not strategy:
-        plan = engine.compile(strategy)
-        _PLANS[id(strategy)] = plan
+    # and channel layout; the strategy is kept alive by that cache. The lock makes threads
+    # of a batch wait for one compilation instead of repeating it.
+    with _LOCK:
+        plan = _PLANS.get(id(strategy))
+        if plan is None or plan.strategy is not strategy:
+            plan = engine.compile(strategy)
+            _PLANS[id(strategy)] = plan
     return plan
 
 
