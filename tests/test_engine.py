@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from _flowkit_reference import assert_same_as_flowkit, flowkit_membership
 from conftest import REPO, shared_path
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from immunoprofile import engine
@@ -296,6 +296,7 @@ def test_random_gates_and_transforms_equal_flowkit(hypothesis_tube, data):
 
 
 @settings(max_examples=40, deadline=None)
+@example(vertices=[(0, 0), (0, 0), (0, 0)], bounds=(0, 0, 0, 0))  # an empty range [0, 0)
 @given(vertices=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=3,
                          max_size=7),
        bounds=st.tuples(st.integers(0, 12), st.integers(0, 12), st.integers(0, 12),

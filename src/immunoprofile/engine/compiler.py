@@ -80,6 +80,8 @@ class GateProgram:
     edge_lt: list[Test | None] = field(default_factory=list)  # x < vertex x (vertical)
     edge_kinds: list[int] = field(default_factory=list)
     edge_dirs: np.ndarray | None = None  # (edges, bands): +1 up, -1 down, 0 not crossed
+    slab_left: np.ndarray | None = None  # (edges, bands): untransformed x <= this: left
+    slab_right: np.ndarray | None = None  # (edges, bands): untransformed x >= this: right
 
 
 @dataclass
@@ -319,9 +321,41 @@ class _Lowering:
                 elif rb < band <= ra:
                     dirs[j, band] = -1
         program.edge_dirs = dirs
+        program.slab_left, program.slab_right = self._slabs(program, fx, ys, dirs)
         if any(t.mapped is None for t in program.y_tests) or any(
                 t is not None and t.mapped is None for t in program.edge_lt):
             program.exact = True
+
+    def _slabs(self, program: GateProgram, fx: int, ys: list[float], dirs: np.ndarray):
+        """Untransformed x bounds outside which a sloped edge's side is certain, per band.
+
+        Within band b (vertex y values ys[b-1] <= y < ys[b]) a sloped edge lies between
+        two x values; FlowKit counts the edge exactly when the point is left of it, so an
+        x mapped (exactly, :mod:`.thresholds`) below that range is counted and one above is
+        not. Anything else goes to the kernel's bracket and exact paths.
+        """
+        verts = program.vertices
+        n = len(verts)
+        left = np.full(dirs.shape, -np.inf)
+        right = np.full(dirs.shape, np.inf)
+        for k in range(n):
+            if program.edge_kinds[k] != K.EDGE_SLOPED:
+                continue
+            (ax, ay), (bx, by) = verts[k], verts[(k + 1) % n]
+            for band in np.nonzero(dirs[k])[0]:
+                y_lo, y_hi = ys[band - 1], ys[band]
+                xs = [ax + (y - ay) * (bx - ax) / (by - ay) for y in (y_lo, y_hi)]
+                lo, hi = min(xs), max(xs)
+                margin = 1e-9 * (abs(ax) + abs(bx) + (hi - lo)) + 1e-12
+                below = self.test(0, fx, None, lo - margin).mapped
+                above = self.test(0, fx, hi + margin, None).mapped
+                # the piece that reaches -DOMAIN (or DOMAIN) is enough: values in other
+                # pieces (FlowKit's last-bit wobble) take the slow path
+                if below is not None and below.intervals and below.intervals[0][0] == -DOMAIN:
+                    left[k, band] = below.intervals[0][1]
+                if above is not None and above.intervals and above.intervals[-1][1] == DOMAIN:
+                    right[k, band] = above.intervals[-1][0]
+        return left, right
 
     def _bounding_test(self, value: int, xform: int, coords: np.ndarray) -> Test:
         """A range test that holds every event the shape can hold (a prefilter)."""
@@ -511,7 +545,7 @@ def program_arrays(program: Program) -> tuple:
     tests = [t for g in program.gates for t in g.tests]
     ytest, g_ytest_start, edge_lt = [], [0], []
     g_dir_start, edge_dir = [], []
-    g_band_fast, g_band_start, band_ptr, band_edge, band_dir = [], [], [], [], []
+    g_band_fast, g_slab_start, slab_left, slab_right = [], [], [], []
     for g in program.gates:
         # "y >= vertex y" tests that are one interval [L, DOMAIN] let the kernel count
         # bounds instead of running one pass per test
@@ -519,15 +553,10 @@ def program_arrays(program: Program) -> tuple:
             t.mapped is not None and len(t.mapped.intervals) == 1
             and t.mapped.intervals[0][1] == DOMAIN and np.isfinite(t.mapped.intervals[0][0])
             for t in g.y_tests))
-        g_band_start.append(len(band_ptr))
-        if g.edge_dirs is not None:
-            for band in range(g.edge_dirs.shape[1]):
-                band_ptr.append(len(band_edge))
-                for k, kind in enumerate(g.edge_kinds):
-                    if kind == K.EDGE_SLOPED and g.edge_dirs[k, band] != 0:
-                        band_edge.append(k)
-                        band_dir.append(int(g.edge_dirs[k, band]))
-            band_ptr.append(len(band_edge))
+        g_slab_start.append(len(slab_left))
+        if g.slab_left is not None:
+            slab_left.extend(g.slab_left.ravel().tolist())
+            slab_right.extend(g.slab_right.ravel().tolist())
         for test in g.y_tests:
             ytest.append(len(tests))
             tests.append(test)
@@ -599,9 +628,8 @@ def program_arrays(program: Program) -> tuple:
         np.array(edge_kind, dtype=i64), np.array(edge_lt, dtype=i64),
         np.array(g_ytest_start, dtype=i64), np.array(ytest, dtype=i64),
         np.array(g_dir_start, dtype=i64), np.array(edge_dir, dtype=i64),
-        np.array(g_band_fast, dtype=np.bool_), np.array(g_band_start, dtype=i64),
-        np.array(band_ptr, dtype=i64), np.array(band_edge, dtype=i64),
-        np.array(band_dir, dtype=i64),
+        np.array(g_band_fast, dtype=np.bool_), np.array(g_slab_start, dtype=i64),
+        np.array(slab_left, dtype=np.float64), np.array(slab_right, dtype=np.float64),
         np.array(g_ell_start[:-1], dtype=i64), np.array(ell_mean, dtype=np.float64),
         np.array(g_inv_start[:-1], dtype=i64), np.array(ell_inv, dtype=np.float64),
         np.array(ell_dist, dtype=np.float64),

@@ -142,18 +142,40 @@ def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_
             v = vcol[i]
             out[i] = active[i] & (v >= lo) & (v <= hi)
             outside |= not (abs(v) <= DOMAIN)
-    else:
+    elif e == s:
+        # nothing in the domain passes (an empty range such as [5, 5))
         for i in range(n):
             out[i] = False
             outside |= not (abs(vcol[i]) <= DOMAIN)
+    else:
+        # Several pieces (FlowKit's last-bit wobble near a bound, or its failures for huge
+        # values): test the widest branch-free, and the others only for the rare values
+        # that fall within their hull.
+        main = s
         for k in range(s, e):
-            lo = iv_lo[k]
-            hi = iv_hi[k]
+            if iv_hi[k] - iv_lo[k] > iv_hi[main] - iv_lo[main]:
+                main = k
+        lo = iv_lo[main]
+        hi = iv_hi[main]
+        hull_lo = math.inf
+        hull_hi = -math.inf
+        for k in range(s, e):
+            if k != main:
+                hull_lo = min(hull_lo, iv_lo[k])
+                hull_hi = max(hull_hi, iv_hi[k])
+        near = False
+        for i in range(n):
+            v = vcol[i]
+            out[i] = active[i] & (v >= lo) & (v <= hi)
+            near |= (v >= hull_lo) & (v <= hull_hi)
+            outside |= not (abs(v) <= DOMAIN)
+        if near:
             for i in range(n):
                 v = vcol[i]
-                out[i] |= (v >= lo) & (v <= hi)
-        for i in range(n):
-            out[i] &= active[i]
+                if active[i] and not out[i] and v >= hull_lo and v <= hull_hi:
+                    for k in range(s, e):
+                        if v >= iv_lo[k] and v <= iv_hi[k]:
+                            out[i] = True
     if outside:
         for i in range(n):
             v = vcol[i]
@@ -198,39 +220,11 @@ def _winding_odd(px, py, verts, start, stop):
 
 
 @numba.njit(cache=True, nogil=True)
-def _bracket_column(v_row, s, bracket_pos, bracket_neg, lo_out, hi_out, bits):
-    """Bounds on one axis's transformed values, from its table (NaN bounds: none)."""
-    n = v_row.shape[0]
-    last = BRACKET_CELLS - 1
-    for i in range(n):
-        v = v_row[i]
-        magnitude = abs(v)
-        # table cell from the float's bit pattern (64 cells per binade)
-        cell = (bits[i] & np.int64(0x7FFFFFFFFFFFFFFF)) - BRACKET_LOW_BITS
-        cell = cell >> BRACKET_SHIFT
-        cell = min(max(cell, 0), last)
-        small = magnitude < 2.0**-10
-        p0 = bracket_pos[s + cell]
-        p1 = bracket_pos[s + cell + 1]
-        n0 = bracket_neg[s + cell]
-        n1 = bracket_neg[s + cell + 1]
-        lo = n1 if v < 0.0 else p0
-        hi = n0 if v < 0.0 else p1
-        lo = bracket_neg[s] if small else lo
-        hi = bracket_pos[s] if small else hi
-        low = min(lo, hi)
-        high = max(lo, hi)
-        valid = (magnitude < 2.0**24) & math.isfinite(low) & math.isfinite(high)
-        # the tables are the compiled transform, exact; widen for last-bit wobble
-        lo_out[i] = low - 1e-12 * (1.0 + abs(low)) if valid else math.nan
-        hi_out[i] = high + 1e-12 * (1.0 + abs(high)) if valid else math.nan
-
-
-@numba.njit(cache=True, nogil=True)
 def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
-                    edge_lt_test, ytest, y0, y1, edge_dir, d0, band_fast, band_ptr, b0,
-                    band_edge, band_dir, band, wind, ge, lt, pxl, pxh,
-                    pyl, pyh, px_exact, py_exact, have_exact, bracket_start, bracket_pos,
+                    edge_lt_test, ytest, y0, y1, edge_dir, d0, band_fast, slab_left,
+                    slab_right, s0, band, wind, ge, lt, pxl, pxh, pyl, pyh, px_exact,
+                    py_exact, have_exact, have_bracket, pending, bracket_start,
+                    bracket_pos,
                     bracket_neg, scratch_f, scratch_i, test_value, test_mode, test_xform,
                     test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
                     test_nan, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start,
@@ -275,12 +269,11 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             bounds[j] = iv_lo[test_iv_start[ytest[y0 + j]]]
         outside = False
         for i in range(nb):
-            v = vy_row[i]
-            count = 0
-            for j in range(ny):
-                count += v >= bounds[j]
-            band[i] = count
-            outside |= not (abs(v) <= DOMAIN)
+            outside |= not (abs(vy_row[i]) <= DOMAIN)
+        for j in range(ny):
+            bound = bounds[j]
+            for i in range(nb):
+                band[i] += vy_row[i] >= bound
         if outside:
             for i in range(nb):
                 v = vy_row[i]
@@ -302,30 +295,9 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             row = ge[j]
             for i in range(nb):
                 band[i] += row[i]
-    sloped = False
-    for k in range(nv):
-        if edge_kind[v0 + k] == EDGE_SLOPED:
-            sloped = True
-    x_low, x_high, y_low, y_high = vx_row, vx_row, vy_row, vy_row  # exact axes: the values
-    if sloped:
-        if sx != -2:
-            x_low, x_high = pxl, pxh
-            if sx >= 0:
-                _bracket_column(vx_row, sx, bracket_pos, bracket_neg, pxl, pxh,
-                                vx_row.view(np.int64))
-            else:
-                pxl[:] = math.nan
-                pxh[:] = math.nan
-        if sy != -2:
-            y_low, y_high = pyl, pyh
-            if sy >= 0:
-                _bracket_column(vy_row, sy, bracket_pos, bracket_neg, pyl, pyh,
-                                vy_row.view(np.int64))
-            else:
-                pyl[:] = math.nan
-                pyh[:] = math.nan
     for i in range(nb):
         have_exact[i] = False
+        have_bracket[i] = False
     for k in range(nv):
         kind = edge_kind[v0 + k]
         if kind == EDGE_HORIZONTAL:
@@ -340,15 +312,10 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             for i in range(nb):
                 wind[i] += dirs[band[i]] * left[i]
             continue
-    if not sloped:
-        for i in range(nb):
-            cand[i] = cand[i] & ((wind[i] & 1) == 1)
-        return
-    # Sloped edges, one pass each (events outside an edge's band skip it: predictable).
-    for k in range(nv):
-        if edge_kind[v0 + k] != EDGE_SLOPED:
-            continue
-        dirs = edge_dir[d0 + k * (ny + 1): d0 + (k + 1) * (ny + 1)]
+        # A sloped edge, one pass (events outside its bands skip it: predictable).
+        # FlowKit counts it (+1 up, -1 down) exactly when the point lies left of it.
+        slabs = slab_left[s0 + k * (ny + 1): s0 + (k + 1) * (ny + 1)]
+        clears = slab_right[s0 + k * (ny + 1): s0 + (k + 1) * (ny + 1)]
         kb = 0 if k == nv - 1 else k + 1
         ax = verts[v0 + k, 0]
         ay = verts[v0 + k, 1]
@@ -360,12 +327,62 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             d = dirs[band[i]] * cand[i]
             if d == 0:
                 continue
+            # Within a band the edge spans a narrow range of x: an event clearly left of
+            # it counts, one clearly right does not, by exact mapped bounds on the
+            # untransformed x (compiler: slab bounds).
+            xr = vx_row[i]
+            if xr <= slabs[band[i]] and xr >= -DOMAIN:
+                wind[i] += d
+                continue
+            if xr >= clears[band[i]] and xr <= DOMAIN:
+                continue
+            if not have_bracket[i]:
+                # bounds on the transformed point from the axes' tables (inline: a call
+                # passing arrays costs more than this whole computation)
+                have_bracket[i] = True
+                for axis in range(2):
+                    v = xr if axis == 0 else vy_row[i]
+                    s = sx if axis == 0 else sy
+                    if s == -2:
+                        lo = v
+                        hi = v
+                    elif s >= 0 and abs(v) < 2.0**24:
+                        if abs(v) < 2.0**-10:
+                            lo = bracket_neg[s]
+                            hi = bracket_pos[s]
+                        else:
+                            scratch_f[0] = abs(v)
+                            cell = s + ((scratch_i[0] - BRACKET_LOW_BITS) >> BRACKET_SHIFT)
+                            if v >= 0.0:
+                                lo = bracket_pos[cell]
+                                hi = bracket_pos[cell + 1]
+                            else:
+                                lo = bracket_neg[cell + 1]
+                                hi = bracket_neg[cell]
+                        if lo > hi:
+                            lo, hi = hi, lo
+                        if math.isfinite(lo) and math.isfinite(hi):
+                            # exact table values; widen for FlowKit's last-bit wobble
+                            lo = lo - 1e-12 * (1.0 + abs(lo))
+                            hi = hi + 1e-12 * (1.0 + abs(hi))
+                        else:
+                            lo = math.nan
+                            hi = math.nan
+                    else:
+                        lo = math.nan
+                        hi = math.nan
+                    if axis == 0:
+                        pxl[i] = lo
+                        pxh[i] = hi
+                    else:
+                        pyl[i] = lo
+                        pyh[i] = hi
             # is_left is affine in (px, py): its range over the bracket box is the sum of
             # the ranges of its two terms (the margin covers the rounding of these sums)
-            t1 = dx * (y_low[i] - ay)
-            t2 = dx * (y_high[i] - ay)
-            t3 = (x_low[i] - ax) * dy
-            t4 = (x_high[i] - ax) * dy
+            t1 = dx * (pyl[i] - ay)
+            t2 = dx * (pyh[i] - ay)
+            t3 = (pxl[i] - ax) * dy
+            t4 = (pxh[i] - ax) * dy
             low = min(t1, t2) - max(t3, t4)
             high = max(t1, t2) - min(t3, t4)
             margin = 1e-9 * (abs(t1) + abs(t2) + abs(t3) + abs(t4)) + 1e-300
@@ -408,7 +425,7 @@ def _gate_blocks(data, n_events,
                  gate_kind, gate_parent, gate_complement, gate_exact, gate_test_start,
                  gate_axis_start, gate_axes, gate_vert_start, verts, edge_kind, edge_lt_test,
                  gate_ytest_start, ytest, gate_dir_start, edge_dir, gate_band_fast,
-                 gate_band_start, band_ptr, band_edge, band_dir,
+                 gate_slab_start, slab_left, slab_right,
                  gate_ell_start, ell_mean, gate_inv_start, ell_inv, ell_dist,
                  gate_ref_start, ref_gate, ref_complement, gate_bool_op,
                  out_bits):
@@ -445,6 +462,8 @@ def _gate_blocks(data, n_events,
         px_exact = np.empty(nb)
         py_exact = np.empty(nb)
         have_exact = np.empty(nb, dtype=np.bool_)
+        have_bracket = np.empty(nb, dtype=np.bool_)
+        pending = np.empty(nb, dtype=np.bool_)
         scratch_f = np.empty(1)
         scratch_i = scratch_f.view(np.int64)
         for c in range(n_chan):
@@ -467,14 +486,35 @@ def _gate_blocks(data, n_events,
             kind = val_kind[k]
             row = n_chan + k
             if kind == VALUE_COMBINATION:
+                # sum_j x_j * w_j, left to right, per event (FlowKit: X @ inv(S))
                 j0 = val_coef_start[k]
-                for i in range(nb):
-                    vals[row, i] = 0.0
-                for j in range(j0, val_coef_start[k + 1]):
-                    src = coef_chan[j]
-                    w = coef_w[j]
+                terms = val_coef_start[k + 1] - j0
+                if terms == 3:
+                    r0 = vals[coef_chan[j0]]
+                    r1 = vals[coef_chan[j0 + 1]]
+                    r2 = vals[coef_chan[j0 + 2]]
+                    w0 = coef_w[j0]
+                    w1 = coef_w[j0 + 1]
+                    w2 = coef_w[j0 + 2]
+                    out = vals[row]
                     for i in range(nb):
-                        vals[row, i] += vals[src, i] * w
+                        out[i] = r0[i] * w0 + r1[i] * w1 + r2[i] * w2
+                elif terms == 2:
+                    r0 = vals[coef_chan[j0]]
+                    r1 = vals[coef_chan[j0 + 1]]
+                    w0 = coef_w[j0]
+                    w1 = coef_w[j0 + 1]
+                    out = vals[row]
+                    for i in range(nb):
+                        out[i] = r0[i] * w0 + r1[i] * w1
+                else:
+                    for i in range(nb):
+                        vals[row, i] = 0.0
+                    for j in range(j0, val_coef_start[k + 1]):
+                        src = coef_chan[j]
+                        w = coef_w[j]
+                        for i in range(nb):
+                            vals[row, i] += vals[src, i] * w
             elif kind == VALUE_RATIO:
                 num = val_a[k]
                 den = val_b[k]
@@ -558,10 +598,10 @@ def _gate_blocks(data, n_events,
                     _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts,
                                     edge_kind, edge_lt_test, ytest, gate_ytest_start[g],
                                     gate_ytest_start[g + 1], edge_dir, gate_dir_start[g],
-                                    gate_band_fast[g], band_ptr, gate_band_start[g],
-                                    band_edge, band_dir, band, wind, ge, lt, pxl, pxh, pyl,
-                                    pyh, px_exact, py_exact, have_exact, bracket_start,
-                                    bracket_pos,
+                                    gate_band_fast[g], slab_left, slab_right,
+                                    gate_slab_start[g], band, wind, ge, lt, pxl, pxh, pyl,
+                                    pyh, px_exact, py_exact, have_exact, have_bracket,
+                                    pending, bracket_start, bracket_pos,
                                     bracket_neg, scratch_f, scratch_i,
                                     test_value, test_mode, test_xform, test_has_lo,
                                     test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
