@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,9 @@ import pytest
 from immunoprofile.simulate import cohort_specs, write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Compiled programs of this test run go to a private folder, not the user's cache.
+os.environ["IMMUNOPROFILE_CACHE"] = tempfile.mkdtemp(prefix="immunoprofile-programs-")
 SHARED = REPO.parent / "shared"
 
 

@@ -323,3 +323,34 @@ def test_flowkit_membership_helper_reads_quadrants(compliance):
     results = strategy.gate_sample(sample)
     key = ("FL2P-FL4P", ("root", "Quadrant1"))
     assert flowkit_membership(results, key).sum() > 0
+
+
+# --------------------------------------------------------------------- stored programs
+
+def test_stored_program_gates_identically(tmp_path, monkeypatch):
+    from immunoprofile.engine import program_store
+
+    monkeypatch.setenv("IMMUNOPROFILE_CACHE", str(tmp_path / "programs"))
+    path = REPO / "sample_data" / "P02_nk.fcs"
+    tube, strategy = _template_strategy(path)
+    plan = engine.compile(strategy)
+    program_store.save_program("k", plan.program)
+    loaded = program_store.load_program("k")
+    assert loaded is not None
+    again = engine.GatingPlan.from_program(loaded)
+    assert again.gate_ids == plan.gate_ids
+    np.testing.assert_array_equal(again.membership(path).bitmask,
+                                  plan.membership(path).bitmask)
+    # a damaged or foreign file is ignored, never trusted
+    stored = tmp_path / "programs" / "k.json"
+    stored.write_text(stored.read_text()[:100])
+    assert program_store.load_program("k") is None
+    stored.write_text('{"format": 999}')
+    assert program_store.load_program("k") is None
+
+
+def test_program_key_names_the_template_and_versions():
+    from immunoprofile.engine.program_store import program_key
+
+    assert program_key("<a/>") == program_key("<a/>")
+    assert program_key("<a/>") != program_key("<b/>")

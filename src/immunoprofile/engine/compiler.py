@@ -8,7 +8,8 @@ transform (:mod:`.thresholds`). What depends on the tube — which column holds 
 file's own spillover — is resolved later, per tube, by :func:`bind`.
 
 Anything FlowKit holds that this module does not lower raises :class:`Unsupported`; the plan
-then gates with FlowKit and says so.
+then gates with FlowKit and says so. FlowKit is imported only to lower: a lowered program is
+plain data (see :mod:`.program_store`), and binding it needs flowutils alone.
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from flowkit import Matrix
-from flowkit import gates as fk_gates
-from flowkit._models.dimension import QuadrantDivider, RatioDimension
-from flowkit.exceptions import QuadrantReferenceError
 
 from ..io.events import EventData
 from . import kernel as K
@@ -85,6 +82,15 @@ class GateProgram:
 
 
 @dataclass
+class CompMatrix:
+    """A spillover matrix as FlowKit's ``Matrix`` holds it (rows and columns: detectors)."""
+
+    matrix: np.ndarray
+    detectors: list[str]
+    fluorochromes: list[str]
+
+
+@dataclass
 class Program:
     """A strategy lowered to lists; :func:`bind` turns it into kernel arrays per tube."""
 
@@ -92,7 +98,7 @@ class Program:
     values: list[ValueRef]
     transforms: list[TransformSpec]
     axes: list[tuple[int, int]]
-    comp_matrices: dict
+    comp_matrices: dict[str, CompMatrix]
 
 
 def _gate_order(strategy, sample_id) -> list[tuple[GateKey, object]]:
@@ -100,6 +106,9 @@ def _gate_order(strategy, sample_id) -> list[tuple[GateKey, object]]:
 
     Quadrant gates stand in for their quadrants; FlowKit's listing order is kept otherwise.
     """
+    from flowkit import gates as fk_gates
+    from flowkit.exceptions import QuadrantReferenceError
+
     entries = []
     for name, path in strategy.get_gate_ids():
         try:
@@ -180,6 +189,8 @@ class _Lowering:
 
     def dimension(self, dim, comp_ref: str | None) -> tuple[int, int]:
         """(value index, transform index) of one gate dimension."""
+        from flowkit._models.dimension import QuadrantDivider, RatioDimension
+
         if isinstance(dim, RatioDimension):
             ratio = self.strategy.transformations.get(dim.ratio_ref)
             if ratio is None or not hasattr(ratio, "param_a"):
@@ -222,6 +233,8 @@ class _Lowering:
         self.gates.append(program)
 
     def lower(self, key: GateKey, gate) -> None:
+        from flowkit import gates as fk_gates
+
         parent = self.parent_index(key[1])
         kind_of = type(gate)
         if kind_of is fk_gates.BooleanGate:
@@ -381,14 +394,19 @@ def lower(strategy, sample_id: str | None = None) -> Program:
         lowering.lower(key, gate)
     if len(lowering.gates) == 0:
         raise Unsupported("the strategy has no gates")
+    from flowkit import Matrix
+
+    matrices = {}
     for ref in lowering.comp_refs:
         if ref == "FCS":
             continue
         matrix = strategy.comp_matrices.get(ref)
         if type(matrix) is not Matrix:
             raise Unsupported(f"compensation {ref!r} is not a square spillover matrix")
+        matrices[ref] = CompMatrix(np.asarray(matrix.matrix, dtype=np.float64),
+                                   list(matrix.detectors), list(matrix.fluorochromes))
     return Program(lowering.gates, lowering.values, lowering.transforms, lowering.axes,
-                   {ref: strategy.comp_matrices.get(ref) for ref in lowering.comp_refs})
+                   matrices)
 
 
 # --------------------------------------------------------------------------- binding
@@ -417,16 +435,22 @@ def _find_channel(label: str, events: EventData, matrix) -> int:
                       f"{events.name}")
 
 
-def _matrix_for(ref: str | None, program: Program, events: EventData):
+def _matrix_for(ref: str | None, program: Program, events: EventData) -> CompMatrix | None:
     if ref is None:
         return None
     if ref == "FCS":
         if events.spill is None:
             return None  # Gating-ML: 'FCS' without a spillover means uncompensated
+        # As FlowKit builds Matrix(spill, detectors, fluorochromes, null_channels) for a
+        # Sample: flowutils parses the keyword against the fluorescence channels.
+        from flowutils.compensate import parse_compensation_matrix
+
+        nulls = list(events.null_channels or [])
         detectors = [events.pnn[i] for i in events.fluoro_indices]
-        fluorochromes = [events.pns[i] for i in events.fluoro_indices]
-        return Matrix(events.spill, detectors, fluorochromes,
-                      null_channels=events.null_channels or None)
+        spill = parse_compensation_matrix(events.spill, detectors, null_channels=nulls or None)
+        detectors = [d for d in detectors if d not in nulls]
+        return CompMatrix(np.asarray(spill[1:, :], dtype=np.float64), detectors,
+                          [events.pns[events.pnn.index(d)] for d in detectors])
     return program.comp_matrices[ref]
 
 
@@ -638,4 +662,4 @@ def program_arrays(program: Program) -> tuple:
     )
 
 
-__all__ = ["IDENTITY", "Bound", "Program", "Unsupported", "bind", "lower"]
+__all__ = ["IDENTITY", "Bound", "CompMatrix", "Program", "Unsupported", "bind", "lower"]

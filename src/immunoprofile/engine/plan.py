@@ -72,12 +72,17 @@ class GatingPlan:
         False when the strategy fell back to FlowKit (:attr:`fallback_reason` says why).
     """
 
-    def __init__(self, strategy, sample_id: str | None = None):
+    def __init__(self, strategy, sample_id: str | None = None, *,
+                 program: Program | None = None):
         self.strategy = strategy
         self.sample_id = sample_id
         self.fallback_reason: str | None = None
-        self._program: Program | None = None
+        self._program: Program | None = program
         self._bound: dict[tuple, Bound] = {}
+        if program is not None:
+            self.gate_ids = [g.key for g in program.gates]
+            self.gate_types = [g.gate_type for g in program.gates]
+            return
         try:
             self._program = lower(strategy, sample_id)
         except Unsupported as exc:
@@ -90,6 +95,16 @@ class GatingPlan:
             self.gate_types = [g.gate_type for g in self._program.gates]
         else:
             self.gate_ids, self.gate_types = _flowkit_gate_ids(strategy, sample_id)
+
+    @classmethod
+    def from_program(cls, program: Program) -> GatingPlan:
+        """A plan from a program lowered earlier (see :mod:`.program_store`)."""
+        return cls(None, program=program)
+
+    @property
+    def program(self) -> Program | None:
+        """The lowered program (None when FlowKit gates this strategy)."""
+        return self._program
 
     @property
     def compiled(self) -> bool:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
-from flowkit import transforms as fk_transforms
 from scipy import optimize
 
 # Transform kind codes (the kernel's switch).
@@ -159,6 +158,8 @@ def lower_transform(xform) -> TransformSpec:
     """
     if xform is None:
         return identity_spec()
+    from flowkit import transforms as fk_transforms
+
     p = np.zeros(N_PARAMS)
     # Exact type checks: a subclass could change apply().
     kind_of = type(xform)

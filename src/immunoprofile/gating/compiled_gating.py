@@ -1,8 +1,9 @@
 """Gating one tube with the compiled engine (:mod:`immunoprofile.engine`).
 
 The panel's Gating-ML template is parsed by FlowKit exactly as for the FlowKit engine, then
-compiled once per template and channel layout; the compiled plan gates the memory-mapped
-events and hands back the same packed memberships as :mod:`.flowkit_gating`.
+compiled once per template and channel layout (and stored, so later runs skip both); the
+compiled plan gates the memory-mapped events and hands back the same packed memberships as
+:mod:`.flowkit_gating`.
 """
 
 from __future__ import annotations
@@ -13,25 +14,36 @@ import warnings
 import numpy as np
 
 from .. import engine
+from ..engine.program_store import load_program, program_key, save_program
 from ..errors import GatingError
 from ..io.fcs import Tube
 from ..panels import Panel
 from .flowkit_gating import MAX_GATES, GateMemberships
-from .templates import channel_map, load_strategy
+from .templates import channel_map, fitted_template, load_strategy
 
-_PLANS: dict[int, engine.GatingPlan] = {}
+_PLANS: dict[str, engine.GatingPlan] = {}
 _LOCK = threading.Lock()
 
 
-def _plan_for(strategy) -> engine.GatingPlan:
-    # load_strategy caches strategies, so one plan per strategy object is one per template
-    # and channel layout; the strategy is kept alive by that cache. The lock makes threads
-    # of a batch wait for one compilation instead of repeating it.
+def _plan_for(tube: str, mapping, templates: str | None) -> engine.GatingPlan:
+    """The compiled plan of a tube's template fitted to a channel layout.
+
+    Kept in memory for the run, and on disk between runs (:mod:`..engine.program_store`):
+    a later run loads the lowered program without importing FlowKit. The lock makes the
+    threads of a batch wait for one compilation instead of repeating it.
+    """
+    key = program_key(fitted_template(tube, mapping, templates))
     with _LOCK:
-        plan = _PLANS.get(id(strategy))
-        if plan is None or plan.strategy is not strategy:
-            plan = engine.compile(strategy)
-            _PLANS[id(strategy)] = plan
+        plan = _PLANS.get(key)
+        if plan is None:
+            program = load_program(key)
+            if program is not None:
+                plan = engine.GatingPlan.from_program(program)
+            else:
+                plan = engine.compile(load_strategy(tube, mapping, templates))
+                if plan.compiled:
+                    save_program(key, plan.program)
+            _PLANS[key] = plan
     return plan
 
 
@@ -62,10 +74,9 @@ def gate_tube_compiled(tube: Tube, panel: Panel, templates: str | None = None,
         The template cannot be applied to this file.
     """
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
-    strategy = load_strategy(panel.tube, mapping, templates)
     with warnings.catch_warnings():
         warnings.simplefilter("always", engine.EngineFallbackWarning)
-        plan = _plan_for(strategy)
+        plan = _plan_for(panel.tube, mapping, templates)
     if len(plan.gate_ids) > MAX_GATES:
         raise GatingError(f"template for {panel.tube} has more than {MAX_GATES} gates")
     try:

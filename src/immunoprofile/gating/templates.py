@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-
-import flowkit as fk
+from typing import TYPE_CHECKING
 
 from ..errors import PanelError, TemplateError
 from ..panels import PANELS, Panel
+
+if TYPE_CHECKING:  # FlowKit is imported only when a template is parsed
+    import flowkit as fk
 
 #: Template channel → what it carries (a canonical marker, or the scatter channel itself).
 _FLUORESCENCE_ROLES = {"FITC-A": "CD3", "PerCP-Cy5-5-A": "CD45"}
@@ -132,17 +134,33 @@ def channel_map(panel: Panel, markers: dict[str, str], scatter: dict[str, str],
     return ChannelMap(tuple(pairs))
 
 
-@lru_cache(maxsize=64)
-def _parse(path: str, mtime_ns: int, pairs: tuple[tuple[str, str], ...]) -> fk.GatingStrategy:
+def _fit_text(path: str, pairs: tuple[tuple[str, str], ...]) -> str:
     text = Path(path).read_text(encoding="utf-8")
     mapping = dict(pairs)
-    text = _NAME_RE.sub(lambda m: m.group(1) + mapping.get(m.group(2), m.group(2)) + m.group(3),
+    return _NAME_RE.sub(lambda m: m.group(1) + mapping.get(m.group(2), m.group(2)) + m.group(3),
                         text)
+
+
+@lru_cache(maxsize=64)
+def _parse(path: str, mtime_ns: int, pairs: tuple[tuple[str, str], ...]) -> fk.GatingStrategy:
+    import flowkit as fk
+
+    text = _fit_text(path, pairs)
     try:
         return fk.parse_gating_xml(io.BytesIO(text.encode("utf-8")))
     except Exception as exc:
         raise TemplateError(
             f"{Path(path).name}: not a valid Gating-ML 2.0 template: {exc}") from None
+
+
+def fitted_template(tube: str, mapping: ChannelMap | None = None,
+                    directory: str | Path | None = None) -> str:
+    """The Gating-ML text of a tube's template with its channel names fitted to a file.
+
+    This is exactly what :func:`load_strategy` parses (a compiled plan's cache key).
+    """
+    path = template_path(tube, directory)
+    return _fit_text(str(path), mapping.pairs if mapping is not None else ())
 
 
 def load_strategy(tube: str, mapping: ChannelMap | None = None,

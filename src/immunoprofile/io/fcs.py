@@ -12,12 +12,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import flowkit as fk
+from typing import TYPE_CHECKING
 
 from ..errors import FCSReadError
 from ..panels import marker_channels, scatter_channels
 from .events import EventData, read_events
+
+if TYPE_CHECKING:  # FlowKit is imported only when a FlowKit Sample is asked for
+    import flowkit as fk
 
 _FCS_VERSIONS = ("FCS2.0", "FCS3.0", "FCS3.1", "FCS3.2")
 
@@ -61,6 +63,8 @@ class Tube:
         """The tube as a FlowKit ``Sample`` (gain and log amplification undone), built on
         first use: only the FlowKit engine needs it."""
         if self._sample is None:
+            import flowkit as fk
+
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
