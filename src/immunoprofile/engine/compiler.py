@@ -79,6 +79,7 @@ class GateProgram:
     edge_dirs: np.ndarray | None = None  # (edges, bands): +1 up, -1 down, 0 not crossed
     slab_left: np.ndarray | None = None  # (edges, bands): untransformed x <= this: left
     slab_right: np.ndarray | None = None  # (edges, bands): untransformed x >= this: right
+    slab_domain: float = 0.0  # slab bounds hold for |x| up to this
 
 
 @dataclass
@@ -272,9 +273,15 @@ class _Lowering:
             vertices = np.asarray(gate.vertices, dtype=np.float64)
             if vertices.ndim != 2 or vertices.shape[1] != 2 or len(dims) != 2:
                 raise Unsupported(f"polygon {key[0]!r} is not two-dimensional")
+            if np.isnan(vertices).any():
+                # flowutils' compiled comparisons with NaN are not C's rules to the letter
+                raise Unsupported(f"polygon {key[0]!r} has a NaN vertex")
             axes = [self.axis(v, x) for v, x in dims]
-            tests = [self._bounding_test(v, x, vertices[:, j])
-                     for j, (v, x) in enumerate(dims)]
+            if np.all(np.isfinite(vertices)):
+                tests = [self._bounding_test(v, x, vertices[:, j])
+                         for j, (v, x) in enumerate(dims)]
+            else:
+                tests = []  # no bounding box to trust: every event is tested exactly
             program = GateProgram(key, K.POLYGON, parent,
                                   complement=bool(gate.use_complement), tests=tests, axes=axes,
                                   vertices=np.ascontiguousarray(vertices),
@@ -288,8 +295,13 @@ class _Lowering:
             distance = float(gate.distance_square)
             axes = [self.axis(v, x) for v, x in dims]
             tests = []
-            if np.all(np.linalg.eigvalsh((inverse + inverse.T) / 2) > 0) and distance >= 0:
-                half = np.sqrt(distance * np.diag(cov))
+            # Bounding box of {t : t' A t <= D}: only A's symmetric part counts, and the
+            # box's half-widths are sqrt(D * diag(inverse of that part)); skipped unless it
+            # is positive definite (then every event goes to the exact test).
+            shape = (inverse + inverse.T) / 2
+            if np.all(np.isfinite(shape)) and np.all(np.linalg.eigvalsh(shape) > 0) \
+                    and distance >= 0 and np.all(np.isfinite(mean)):
+                half = np.sqrt(distance * np.diag(np.linalg.inv(shape)))
                 for j, (v, x) in enumerate(dims):
                     tests.append(self._bounding_test(
                         v, x, np.array([mean[j] - half[j], mean[j] + half[j]])))
@@ -310,6 +322,13 @@ class _Lowering:
         (ux, fx), (uy, fy) = dims
         verts = program.vertices
         n = len(verts)
+        if not np.all(np.isfinite(verts)):
+            # FlowKit's arithmetic on infinite or NaN vertices (NaN sides, uncounted
+            # edges) is reproduced only by evaluating its formula on every event
+            program.exact = True
+            program.edge_kinds = [K.EDGE_HORIZONTAL] * n  # placeholders, never read
+            program.edge_lt = [None] * n
+            return
         ys = sorted({float(y) for y in verts[:, 1]})
         rank = {y: r for r, y in enumerate(ys)}
         program.y_tests = [self.test(uy, fy, y, None) for y in ys]
@@ -335,6 +354,7 @@ class _Lowering:
                     dirs[j, band] = -1
         program.edge_dirs = dirs
         program.slab_left, program.slab_right = self._slabs(program, fx, ys, dirs)
+        program.slab_domain = min(DOMAIN, self.transforms[fx].domain)
         if any(t.mapped is None for t in program.y_tests) or any(
                 t is not None and t.mapped is None for t in program.edge_lt):
             program.exact = True
@@ -364,9 +384,11 @@ class _Lowering:
                 above = self.test(0, fx, hi + margin, None).mapped
                 # the piece that reaches -DOMAIN (or DOMAIN) is enough: values in other
                 # pieces (FlowKit's last-bit wobble) take the slow path
-                if below is not None and below.intervals and below.intervals[0][0] == -DOMAIN:
+                if below is not None and below.intervals \
+                        and below.intervals[0][0] == -below.domain:
                     left[k, band] = below.intervals[0][1]
-                if above is not None and above.intervals and above.intervals[-1][1] == DOMAIN:
+                if above is not None and above.intervals \
+                        and above.intervals[-1][1] == above.domain:
                     right[k, band] = above.intervals[-1][0]
         return left, right
 
@@ -376,7 +398,7 @@ class _Lowering:
         margin = 1e-6 * max(hi - lo, abs(lo), abs(hi), 1e-12)
         test = self.test(value, xform, lo - margin, hi + margin)
         if test.mapped is None:  # cannot prefilter exactly: let every event through
-            test.mapped = RangeTest(((-np.inf, np.inf),), True, True, True)
+            test.mapped = RangeTest(((-np.inf, np.inf),), True, True, True, np.inf)
             test.lo = test.hi = None
         return test
 
@@ -569,15 +591,17 @@ def program_arrays(program: Program) -> tuple:
     tests = [t for g in program.gates for t in g.tests]
     ytest, g_ytest_start, edge_lt = [], [0], []
     g_dir_start, edge_dir = [], []
-    g_band_fast, g_slab_start, slab_left, slab_right = [], [], [], []
+    g_band_fast, g_slab_start, g_slab_domain, slab_left, slab_right = [], [], [], [], []
     for g in program.gates:
         # "y >= vertex y" tests that are one interval [L, DOMAIN] let the kernel count
         # bounds instead of running one pass per test
         g_band_fast.append(bool(g.y_tests) and all(
             t.mapped is not None and len(t.mapped.intervals) == 1
-            and t.mapped.intervals[0][1] == DOMAIN and np.isfinite(t.mapped.intervals[0][0])
+            and t.mapped.intervals[0][1] == t.mapped.domain
+            and np.isfinite(t.mapped.intervals[0][0])
             for t in g.y_tests))
         g_slab_start.append(len(slab_left))
+        g_slab_domain.append(g.slab_domain)
         if g.slab_left is not None:
             slab_left.extend(g.slab_left.ravel().tolist())
             slab_right.extend(g.slab_right.ravel().tolist())
@@ -604,6 +628,8 @@ def program_arrays(program: Program) -> tuple:
     t_ninf = np.array([bool(t.mapped and t.mapped.neg_inf) for t in tests], dtype=np.bool_)
     t_pinf = np.array([bool(t.mapped and t.mapped.pos_inf) for t in tests], dtype=np.bool_)
     t_nan = np.array([bool(t.mapped and t.mapped.nan) for t in tests], dtype=np.bool_)
+    t_domain = np.array([t.mapped.domain if t.mapped is not None else DOMAIN for t in tests],
+                        dtype=np.float64)
     iv_start, iv_lo, iv_hi = [0], [], []
     for t in tests:
         for lo, hi in (t.mapped.intervals if t.mapped is not None else ()):
@@ -643,6 +669,7 @@ def program_arrays(program: Program) -> tuple:
         xf_kind, xf_params, np.array(lut_start, dtype=i64), lut_x_arr, lut_y_arr,
         axis_value, axis_xform, bracket_start, bracket_pos, bracket_neg,
         t_value, t_mode, t_xform, t_has_lo, t_lo, t_has_hi, t_hi, t_ninf, t_pinf, t_nan,
+        t_domain,
         np.array(iv_start, dtype=i64), np.array(iv_lo, dtype=np.float64),
         np.array(iv_hi, dtype=np.float64),
         g_kind, g_parent, g_comp, g_exact, np.array(g_test_start, dtype=i64),
@@ -653,6 +680,7 @@ def program_arrays(program: Program) -> tuple:
         np.array(g_ytest_start, dtype=i64), np.array(ytest, dtype=i64),
         np.array(g_dir_start, dtype=i64), np.array(edge_dir, dtype=i64),
         np.array(g_band_fast, dtype=np.bool_), np.array(g_slab_start, dtype=i64),
+        np.array(g_slab_domain, dtype=np.float64),
         np.array(slab_left, dtype=np.float64), np.array(slab_right, dtype=np.float64),
         np.array(g_ell_start[:-1], dtype=i64), np.array(ell_mean, dtype=np.float64),
         np.array(g_inv_start[:-1], dtype=i64), np.array(ell_inv, dtype=np.float64),

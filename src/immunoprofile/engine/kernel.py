@@ -18,7 +18,8 @@ the transformed point, and even then a bracket of the transformed value (a monot
 is the transform evaluated, once per event and axis. Ellipsoids transform their axes.
 
 All arrays are lowered by :mod:`.compiler`; nothing here knows about FlowKit or files. No
-fastmath: fused multiply-adds or reassociation would move events across gate edges.
+fastmath: fused multiply-adds or reassociation would move events across gate edges. NumPy's
+error model: a ratio over zero is inf or NaN, as in FlowKit, not an exception.
 """
 
 from __future__ import annotations
@@ -54,8 +55,6 @@ EDGE_HORIZONTAL = 0
 EDGE_VERTICAL = 1
 EDGE_SLOPED = 2
 
-#: Untransformed magnitudes mapped exactly by :mod:`.thresholds` (keep in step).
-DOMAIN = float(2.0**50)
 
 #: Bracket tables: |v| from 2**-10 to 2**24, 64 cells per binade (float64 bit pattern).
 BRACKET_LOW_BITS = int(np.float64(2.0**-10).view(np.int64))
@@ -64,9 +63,13 @@ BRACKET_SHIFT = 46
 BRACKET_CELLS = (BRACKET_HIGH_BITS - BRACKET_LOW_BITS) >> BRACKET_SHIFT
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+#: A channel's mask meaning "use the stored value as it is" (see io.events.NO_MASK).
+NO_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _decode(raw_value, mask, scale, decades, log0, value_range, gain):
-    if mask != 0:
+    if mask != NO_MASK:
         x = float(np.uint64(raw_value) & mask)
     else:
         x = float(raw_value)
@@ -79,19 +82,19 @@ def _decode(raw_value, mask, scale, decades, log0, value_range, gain):
     return x
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _transform(f, v, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
     a = xf_lut_start[f]
     b = xf_lut_start[f + 1]
     return transform_value(xf_kind[f], xf_params[f], lut_x[a:b], lut_y[a:b], v)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _test_general(t, v, test_mode, test_xform, test_has_lo, test_tlo, test_has_hi,
-                  test_thi, test_ninf, test_pinf, test_nan, test_iv_start, iv_lo, iv_hi,
-                  xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
+                  test_thi, test_ninf, test_pinf, test_nan, test_domain, test_iv_start, iv_lo,
+                  iv_hi, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
     if test_mode[t] == 0:
-        if v >= -DOMAIN and v <= DOMAIN:
+        if v >= -test_domain[t] and v <= test_domain[t]:
             for k in range(test_iv_start[t], test_iv_start[t + 1]):
                 if v >= iv_lo[k] and v <= iv_hi[k]:
                     return True
@@ -112,10 +115,10 @@ def _test_general(t, v, test_mode, test_xform, test_has_lo, test_tlo, test_has_h
     return ok
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_tlo,
-                 test_has_hi, test_thi, test_ninf, test_pinf, test_nan, test_iv_start, iv_lo,
-                 iv_hi, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
+                 test_has_hi, test_thi, test_ninf, test_pinf, test_nan, test_domain, test_iv_start,
+                 iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
     """out[i] = active[i] and test t passes for vcol[i].
 
     Written without data-dependent branches in the main loops (membership masks are
@@ -125,13 +128,14 @@ def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_
     n = vcol.shape[0]
     s = test_iv_start[t]
     e = test_iv_start[t + 1]
+    dom = test_domain[t]
     if test_mode[t] != 0:
         for i in range(n):
             out[i] = False
             if active[i]:
                 out[i] = _test_general(t, vcol[i], test_mode, test_xform, test_has_lo,
                                        test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
-                                       test_nan, test_iv_start, iv_lo, iv_hi, xf_kind,
+                                       test_nan, test_domain, test_iv_start, iv_lo, iv_hi, xf_kind,
                                        xf_params, xf_lut_start, lut_x, lut_y)
         return
     outside = False
@@ -141,12 +145,12 @@ def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_
         for i in range(n):
             v = vcol[i]
             out[i] = active[i] & (v >= lo) & (v <= hi)
-            outside |= not (abs(v) <= DOMAIN)
+            outside |= not (abs(v) <= dom)
     elif e == s:
         # nothing in the domain passes (an empty range such as [5, 5))
         for i in range(n):
             out[i] = False
-            outside |= not (abs(vcol[i]) <= DOMAIN)
+            outside |= not (abs(vcol[i]) <= dom)
     else:
         # Several pieces (FlowKit's last-bit wobble near a bound, or its failures for huge
         # values): test the widest branch-free, and the others only for the rare values
@@ -168,7 +172,7 @@ def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_
             v = vcol[i]
             out[i] = active[i] & (v >= lo) & (v <= hi)
             near |= (v >= hull_lo) & (v <= hull_hi)
-            outside |= not (abs(v) <= DOMAIN)
+            outside |= not (abs(v) <= dom)
         if near:
             for i in range(n):
                 v = vcol[i]
@@ -179,25 +183,26 @@ def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_
     if outside:
         for i in range(n):
             v = vcol[i]
-            if active[i] and not (abs(v) <= DOMAIN):
+            if active[i] and not (abs(v) <= dom):
                 out[i] = _test_general(t, v, test_mode, test_xform, test_has_lo, test_tlo,
                                        test_has_hi, test_thi, test_ninf, test_pinf, test_nan,
+                                       test_domain,
                                        test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
                                        xf_lut_start, lut_x, lut_y)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _bracket_cell(bits):
     return (bits - BRACKET_LOW_BITS) >> BRACKET_SHIFT
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _is_left(ax, ay, bx, by, px, py):
     # flowutils' point_is_left, same operations in the same order
     return (bx - ax) * (py - ay) - (px - ax) * (by - ay)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _winding_odd(px, py, verts, start, stop):
     # flowutils' points_in_polygon: winding number (Sunday), inside when odd.
     wind = 0
@@ -219,15 +224,16 @@ def _winding_odd(px, py, verts, start, stop):
     return wind % 2 != 0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
                     edge_lt_test, ytest, y0, y1, edge_dir, d0, band_fast, slab_left,
-                    slab_right, s0, band, wind, ge, lt, pxl, pxh, pyl, pyh, px_exact,
+                    slab_right, s0, slab_domain, band, wind, ge, lt, pxl, pxh, pyl, pyh, px_exact,
                     py_exact, have_exact, have_bracket, pending, bracket_start,
                     bracket_pos,
                     bracket_neg, scratch_f, scratch_i, test_value, test_mode, test_xform,
                     test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
-                    test_nan, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start,
+                    test_nan, test_domain, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
+                    xf_lut_start,
                     lut_x, lut_y):
     """FlowKit's winding rule over a block, edge by edge (see the module docstring).
 
@@ -265,11 +271,13 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
     if band_fast:
         # every "y >= vertex y" test is one interval [L, DOMAIN]: count the bounds passed
         bounds = np.empty(ny)
+        ydom = math.inf
         for j in range(ny):
             bounds[j] = iv_lo[test_iv_start[ytest[y0 + j]]]
+            ydom = min(ydom, test_domain[ytest[y0 + j]])
         outside = False
         for i in range(nb):
-            outside |= not (abs(vy_row[i]) <= DOMAIN)
+            outside |= not (abs(vy_row[i]) <= ydom)
         for j in range(ny):
             bound = bounds[j]
             for i in range(nb):
@@ -277,12 +285,13 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
         if outside:
             for i in range(nb):
                 v = vy_row[i]
-                if cand[i] and not (abs(v) <= DOMAIN):
+                if cand[i] and not (abs(v) <= ydom):
                     count = 0
                     for j in range(ny):
                         count += _test_general(ytest[y0 + j], v, test_mode, test_xform,
                                                test_has_lo, test_tlo, test_has_hi, test_thi,
-                                               test_ninf, test_pinf, test_nan, test_iv_start,
+                                               test_ninf, test_pinf, test_nan, test_domain,
+                                               test_iv_start,
                                                iv_lo, iv_hi, xf_kind, xf_params,
                                                xf_lut_start, lut_x, lut_y)
                     band[i] = count
@@ -290,7 +299,7 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
         for j in range(ny):
             _test_column(ytest[y0 + j], vy_row, cand, ge[j], test_mode, test_xform,
                          test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
-                         test_nan, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
+                         test_nan, test_domain, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
                          xf_lut_start, lut_x, lut_y)
             row = ge[j]
             for i in range(nb):
@@ -307,7 +316,7 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             left = lt[k]
             _test_column(edge_lt_test[v0 + k], vx_row, cand, left, test_mode, test_xform,
                          test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
-                         test_nan, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
+                         test_nan, test_domain, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
                          xf_lut_start, lut_x, lut_y)
             for i in range(nb):
                 wind[i] += dirs[band[i]] * left[i]
@@ -331,10 +340,10 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             # it counts, one clearly right does not, by exact mapped bounds on the
             # untransformed x (compiler: slab bounds).
             xr = vx_row[i]
-            if xr <= slabs[band[i]] and xr >= -DOMAIN:
+            if xr <= slabs[band[i]] and xr >= -slab_domain:
                 wind[i] += d
                 continue
-            if xr >= clears[band[i]] and xr <= DOMAIN:
+            if xr >= clears[band[i]] and xr <= slab_domain:
                 continue
             if not have_bracket[i]:
                 # bounds on the transformed point from the axes' tables (inline: a call
@@ -421,11 +430,11 @@ def _gate_blocks(data, n_events,
                  xf_kind, xf_params, xf_lut_start, lut_x, lut_y,
                  axis_value, axis_xform, bracket_start, bracket_pos, bracket_neg,
                  test_value, test_mode, test_xform, test_has_lo, test_tlo, test_has_hi,
-                 test_thi, test_ninf, test_pinf, test_nan, test_iv_start, iv_lo, iv_hi,
+                 test_thi, test_ninf, test_pinf, test_nan, test_domain, test_iv_start, iv_lo, iv_hi,
                  gate_kind, gate_parent, gate_complement, gate_exact, gate_test_start,
                  gate_axis_start, gate_axes, gate_vert_start, verts, edge_kind, edge_lt_test,
                  gate_ytest_start, ytest, gate_dir_start, edge_dir, gate_band_fast,
-                 gate_slab_start, slab_left, slab_right,
+                 gate_slab_start, gate_slab_domain, slab_left, slab_right,
                  gate_ell_start, ell_mean, gate_inv_start, ell_inv, ell_dist,
                  gate_ref_start, ref_gate, ref_complement, gate_bool_op,
                  out_bits):
@@ -474,7 +483,7 @@ def _gate_blocks(data, n_events,
             log0 = chan_log0[c]
             value_range = chan_range[c]
             gain = chan_gain[c]
-            if mask == 0 and scale == 1.0 and not decades > 0.0 and (gain == 1.0
+            if mask == NO_MASK and scale == 1.0 and not decades > 0.0 and (gain == 1.0
                                                                        or gain == 0.0):
                 for i in range(nb):
                     vals[c, i] = float(data[start + i, col])
@@ -563,7 +572,8 @@ def _gate_blocks(data, n_events,
                     target = cand if (t - t0) % 2 == 0 else cand2
                     _test_column(t, vals[val_row[test_value[t]]], source, target, test_mode,
                                  test_xform, test_has_lo, test_tlo, test_has_hi, test_thi,
-                                 test_ninf, test_pinf, test_nan, test_iv_start, iv_lo, iv_hi,
+                                 test_ninf, test_pinf, test_nan, test_domain, test_iv_start,
+                                 iv_lo, iv_hi,
                                  xf_kind, xf_params, xf_lut_start, lut_x, lut_y)
                     source = target
                 if (t1 - t0) % 2 == 0:
@@ -599,13 +609,14 @@ def _gate_blocks(data, n_events,
                                     edge_kind, edge_lt_test, ytest, gate_ytest_start[g],
                                     gate_ytest_start[g + 1], edge_dir, gate_dir_start[g],
                                     gate_band_fast[g], slab_left, slab_right,
-                                    gate_slab_start[g], band, wind, ge, lt, pxl, pxh, pyl,
+                                    gate_slab_start[g], gate_slab_domain[g], band, wind, ge, lt,
+                                    pxl, pxh, pyl,
                                     pyh, px_exact, py_exact, have_exact, have_bracket,
                                     pending, bracket_start, bracket_pos,
                                     bracket_neg, scratch_f, scratch_i,
                                     test_value, test_mode, test_xform, test_has_lo,
                                     test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
-                                    test_nan, test_iv_start, iv_lo, iv_hi, xf_kind,
+                                    test_nan, test_domain, test_iv_start, iv_lo, iv_hi, xf_kind,
                                     xf_params, xf_lut_start, lut_x, lut_y)
             elif kind == ELLIPSOID:
                 a0 = gate_axis_start[g]
@@ -674,7 +685,8 @@ def _renamed(func, name: str):
 
 
 #: Serial and threaded builds of the same kernel (no fastmath: rounding must match FlowKit).
-gate_blocks_serial = numba.njit(cache=True, nogil=True)(
+gate_blocks_serial = numba.njit(cache=True, nogil=True, error_model="numpy")(
     _renamed(_gate_blocks, "gate_blocks_serial"))
-gate_blocks_parallel = numba.njit(cache=True, nogil=True, parallel=True)(
+gate_blocks_parallel = numba.njit(cache=True, nogil=True, parallel=True,
+                                  error_model="numpy")(
     _renamed(_gate_blocks, "gate_blocks_parallel"))

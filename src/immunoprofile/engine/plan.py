@@ -79,6 +79,7 @@ class GatingPlan:
         self.fallback_reason: str | None = None
         self._program: Program | None = program
         self._bound: dict[tuple, Bound] = {}
+        self._checked: set[str] = set()
         if program is not None:
             self.gate_ids = [g.key for g in program.gates]
             self.gate_types = [g.gate_type for g in program.gates]
@@ -113,10 +114,35 @@ class GatingPlan:
 
     def _events(self, sample) -> EventData:
         if isinstance(sample, EventData):
-            return sample
-        if isinstance(sample, str | os.PathLike):
-            return read_events(Path(sample))
-        return EventData.from_sample(sample)  # a FlowKit Sample
+            events = sample
+        elif isinstance(sample, str | os.PathLike):
+            events = read_events(Path(sample))
+        else:
+            events = EventData.from_sample(sample)  # a FlowKit Sample
+        self._check_custom_gates(events.name)
+        return events
+
+    def _check_custom_gates(self, sample_id: str) -> None:
+        """Refuse a sample that has its own gates in the strategy but was not compiled so.
+
+        FlowKit would gate it with its custom (e.g. FlowJo sample-specific) gates; a plan
+        compiled for the template gates would silently count something else.
+        """
+        if self.strategy is None or sample_id == self.sample_id or sample_id in self._checked:
+            return
+        has_custom = False
+        for name, path in self.strategy.get_gate_ids():
+            try:
+                has_custom = has_custom or self.strategy.is_custom_gate(sample_id, name, path)
+            except Exception:  # noqa: BLE001 - quadrants are not gate nodes of their own
+                continue
+        if not has_custom:
+            self._checked.add(sample_id)
+            return
+        if has_custom:
+            raise ValueError(
+                f"the strategy has custom gates for sample {sample_id!r}: compile it with "
+                f"engine.compile(strategy, sample_id={sample_id!r})")
 
     def _run(self, sample, want_bits: bool, threads: int | None):
         events = self._events(sample)

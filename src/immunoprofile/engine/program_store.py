@@ -24,7 +24,7 @@ from .thresholds import RangeTest
 from .transforms import TransformSpec
 
 #: Bumped whenever the meaning of a stored program changes.
-FORMAT = 1
+FORMAT = 2
 
 
 def cache_dir() -> Path:
@@ -61,7 +61,7 @@ def _test(t: Test | None) -> dict | None:
     if t.mapped is not None:
         mapped = {"intervals": [list(iv) for iv in t.mapped.intervals],
                   "neg_inf": t.mapped.neg_inf, "pos_inf": t.mapped.pos_inf,
-                  "nan": t.mapped.nan}
+                  "nan": t.mapped.nan, "domain": t.mapped.domain}
     return {"value": t.value, "xform": t.xform, "lo": t.lo, "hi": t.hi, "mapped": mapped}
 
 
@@ -72,7 +72,8 @@ def _untest(d: dict | None) -> Test | None:
     if d["mapped"] is not None:
         m = d["mapped"]
         mapped = RangeTest(tuple((float(a), float(b)) for a, b in m["intervals"]),
-                           bool(m["neg_inf"]), bool(m["pos_inf"]), bool(m["nan"]))
+                           bool(m["neg_inf"]), bool(m["pos_inf"]), bool(m["nan"]),
+                           float(m["domain"]))
     return Test(int(d["value"]), int(d["xform"]), d["lo"], d["hi"], mapped)
 
 
@@ -91,6 +92,7 @@ def program_to_json(program: Program) -> str:
             "edge_lt": [_test(t) for t in g.edge_lt], "edge_kinds": g.edge_kinds,
             "edge_dirs": None if g.edge_dirs is None else g.edge_dirs.tolist(),
             "slab_left": _array(g.slab_left), "slab_right": _array(g.slab_right),
+            "slab_domain": g.slab_domain,
         })
     return json.dumps({
         "format": FORMAT,
@@ -98,7 +100,8 @@ def program_to_json(program: Program) -> str:
         "values": [{"kind": v.kind, "label": v.label, "comp_ref": v.comp_ref,
                     "ratio": list(v.ratio)} for v in program.values],
         "transforms": [{"kind": t.kind, "params": _array(t.params), "lut_x": _array(t.lut_x),
-                        "lut_y": _array(t.lut_y)} for t in program.transforms],
+                        "lut_y": _array(t.lut_y), "domain": t.domain}
+                       for t in program.transforms],
         "axes": [list(a) for a in program.axes],
         "comp_matrices": {ref: {"matrix": _array(m.matrix), "detectors": m.detectors,
                                 "fluorochromes": m.fluorochromes}
@@ -136,13 +139,15 @@ def program_from_json(text: str) -> Program:
             edge_kinds=[int(k) for k in g["edge_kinds"]],
             edge_dirs=_arr(g["edge_dirs"], np.int64),
             slab_left=_arr(g["slab_left"]), slab_right=_arr(g["slab_right"]),
+            slab_domain=float(g["slab_domain"]),
         ))
     values = [ValueRef(int(v["kind"]), v["label"], v["comp_ref"], tuple(v["ratio"]))
               for v in data["values"]]
     transforms = []
     for t in data["transforms"]:
         transforms.append(TransformSpec(int(t["kind"]), _arr(t["params"]),
-                                        _arr(t["lut_x"]), _arr(t["lut_y"])))
+                                        _arr(t["lut_x"]), _arr(t["lut_y"]),
+                                        domain=float(t["domain"])))
     matrices = {ref: CompMatrix(_arr(m["matrix"]), list(m["detectors"]),
                                 list(m["fluorochromes"]))
                 for ref, m in data["comp_matrices"].items()}

@@ -9,8 +9,9 @@ is FlowKit's answer for every float64 input, not merely close to it.
 Infinite inputs and NaN are classified separately (logicle maps them to -1, for instance).
 The pass set can be several intervals: FlowKit's logicle is not monotone to the last bit
 near a bound, and gives -1 where its root-finding fails for huge values; every such piece
-found is kept, and the result is checked against FlowKit on random doubles. Beyond
-``DOMAIN`` (|v| > 2**50) FlowKit's root-finding gives sporadic -1s; there the kernel
+found is kept, and the result is checked against FlowKit on random doubles. Bounds are
+mapped for magnitudes up to ``DOMAIN`` (2**50) or the transform's own ``domain`` (below
+where its root-finding starts failing, see ``transforms._with_domain``); beyond, the kernel
 evaluates the transform per event instead.
 """
 
@@ -20,13 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .transforms import TransformSpec
+from .transforms import DOMAIN, TransformSpec
 
 _SIGN_MASK = np.int64(0x7FFFFFFFFFFFFFFF)
-#: Untransformed magnitudes up to this are mapped exactly; beyond it (no cytometer writes
-#: such values, but a damaged file or a ratio over ~0 can) the kernel transforms per event.
-DOMAIN = float(2.0**50)
-_MAX = DOMAIN
 _GRID = 4097
 _FANOUT = 255
 
@@ -42,7 +39,7 @@ class RangeTest:
     Attributes
     ----------
     intervals : tuple of (float, float)
-        Inclusive ``(lo, hi)`` bounds of values in [-DOMAIN, DOMAIN] that pass; usually
+        Inclusive ``(lo, hi)`` bounds of values in [-domain, domain] that pass; usually
         one.
     neg_inf, pos_inf, nan : bool
         Whether ``-inf``, ``+inf``, NaN pass (checked apart from the intervals; NaN can
@@ -53,6 +50,7 @@ class RangeTest:
     neg_inf: bool
     pos_inf: bool
     nan: bool = False
+    domain: float = DOMAIN  # beyond it the kernel transforms per event
 
     def passes(self, values: np.ndarray) -> np.ndarray:
         """Evaluate the test on untransformed values (what the kernel does)."""
@@ -60,7 +58,7 @@ class RangeTest:
         ok = np.zeros(values.shape, dtype=bool)
         for lo, hi in self.intervals:
             ok |= (values >= lo) & (values <= hi)
-        ok &= np.abs(values) <= DOMAIN
+        ok &= np.abs(values) <= self.domain
         ok |= (values == np.inf) & self.pos_inf
         ok |= (values == -np.inf) & self.neg_inf
         ok |= np.isnan(values) & self.nan
@@ -112,8 +110,8 @@ def _bisect(passes, ord_false: int, ord_true: int) -> int:
     return b
 
 
-def _search_grid(spec: TransformSpec, lo, hi, hints) -> np.ndarray:
-    lowest, highest = (int(v) for v in _to_ord(np.array([-_MAX, _MAX])))
+def _search_grid(spec: TransformSpec, lo, hi, hints, limit: float) -> np.ndarray:
+    lowest, highest = (int(v) for v in _to_ord(np.array([-limit, limit])))
     step = (highest - lowest) // (_GRID - 1)
     coarse = np.array([lowest + k * step for k in range(_GRID - 1)] + [highest], dtype=np.int64)
     magnitudes = np.logspace(-4, 13, 8001)
@@ -166,7 +164,8 @@ def range_test(spec: TransformSpec, lo: float | None, hi: float | None,
     special = passes(np.array([np.nan, -np.inf, np.inf, -0.0, 0.0]))
     if special[3] != special[4]:
         raise NonMonotoneTest("-0.0 and +0.0 are classified differently")
-    grid = _search_grid(spec, lo, hi, hints)
+    limit = min(DOMAIN, spec.domain)
+    grid = _search_grid(spec, lo, hi, hints, limit)
     ok = passes(_from_ord(grid))
     intervals = []
     i = 0
@@ -186,15 +185,15 @@ def range_test(spec: TransformSpec, lo: float | None, hi: float | None,
     if len(intervals) > max_intervals:
         raise NonMonotoneTest(f"the pass set has {len(intervals)} pieces")
     neg_inf, pos_inf = bool(special[1]), bool(special[2])
-    test = RangeTest(tuple(intervals), neg_inf, pos_inf, bool(special[0]))
+    test = RangeTest(tuple(intervals), neg_inf, pos_inf, bool(special[0]), limit)
     _verify(test, passes, grid)
     return test
 
 
 def _untransformed_test(lo: float | None, hi: float | None) -> RangeTest:
     """``lo <= v < hi`` on the value itself: no search needed."""
-    low = -_MAX if lo is None else max(float(lo), -_MAX)
-    high = _MAX if hi is None else min(float(np.nextafter(hi, -np.inf)), _MAX)
+    low = -DOMAIN if lo is None else max(float(lo), -DOMAIN)
+    high = DOMAIN if hi is None else min(float(np.nextafter(hi, -np.inf)), DOMAIN)
     intervals = ((low, high),) if low <= high else ()
     return RangeTest(intervals, neg_inf=lo is None and (hi is None or hi > -np.inf),
                      pos_inf=hi is None, nan=lo is None and hi is None)

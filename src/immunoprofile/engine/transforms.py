@@ -4,8 +4,9 @@ Every Gating-ML 2.0 transform and the two FlowJo 10 ones that FlowKit reads from
 are lowered to a kind code and a parameter vector (``TransformSpec``) that the gating kernel
 evaluates one value at a time. Each kernel repeats FlowKit's own arithmetic (same formula,
 same order of operations) so that results agree with FlowKit to the last bit or within a
-few units in the last place; logicle and hyperlog solve the same equation FlowKit's C code
-solves, to full double precision (Moore & Parks 2012; Bagwell 2005).
+few units in the last place; logicle and hyperlog solve the same equation with FlowKit's C code's
+initial guesses, tolerances and iteration limits (Moore & Parks 2012; Bagwell 2005), and
+give its numbers bit for bit — its -1 where it finds no root included.
 
 Only polygon and ellipsoid gates need transformed values per event: range, rectangle and
 quadrant thresholds are mapped back to untransformed values once, with FlowKit's own
@@ -36,6 +37,10 @@ WSP_BIEX = 7
 
 #: Parameter slots: logicle/hyperlog use all of them; others the first few.
 N_PARAMS = 32
+
+#: Largest untransformed magnitude whose range tests are mapped to bounds (thresholds.py);
+#: beyond it, and beyond a transform's own ``domain``, the kernel transforms per event.
+DOMAIN = float(2.0**50)
 _TAYLOR = 16  # first Taylor coefficient slot
 _TAYLOR_LENGTH = 16
 
@@ -58,6 +63,9 @@ class TransformSpec:
         Lookup table (FlowJo biex only; empty otherwise), ``lut_x`` ascending.
     reference : object
         The FlowKit transform (None for identity), used for exact threshold mapping.
+    domain : float
+        Magnitudes up to which FlowKit's transform behaves (no root-finding failures), so
+        that range bounds can be mapped back through it.
     """
 
     kind: int
@@ -65,6 +73,7 @@ class TransformSpec:
     lut_x: np.ndarray = field(default_factory=lambda: np.empty(0))
     lut_y: np.ndarray = field(default_factory=lambda: np.empty(0))
     reference: object = None
+    domain: float = DOMAIN
 
     def apply_reference(self, values: np.ndarray) -> np.ndarray:
         """Transform ``values`` with FlowKit itself (a column, as FlowKit gates it)."""
@@ -139,13 +148,44 @@ def _hyperlog_params(t: float, w_: float, m: float, a_: float) -> np.ndarray:
     a = t / ((math.exp(b) + c_a) - f_a)
     c = c_a * a
     f = f_a * a
-    p[:8] = (a, b, c, 0.0, f, x1, x1 + w / 4, 0.0)
+    x_taylor = x1 + w / 4
+    p[:7] = (a, b, c, 0.0, f, x1, x_taylor)
     coef = a * math.exp(b * x1)
     for i in range(_TAYLOR_LENGTH):
         coef *= b / (i + 1)
         p[_TAYLOR + i] = coef
     p[_TAYLOR] += c
+    # flowutils' bound of its linear initial guess ("inverse"), from x0 as it computes it
+    p[9] = 1.0  # the series keeps its second coefficient (see _biexponential_series)
+    negative = x0 < x1
+    x0_used = 2 * x1 - x0 if negative else x0
+    if x0_used < x_taylor:
+        inverse = float(_biexponential_series(p, x0_used))
+    else:
+        inverse = a * math.exp(b * x0_used) + c * x0_used
+    p[7] = -inverse if negative else inverse
+    p[8] = w
     return p
+
+
+def _with_domain(spec: TransformSpec) -> TransformSpec:
+    """Set ``spec.domain`` below where FlowKit's root-finding starts to fail.
+
+    flowutils' logicle and hyperlog return -1 where their iteration does not converge:
+    logicle only beyond ~1e159, hyperlog sporadically from ~1e12 up for some parameters.
+    Those failures are FlowKit's answers and the compiled kernels reproduce them bit for
+    bit, but a range bound cannot be mapped through a function that jumps to -1 here and
+    there; the mapped domain stops a hundredfold below the first failure found on a dense
+    grid, and the kernel transforms anything beyond.
+    """
+    grid = np.logspace(0.0, 15.06, 150_001)
+    values = np.concatenate([grid, -grid])
+    with np.errstate(all="ignore"):
+        out = spec.apply_reference(values)
+    failed = np.abs(values[out == -1.0])
+    if failed.size:
+        spec.domain = float(min(DOMAIN, failed.min() / 100.0))
+    return spec
 
 
 def lower_transform(xform) -> TransformSpec:
@@ -179,11 +219,11 @@ def lower_transform(xform) -> TransformSpec:
     if kind_of is fk_transforms.LogicleTransform:
         p = _logicle_params(float(xform.param_t), float(xform.param_w),
                             float(xform.param_m), float(xform.param_a))
-        return TransformSpec(LOGICLE, p, reference=xform)
+        return _with_domain(TransformSpec(LOGICLE, p, reference=xform))
     if kind_of is fk_transforms.HyperlogTransform:
         p = _hyperlog_params(float(xform.param_t), float(xform.param_w),
                              float(xform.param_m), float(xform.param_a))
-        return TransformSpec(HYPERLOG, p, reference=xform)
+        return _with_domain(TransformSpec(HYPERLOG, p, reference=xform))
     if kind_of is fk_transforms.WSPLogTransform:
         offset, decades = float(xform.offset), float(xform.decades)
         p[0], p[1], p[2] = offset, decades, np.log10(offset)
@@ -202,17 +242,21 @@ def lower_transform(xform) -> TransformSpec:
 
 # --------------------------------------------------------------------------- kernels
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _biexponential_series(p, scale):
-    # Taylor series of the (hyper)biexponential around x1, Horner form.
+    # Taylor series of the (hyper)biexponential around x1, Horner form, summed as flowutils
+    # sums it: logicle skips its second coefficient (zero by the logicle condition),
+    # hyperlog keeps it (flag in p[9])
     x = scale - p[5]
     total = p[_TAYLOR + _TAYLOR_LENGTH - 1] * x
-    for i in range(_TAYLOR_LENGTH - 2, -1, -1):
+    for i in range(_TAYLOR_LENGTH - 2, 1, -1):
         total = (total + p[_TAYLOR + i]) * x
-    return total
+    if p[9] != 0.0:  # hyperlog keeps the second coefficient
+        return ((total + p[_TAYLOR + 1]) * x + p[_TAYLOR]) * x
+    return (total * x + p[_TAYLOR]) * x
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _root_scale(kind, p, value):
     """Logicle or hyperlog of ``value``: Halley's method on the biexponential."""
     a = p[0]
@@ -229,14 +273,25 @@ def _root_scale(kind, p, value):
     negative = value < 0.0
     if negative:
         value = -value
-    if value < f:
-        x = x1 + value / p[_TAYLOR]
+    # flowutils' initial guesses, tolerances and iteration limits (logicle / hyperlog)
+    if kind == LOGICLE:
+        if value < f:
+            x = x1 + value / p[_TAYLOR]
+        else:
+            x = math.log(value / a) / b
+        tolerance = 3.0 * 2.220446049250313e-16
+        if x > 1.0:
+            tolerance = 3.0 * x * 2.220446049250313e-16
+        iterations = 40
     else:
-        x = math.log(value / a) / b
-    tolerance = 3.0 * 2.220446049250313e-16
-    if x > 1.0:
-        tolerance = 3.0 * x * 2.220446049250313e-16
-    for _ in range(40):
+        inverse = p[7]
+        if value < inverse:
+            x = x1 + value * p[8] / inverse
+        else:
+            x = math.log(value / a) / b
+        tolerance = 3.0 * 2.220446049250313e-16
+        iterations = 10
+    for _ in range(iterations):
         ae2bx = a * math.exp(b * x)
         if kind == LOGICLE:
             ce2mdx = c / math.exp(d * x)
@@ -265,7 +320,7 @@ def _root_scale(kind, p, value):
     return -1.0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def transform_value(kind, p, lut_x, lut_y, x):
     """Transformed value of one untransformed value ``x`` (see the module docstring)."""
     if kind == IDENTITY:
@@ -287,7 +342,7 @@ def transform_value(kind, p, lut_x, lut_y, x):
     return math.nan
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _log10(x):
     # numpy's log10: -inf at zero, nan below zero
     if x > 0.0:
@@ -297,7 +352,7 @@ def _log10(x):
     return math.nan
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _interp_linear(xs, ys, below, above, x):
     # scipy.interpolate.interp1d(kind="linear", bounds_error=False), step by step.
     n = xs.shape[0]
@@ -329,7 +384,7 @@ def _interp_linear(xs, ys, below, above, x):
     return y
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def transform_array(kind, p, lut_x, lut_y, values):
     """Transform every value of a 1-D array (tests and the threshold check use it)."""
     out = np.empty(values.shape[0])

@@ -33,7 +33,7 @@ class EventData:
     pnn, pns : list of str
         ``$PnN`` and ``$PnS`` per channel (``""`` where ``$PnS`` is absent).
     mask : numpy.ndarray
-        uint64 bit mask per channel (0: none).
+        uint64 bit mask per channel (``NO_MASK``: none).
     scale, decades, log0, value_range, gain : numpy.ndarray
         float64 per channel: time step, ``$PnE`` decades and log(0) value, ``$PnR``,
         ``$PnG``; identity values where the data are already decoded.
@@ -78,12 +78,17 @@ class EventData:
         return cls(
             data=events, pnn=list(sample.pnn_labels),
             pns=[p or "" for p in sample.pns_labels],
-            mask=np.zeros(n, dtype=np.uint64), scale=np.ones(n), decades=np.zeros(n),
+            mask=np.full(n, NO_MASK, dtype=np.uint64), scale=np.ones(n), decades=np.zeros(n),
             log0=np.zeros(n), value_range=np.ones(n), gain=np.ones(n),
             fluoro_indices=list(sample.fluoro_indices), spill=spill,
             null_channels=list(sample.null_channels or []), name=str(sample.id),
             text=dict(meta),
         )
+
+
+#: ``mask`` value of a channel whose stored values are used as they are (float data, or
+#: integers FlowIO does not mask); a mask of 0 is real (FlowIO clears every bit).
+NO_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _next_power_of_2(x: int) -> int:
@@ -132,12 +137,11 @@ def read_events(path: str | Path) -> EventData:
             reason = f"truncated — the DATA segment runs past the end of the file ({size} bytes)"
         raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
     text = flow.text
-    channels = [flow.channels[n] for n in sorted(flow.channels, key=int)]
     byteorder = {"1,2,3,4": "<", "1,2": "<", "4,3,2,1": ">", "2,1": ">"}.get(
         text.get("byteord", ""), "=")
     datatype = text.get("datatype", "").lower()
     widths = {int(text.get(f"p{i}b", "0") or 0) for i in range(1, n_par + 1)}
-    mask = np.zeros(n_par, dtype=np.uint64)
+    mask = np.full(n_par, NO_MASK, dtype=np.uint64)
     dtype = None
     if text.get("mode", "l").lower() == "l":
         if datatype == "f":
@@ -185,10 +189,16 @@ def read_events(path: str | Path) -> EventData:
             scale[flow.time_index] = float(text["timestep"])
         except ValueError:
             scale[flow.time_index] = 1.0
-    decades = np.array([c["pne"][0] for c in channels], dtype=np.float64)
-    log0 = np.array([c["pne"][1] for c in channels], dtype=np.float64)
-    value_range = np.array([c["pnr"] for c in channels], dtype=np.float64)
-    gain = np.array([c["png"] for c in channels], dtype=np.float64)
+    # Indexed by channel number, as FlowIO applies them to DATA columns (a channel without
+    # $PnN is missing from FlowIO's channel list but not from DATA).
+    decades, log0 = np.zeros(n_par), np.zeros(n_par)
+    value_range, gain = np.ones(n_par), np.ones(n_par)
+    for number, channel in flow.channels.items():
+        column = int(number) - 1
+        if 0 <= column < n_par:
+            decades[column], log0[column] = channel["pne"]
+            value_range[column] = channel["pnr"]
+            gain[column] = channel["png"]
     return EventData(
         data=data, pnn=list(flow.pnn_labels), pns=[p or "" for p in flow.pns_labels],
         mask=mask, scale=scale, decades=decades, log0=log0, value_range=value_range,
