@@ -354,3 +354,17 @@ def test_program_key_names_the_template_and_versions():
 
     assert program_key("<a/>") == program_key("<a/>")
     assert program_key("<a/>") != program_key("<b/>")
+
+
+# --------------------------------------------------------------------- the pipeline
+
+def test_batch_tables_are_the_same_with_either_engine(small_cohort):
+    from immunoprofile import gate_batch
+
+    compiled = gate_batch(small_cohort, engine="compiled", jobs=2)
+    reference = gate_batch(small_cohort, engine="flowkit")
+    assert compiled.ok and reference.ok
+    for table in ("populations", "profiles", "samples"):
+        ours = getattr(compiled, table).reset_index(drop=True)
+        theirs = getattr(reference, table).reset_index(drop=True)
+        assert ours.equals(theirs), table

@@ -106,16 +106,21 @@ def _solve_logicle_d(b: float, w: float) -> float:
     return d
 
 
-def _logicle_params(t: float, w_: float, m: float, a_: float) -> np.ndarray:
-    if not (t > 0 and m > 0 and w_ >= 0 and 2 * w_ <= m and -w_ <= a_ <= m - 2 * w_):
-        raise UnsupportedTransform(f"logicle parameters out of range (T={t}, W={w_}, "
+def _scale_geometry(name: str, t: float, w_: float, m: float, a_: float,
+                    zero_width: bool) -> tuple[float, float, float, float]:
+    """(w, x1, x0, b) of a logicle-type scale, as flowutils computes them (Gating-ML 2.0)."""
+    if not (t > 0 and m > 0 and (w_ >= 0 if zero_width else w_ > 0) and 2 * w_ <= m
+            and -w_ <= a_ <= m - 2 * w_):
+        raise UnsupportedTransform(f"{name} parameters out of range (T={t}, W={w_}, "
                                    f"M={m}, A={a_})")
-    p = np.zeros(N_PARAMS)
     w = w_ / (m + a_)
     x2 = a_ / (m + a_)
-    x1 = x2 + w
-    x0 = x2 + 2 * w
-    b = (m + a_) * math.log(10.0)
+    return w, x2 + w, x2 + 2 * w, (m + a_) * math.log(10.0)
+
+
+def _logicle_params(t: float, w_: float, m: float, a_: float) -> np.ndarray:
+    w, x1, x0, b = _scale_geometry("logicle", t, w_, m, a_, zero_width=True)
+    p = np.zeros(N_PARAMS)
     d = _solve_logicle_d(b, w)
     c_a = math.exp(x0 * (b + d))
     mf_a = math.exp(b * x1) - c_a / math.exp(d * x1)
@@ -134,15 +139,8 @@ def _logicle_params(t: float, w_: float, m: float, a_: float) -> np.ndarray:
 
 
 def _hyperlog_params(t: float, w_: float, m: float, a_: float) -> np.ndarray:
-    if not (t > 0 and m > 0 and w_ > 0 and 2 * w_ <= m and -w_ <= a_ <= m - 2 * w_):
-        raise UnsupportedTransform(f"hyperlog parameters out of range (T={t}, W={w_}, "
-                                   f"M={m}, A={a_})")
+    w, x1, x0, b = _scale_geometry("hyperlog", t, w_, m, a_, zero_width=False)
     p = np.zeros(N_PARAMS)
-    w = w_ / (m + a_)
-    x2 = a_ / (m + a_)
-    x1 = x2 + w
-    x0 = x2 + 2 * w
-    b = (m + a_) * math.log(10.0)
     c_a = math.exp(b * x0) / w
     f_a = math.exp(b * x1) + c_a * x1
     a = t / ((math.exp(b) + c_a) - f_a)
