@@ -192,11 +192,6 @@ def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _bracket_cell(bits):
-    return (bits - BRACKET_LOW_BITS) >> BRACKET_SHIFT
-
-
-@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _is_left(ax, ay, bx, by, px, py):
     # flowutils' point_is_left, same operations in the same order
     return (bx - ax) * (py - ay) - (px - ax) * (by - ay)
