@@ -129,3 +129,19 @@ def test_sample_with_custom_gates_needs_its_own_plan(tmp_path):
     with pytest.raises(ValueError, match="custom gates for sample 'custom.fcs'"):
         engine.compile(strategy).counts(path)
     assert_same_as_flowkit(strategy, _sample(path), source=path, sample_id="custom.fcs")
+
+
+def test_unreadable_widths_are_a_clear_error_or_read_by_flowio(tmp_path):
+    """$PnB of '*' (ASCII-style) must not escape as a bare ValueError."""
+    from immunoprofile.errors import FCSReadError
+    from immunoprofile.io.events import read_events
+
+    data = np.array([[1, 2], [3, 4]], dtype=np.uint16)
+    path = write_fcs(tmp_path / "star.fcs", data, ["A", "B"], datatype="I", bits=16,
+                     extra={"$P1B": "*"})
+    try:
+        events = read_events(path)
+    except FCSReadError as exc:
+        assert "star.fcs" in str(exc)
+    else:
+        assert events.event_count == 2

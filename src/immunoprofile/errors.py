@@ -30,3 +30,9 @@ class GatingError(ImmunoprofileError):
 
 class TemplateError(ImmunoprofileError):
     """A Gating-ML template is missing or cannot be parsed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name: what a user is shown."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,6 +12,7 @@ import math
 import platform
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -94,6 +95,11 @@ class BatchResult:
     def ok(self) -> bool:
         """True when every file was processed."""
         return self.errors.empty
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
 
 def _gate_one(request: TubeRequest, templates: str | None, engine: str) -> GatedTube:
@@ -205,8 +211,7 @@ def gate_batch(
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    _check_engine(engine)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     samples_dir = Path(samples_dir)
@@ -234,7 +239,11 @@ def gate_batch(
     elif engine == "compiled":
         # The compiled kernel releases the GIL and events are memory-mapped: threads share
         # the compiled plans and start instantly, where processes would each re-import.
-        with ThreadPoolExecutor(max_workers=min(jobs, total)) as pool:
+        # Warning filters are process-wide: set once here, not in each thread.
+        with warnings.catch_warnings(), \
+                ThreadPoolExecutor(max_workers=min(jobs, total)) as pool:
+            warnings.filterwarnings("ignore", module="flowio")
+            warnings.filterwarnings("ignore", module="flowkit")
             for result in pool.map(lambda r: _gate_or_fail(r, template_arg, engine),
                                    requests):
                 collect(result)
@@ -378,8 +387,7 @@ def gate_sample(
         path=path.resolve(), sample_id=path.stem, patient_id=patient_id or path.stem,
         tube=tube, beads_per_test=math.nan if beads_per_test is None else float(beads_per_test),
         volume_ul=float(volume_ul), alc=math.nan if alc is None else float(alc))
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    _check_engine(engine)
     gated = _gate_one(request, str(templates) if templates is not None else None, engine)
     counted, failures = _count([gated], path.resolve().parent)
     if failures:

@@ -30,6 +30,7 @@ import types
 import numba
 import numpy as np
 
+from ..io.events import NO_MASK
 from .transforms import IDENTITY, transform_value
 
 BLOCK = 4096
@@ -63,8 +64,6 @@ BRACKET_SHIFT = 46
 BRACKET_CELLS = (BRACKET_HIGH_BITS - BRACKET_LOW_BITS) >> BRACKET_SHIFT
 
 
-#: A channel's mask meaning "use the stored value as it is" (see io.events.NO_MASK).
-NO_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -222,14 +221,12 @@ def _winding_odd(px, py, verts, start, stop):
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
                     edge_lt_test, ytest, y0, y1, edge_dir, d0, band_fast, slab_left,
-                    slab_right, s0, slab_domain, band, wind, ge, lt, pxl, pxh, pyl, pyh, px_exact,
-                    py_exact, have_exact, have_bracket, pending, bracket_start,
-                    bracket_pos,
-                    bracket_neg, scratch_f, scratch_i, test_value, test_mode, test_xform,
-                    test_has_lo, test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
-                    test_nan, test_domain, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
-                    xf_lut_start,
-                    lut_x, lut_y):
+                    slab_right, s0, slab_domain, band, wind, ge, lt, pxl, pxh, pyl, pyh,
+                    px_exact, py_exact, have_exact, have_bracket, bracket_pos, bracket_neg,
+                    scratch_f, scratch_i, test_mode, test_xform, test_has_lo, test_tlo,
+                    test_has_hi, test_thi, test_ninf, test_pinf, test_nan, test_domain,
+                    test_iv_start, iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start, lut_x,
+                    lut_y):
     """FlowKit's winding rule over a block, edge by edge (see the module docstring).
 
     An event's band — how many distinct vertex y values its y reaches, by exact mapped
@@ -467,7 +464,6 @@ def _gate_blocks(data, n_events,
         py_exact = np.empty(nb)
         have_exact = np.empty(nb, dtype=np.bool_)
         have_bracket = np.empty(nb, dtype=np.bool_)
-        pending = np.empty(nb, dtype=np.bool_)
         scratch_f = np.empty(1)
         scratch_i = scratch_f.view(np.int64)
         for c in range(n_chan):
@@ -600,19 +596,16 @@ def _gate_blocks(data, n_events,
                                                 lut_x, lut_y)
                             cand[i] = _winding_odd(px, py, verts, v0, v1)
                 else:
-                    _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts,
-                                    edge_kind, edge_lt_test, ytest, gate_ytest_start[g],
-                                    gate_ytest_start[g + 1], edge_dir, gate_dir_start[g],
-                                    gate_band_fast[g], slab_left, slab_right,
-                                    gate_slab_start[g], gate_slab_domain[g], band, wind, ge, lt,
-                                    pxl, pxh, pyl,
-                                    pyh, px_exact, py_exact, have_exact, have_bracket,
-                                    pending, bracket_start, bracket_pos,
-                                    bracket_neg, scratch_f, scratch_i,
-                                    test_value, test_mode, test_xform, test_has_lo,
-                                    test_tlo, test_has_hi, test_thi, test_ninf, test_pinf,
-                                    test_nan, test_domain, test_iv_start, iv_lo, iv_hi, xf_kind,
-                                    xf_params, xf_lut_start, lut_x, lut_y)
+                    _polygon_column(
+                        cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
+                        edge_lt_test, ytest, gate_ytest_start[g], gate_ytest_start[g + 1],
+                        edge_dir, gate_dir_start[g], gate_band_fast[g], slab_left, slab_right,
+                        gate_slab_start[g], gate_slab_domain[g], band, wind, ge, lt, pxl, pxh,
+                        pyl, pyh, px_exact, py_exact, have_exact, have_bracket, bracket_pos,
+                        bracket_neg, scratch_f, scratch_i, test_mode, test_xform, test_has_lo,
+                        test_tlo, test_has_hi, test_thi, test_ninf, test_pinf, test_nan,
+                        test_domain, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
+                        xf_lut_start, lut_x, lut_y)
             elif kind == ELLIPSOID:
                 a0 = gate_axis_start[g]
                 dims = gate_axis_start[g + 1] - a0

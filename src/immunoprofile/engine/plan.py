@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -80,6 +81,7 @@ class GatingPlan:
         self._program: Program | None = program
         self._bound: dict[tuple, Bound] = {}
         self._checked: set[str] = set()
+        self._flowkit_lock = threading.Lock()  # a FlowKit strategy caches per sample
         if program is not None:
             self.gate_ids = [g.key for g in program.gates]
             self.gate_types = [g.gate_type for g in program.gates]
@@ -139,10 +141,9 @@ class GatingPlan:
         if not has_custom:
             self._checked.add(sample_id)
             return
-        if has_custom:
-            raise ValueError(
-                f"the strategy has custom gates for sample {sample_id!r}: compile it with "
-                f"engine.compile(strategy, sample_id={sample_id!r})")
+        raise ValueError(
+            f"the strategy has custom gates for sample {sample_id!r}: compile it with "
+            f"engine.compile(strategy, sample_id={sample_id!r})")
 
     def _run(self, sample, want_bits: bool, threads: int | None):
         events = self._events(sample)
@@ -215,10 +216,11 @@ class GatingPlan:
             raise TypeError("a strategy FlowKit gates needs a flowkit.Sample or a path")
         if isinstance(sample, str | os.PathLike):
             sample = fk.Sample(str(sample))
-        try:
-            return self.strategy.gate_sample(sample)
-        finally:
-            self.strategy.clear_cache()
+        with self._flowkit_lock:  # gate_sample and clear_cache share the strategy's cache
+            try:
+                return self.strategy.gate_sample(sample)
+            finally:
+                self.strategy.clear_cache()
 
 
 def _flowkit_gate_ids(strategy, sample_id) -> tuple[list[GateKey], list[str]]:

@@ -10,6 +10,7 @@ gives ``None`` (the caller compiles afresh), never a wrong plan.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ def cache_dir() -> Path:
     return Path(base) / "immunoprofile" / "programs"
 
 
+@functools.cache
 def _version(name: str) -> str:
     try:
         return metadata.version(name)

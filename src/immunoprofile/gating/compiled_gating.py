@@ -9,13 +9,12 @@ compiled plan gates the memory-mapped events and hands back the same packed memb
 from __future__ import annotations
 
 import threading
-import warnings
 
 import numpy as np
 
 from .. import engine
 from ..engine.program_store import load_program, program_key, save_program
-from ..errors import GatingError
+from ..errors import GatingError, first_line
 from ..io.fcs import Tube
 from ..panels import Panel
 from .flowkit_gating import MAX_GATES, GateMemberships
@@ -74,19 +73,21 @@ def gate_tube_compiled(tube: Tube, panel: Panel, templates: str | None = None,
         The template cannot be applied to this file.
     """
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", engine.EngineFallbackWarning)
-        plan = _plan_for(panel.tube, mapping, templates)
+    plan = _plan_for(panel.tube, mapping, templates)
     if len(plan.gate_ids) > MAX_GATES:
         raise GatingError(f"template for {panel.tube} has more than {MAX_GATES} gates")
     try:
         membership = plan.membership(tube.sample if not plan.compiled else tube.events,
                                      threads=threads)
     except (LookupError, ValueError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise GatingError(
-            f"{tube.path.name}: the template cannot be applied to this tube: {first_line}"
-        ) from None
+        raise GatingError(f"{tube.path.name}: the template cannot be applied to this tube: "
+                          f"{first_line(exc)}") from None
+    except Exception as exc:
+        if plan.compiled:
+            raise
+        # the FlowKit fallback: as flowkit_gating reports FlowKit's failures
+        raise GatingError(f"{tube.path.name}: FlowKit could not gate this tube: "
+                          f"{first_line(exc)}") from None
     gate_ids = [name for name, _ in plan.gate_ids]
     parents = [path[-1] if len(path) > 1 else None for _, path in plan.gate_ids]
     bitmask = membership.bitmask[0].astype(np.uint32) if len(gate_ids) else \

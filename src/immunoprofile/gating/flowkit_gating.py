@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import GatingError
+from ..errors import GatingError, first_line
 from ..io.fcs import Tube
 from ..panels import Panel
 from .templates import channel_map, load_strategy
@@ -73,9 +73,8 @@ def gate_tube(tube: Tube, panel: Panel, templates: str | None = None) -> GateMem
     try:
         results = strategy.gate_sample(tube.sample)
     except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise GatingError(
-            f"{tube.path.name}: FlowKit could not gate this tube: {first_line}") from None
+            f"{tube.path.name}: FlowKit could not gate this tube: {first_line(exc)}") from None
     finally:
         strategy.clear_cache()  # FlowKit keeps compensated events per sample otherwise
     gate_ids: list[str] = []

@@ -12,6 +12,8 @@ map cannot express (mixed integer widths, ASCII) are decoded by FlowIO itself.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import flowio
 import numpy as np
 
-from ..errors import FCSReadError
+from ..errors import FCSReadError, first_line
 
 
 @dataclass
@@ -91,8 +93,44 @@ class EventData:
 NO_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+@contextlib.contextmanager
+def quiet_flowio():
+    """Silence FlowIO's and FlowKit's warnings while reading: what they notice becomes our
+    errors, or is checked by us.
+
+    ``warnings.catch_warnings`` swaps process-wide state and is not thread-safe, so in a
+    worker thread nothing is changed here: the batch sets the same filters once, around
+    its thread pool (:func:`immunoprofile.pipeline.gate_batch`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="flowio")
+        warnings.filterwarnings("ignore", module="flowkit")
+        yield
+
+
 def _next_power_of_2(x: int) -> int:
     return 1 if x == 0 else 2 ** (x - 1).bit_length()
+
+
+def _integer_layout(text: dict, n_par: int, byteorder: str, mask: np.ndarray):
+    """(dtype, masks) of integer DATA with one width of 8, 16 or 32 bits, else (None, …).
+
+    Anything else (mixed widths, ``$PnB`` of ``*``, unreadable ``$PnR``) is left to FlowIO.
+    """
+    try:
+        widths = {int(text.get(f"p{i}b", "0")) for i in range(1, n_par + 1)}
+        ranges = [_next_power_of_2(int(float(text[f"p{i}r"]))) for i in range(1, n_par + 1)]
+    except (KeyError, ValueError):
+        return None, mask
+    if len(widths) != 1 or not widths <= {8, 16, 32}:
+        return None, mask
+    bits = widths.pop()
+    if any(2**bits > r for r in ranges):  # FlowIO masks every channel then
+        mask = np.array([r - 1 for r in ranges], dtype=np.uint64)
+    return np.dtype(byteorder + {8: "u1", 16: "u2", 32: "u4"}[bits]), mask
 
 
 def _data_offsets(flow: flowio.FlowData) -> tuple[int, int]:
@@ -122,8 +160,7 @@ def read_events(path: str | Path) -> EventData:
     path = Path(path)
     size = path.stat().st_size
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_flowio():
             flow = flowio.FlowData(str(path), only_text=True)
         n_par = int(flow.channel_count)
         n_tot = int(flow.event_count)
@@ -132,7 +169,7 @@ def read_events(path: str | Path) -> EventData:
             f"{path.name}: truncated — the file ends inside its TEXT segment ({size} bytes)"
         ) from None
     except Exception as exc:  # FlowIO raises many types for malformed files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "greater than file size" in reason:
             reason = f"truncated — the DATA segment runs past the end of the file ({size} bytes)"
         raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
@@ -140,7 +177,6 @@ def read_events(path: str | Path) -> EventData:
     byteorder = {"1,2,3,4": "<", "1,2": "<", "4,3,2,1": ">", "2,1": ">"}.get(
         text.get("byteord", ""), "=")
     datatype = text.get("datatype", "").lower()
-    widths = {int(text.get(f"p{i}b", "0") or 0) for i in range(1, n_par + 1)}
     mask = np.full(n_par, NO_MASK, dtype=np.uint64)
     dtype = None
     if text.get("mode", "l").lower() == "l":
@@ -148,12 +184,8 @@ def read_events(path: str | Path) -> EventData:
             dtype = np.dtype(byteorder + "f4")
         elif datatype == "d":
             dtype = np.dtype(byteorder + "f8")
-        elif datatype == "i" and len(widths) == 1 and widths <= {8, 16, 32}:
-            bits = widths.pop()
-            dtype = np.dtype(byteorder + {8: "u1", 16: "u2", 32: "u4"}[bits])
-            ranges = [_next_power_of_2(int(float(text[f"p{i}r"]))) for i in range(1, n_par + 1)]
-            if any(2**bits > r for r in ranges):  # FlowIO masks every channel then
-                mask = np.array([r - 1 for r in ranges], dtype=np.uint64)
+        elif datatype == "i":
+            dtype, mask = _integer_layout(text, n_par, byteorder, mask)
     if dtype is not None:
         start, stop = _data_offsets(flow)
         declared = stop - start + 1
@@ -171,13 +203,12 @@ def read_events(path: str | Path) -> EventData:
             data = data.astype(dtype.newbyteorder("="))
     else:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet_flowio():
                 full = flowio.FlowData(str(path))
             data = full.as_array(preprocess=False)
         except Exception as exc:  # noqa: BLE001
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
+            raise FCSReadError(f"{path.name}: cannot be read as FCS: {first_line(exc)}") \
+                from None
         if data.shape[0] != n_tot:
             raise FCSReadError(
                 f"{path.name}: its DATA segment decodes to {data.shape[0]} events but $TOT "

@@ -9,14 +9,13 @@ scatter channels the tube carries.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import FCSReadError
+from ..errors import FCSReadError, first_line
 from ..panels import marker_channels, scatter_channels
-from .events import EventData, read_events
+from .events import EventData, quiet_flowio, read_events
 
 if TYPE_CHECKING:  # FlowKit is imported only when a FlowKit Sample is asked for
     import flowkit as fk
@@ -66,14 +65,11 @@ class Tube:
             import flowkit as fk
 
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with quiet_flowio():
                     sample = fk.Sample(str(self.path), sample_id=self.path.name)
             except Exception as exc:  # noqa: BLE001 - read_tube has vetted the file
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
-                    type(exc).__name__
-                raise FCSReadError(f"{self.path.name}: FlowKit cannot read it: {reason}") \
-                    from None
+                raise FCSReadError(f"{self.path.name}: FlowKit cannot read it: "
+                                   f"{first_line(exc)}") from None
             # the same scatter reclassification as read_tube made for the engine
             moved = set(sample.fluoro_indices) - set(self.events.fluoro_indices)
             sample.fluoro_indices = [i for i in sample.fluoro_indices if i not in moved]
