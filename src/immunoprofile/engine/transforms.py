@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
-from scipy import optimize
 
 # Transform kind codes (the kernel's switch).
 IDENTITY = 0
@@ -92,6 +91,7 @@ def _solve_logicle_d(b: float, w: float) -> float:
     """Root ``d`` of ``2 (ln d - ln b) + w (b + d) = 0`` on (0, b] (Moore & Parks 2012)."""
     if w == 0:
         return b
+    from scipy import optimize  # only when lowering a logicle (scipy is slow to import)
 
     def equation(d):
         return 2.0 * (math.log(d) - math.log(b)) + w * (b + d)
