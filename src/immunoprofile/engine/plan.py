@@ -82,17 +82,14 @@ class GatingPlan:
         self._bound: dict[tuple, Bound] = {}
         self._checked: set[str] = set()
         self._flowkit_lock = threading.Lock()  # a FlowKit strategy caches per sample
-        if program is not None:
-            self.gate_ids = [g.key for g in program.gates]
-            self.gate_types = [g.gate_type for g in program.gates]
-            return
-        try:
-            self._program = lower(strategy, sample_id)
-        except Unsupported as exc:
-            self.fallback_reason = str(exc)
-            warnings.warn(
-                f"immunoprofile engine: {exc}; this strategy is gated with FlowKit instead",
-                EngineFallbackWarning, stacklevel=3)
+        if program is None:
+            try:
+                self._program = lower(strategy, sample_id)
+            except Unsupported as exc:
+                self.fallback_reason = str(exc)
+                warnings.warn(
+                    f"immunoprofile engine: {exc}; this strategy is gated with FlowKit instead",
+                    EngineFallbackWarning, stacklevel=3)
         if self._program is not None:
             self.gate_ids = [g.key for g in self._program.gates]
             self.gate_types = [g.gate_type for g in self._program.gates]
