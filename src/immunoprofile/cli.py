@@ -122,5 +122,135 @@ def simulate(out_dir: Path, events: int, seed: int, beads_per_test: float, volum
     click.echo(f"simulated cohort written: {manifest}", err=True)
 
 
+def _fail(exc: ImmunoprofileError) -> None:
+    """Report a user's error in one line and exit 1 (the input, not the usage, is wrong)."""
+    from .errors import first_line
+
+    click.echo(f"error: {first_line(exc)}", err=True)
+    sys.exit(EXIT_SAMPLES_FAILED)
+
+
+@main.command("cohort-stats")
+@click.argument("cohort_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Folder for the tables (CSV, Markdown) and figures (PNG).")
+@click.option("--profiles", type=click.Path(path_type=Path), default=None,
+              help="profiles.csv (or the output folder) of immunoprofile gate, joined on "
+                   "patient_id for the immune-marker tables.")
+@click.option("--reference", is_flag=True,
+              help="Ignore COHORT_CSV's contents and use the built-in SIMULATED reference "
+                   "cohort (pass - as COHORT_CSV).")
+def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
+                 reference: bool) -> None:
+    """The study's statistics on a cohort: Table 2 (groups A vs B), TFR risk factors,
+    immune markers by TFR grade (Figure 2) and CR by TFR grade (Figure 3)."""
+    from .cohort import join_profiles, read_cohort, read_profiles
+    from .cohort_reference import reference_cohort
+    from .cohort_stats import write_cohort_stats
+
+    _check_writable(out_dir)
+    try:
+        cohort = reference_cohort() if reference else read_cohort(cohort_csv)
+        if profiles is not None:
+            cohort = join_profiles(cohort, read_profiles(profiles))
+        written = write_cohort_stats(cohort, out_dir)
+    except ImmunoprofileError as exc:
+        _fail(exc)
+    click.echo(f"{len(cohort)} patients — wrote {', '.join(p.name for p in written.values())} "
+               f"in {out_dir}", err=True)
+
+
+@main.command()
+@click.argument("cohort_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Model file to write (JSON).")
+@click.option("--profiles", type=click.Path(path_type=Path), default=None,
+              help="profiles.csv (or gate output folder) joined on patient_id, when the "
+                   "cohort table has no immune columns.")
+@click.option("--with-regimen", is_flag=True, help="Also use the regimen (A/B).")
+@click.option("--with-age", is_flag=True, help="Also use age (years).")
+@click.option("-C", "c_value", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Inverse regularisation strength.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.5, show_default=True,
+              help="P(TFR grade >= 2) from which the risk class is 'high'.")
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
+              help="Print cross-validated AUC and Brier score next to the baselines.")
+def train(cohort_csv: Path, model_path: Path, profiles: Path | None, with_regimen: bool,
+          with_age: bool, c_value: float, threshold: float, evaluate: bool) -> None:
+    """Train the TFR classifier on COHORT_CSV (tfr_grade + immune profiles)."""
+    from . import predict as pr
+    from .cohort import join_profiles, read_cohort, read_profiles
+
+    features = list(pr.IMMUNE_FEATURES)
+    features += ["regimen_b"] if with_regimen else []
+    features += ["age"] if with_age else []
+    try:
+        cohort = read_cohort(cohort_csv)
+        if profiles is not None:
+            cohort = join_profiles(cohort, read_profiles(profiles))
+        model = pr.train(cohort, features, C=c_value, threshold=threshold,
+                         description=f"trained on {cohort_csv.name}")
+        if evaluate:
+            result = pr.evaluate(cohort, features, C=c_value)
+    except ImmunoprofileError as exc:
+        _fail(exc)
+    try:
+        pr.save_model(model, model_path)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {model_path}: {exc.strerror or exc}") from None
+    t = model.training
+    click.echo(f"model trained on {t['patients']} patients ({t['grade_2_or_more']} with TFR "
+               f"grade >= 2; {t['rows_left_out_missing_values']} left out for missing "
+               f"values) -> {model_path}", err=True)
+    if evaluate:
+        for row in result.summary.itertuples():
+            click.echo(f"  {row.model:20s} AUC {row.auc:.2f} ({row.auc_ci_low:.2f}-"
+                       f"{row.auc_ci_high:.2f})  Brier {row.brier:.3f}", err=True)
+
+
+@main.command("predict")
+@click.argument("profiles", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Model JSON from immunoprofile train (default: the shipped "
+                                 "model, trained on SIMULATED data; research use only).")
+@click.option("--cohort", "cohort_csv", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Cohort CSV with regimen/age, for models that use them.")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="predictions.csv to write.")
+def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | None,
+                    out_path: Path) -> None:
+    """P(TFR grade >= 2) per patient from PROFILES (profiles.csv or the gate output folder)."""
+    from . import predict as pr
+    from .cohort import read_cohort, read_profiles
+    from .io.atomic import atomic_write_csv
+
+    try:
+        model = pr.load_model(model_path)
+        table = read_profiles(profiles)
+        if cohort_csv is not None:
+            clinical = read_cohort(cohort_csv)
+            table = table.merge(clinical.drop(columns=[c for c in clinical.columns
+                                                       if c in table.columns
+                                                       and c != "patient_id"]),
+                                on="patient_id", how="left")
+        predictions = pr.predict_patients(model, table)
+    except ImmunoprofileError as exc:
+        _fail(exc)
+    try:
+        atomic_write_csv(out_path, predictions)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    done = predictions["p_tfr_grade_2_or_more"].notna()
+    click.echo(f"{int(done.sum())} of {len(predictions)} patients predicted "
+               f"({int((predictions['risk_class'] == 'high').sum())} high risk, "
+               f"{int(predictions['outside_training_range'].sum())} outside the training "
+               f"range) -> {out_path}", err=True)
+    if not done.all():
+        for row in predictions[~done].itertuples():
+            click.echo(f"error: {row.patient_id}: {row.note}", err=True)
+        sys.exit(EXIT_SAMPLES_FAILED)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
