@@ -94,7 +94,12 @@ RANGES = {  # grade 1 (median, min, max), grade 2-3 (median, min, max), cells/mm
 
 
 def immune_subset(rng):
-    """NK, CD4, CD8 (cells/mm3) and responder flags of the 18-patient immune subset."""
+    """NK, CD4, CD8 (cells/mm3) and responder flags of the 18-patient immune subset.
+
+    This search ended 0.1 short; three NK values were then moved by hand, keeping every
+    target: 444 -> 448 (responders' median), 608 -> 609 (non-responders' maximum) and
+    1028 -> 988 (so the NK-response logistic P rounds to .24 with margin).
+    """
     def start():
         cols = []
         for m in ("nk", "cd4", "cd8"):
@@ -165,13 +170,15 @@ def immune_subset(rng):
 
 
 def km_median(t, e):
-    """Smallest time at which the Kaplan-Meier estimate is <= 0.5."""
-    order = np.lexsort((1 - e, t))
-    t, e = t[order], e[order]
-    at_risk = t.size - np.arange(t.size)
-    surv = np.cumprod(1 - e / at_risk)
-    hit = np.flatnonzero(surv <= 0.5)
-    return float(t[hit[0]]) if hit.size else np.nan
+    """Kaplan-Meier median as SAS defines it (immunoprofile.stats.kaplan_meier_median)."""
+    from immunoprofile.stats import _km_median
+
+    times = np.unique(t[e == 1])
+    surv, s = [], 1.0
+    for u in times:
+        s *= 1 - ((t == u) & (e == 1)).sum() / (t >= u).sum()
+        surv.append(s)
+    return _km_median(times, np.array(surv))
 
 
 def logrank_p(t, e, grp):
@@ -261,8 +268,19 @@ def pfs(rng):
             s[0, i] = np.clip(s[0, i] + rng.integers(-15, 16), 10, 600)
         return s
 
-    start = np.vstack([rng.integers(10, 500, 45), rng.random(45) < 0.75]).astype(float)
-    return anneal(start, propose, cost, rng, iters=40_000)
+    # Started from an earlier run whose no-TFR curve sat exactly on 0.5 at its median.
+    start = np.array([PFS_FIRST_RUN, PFS_EVENTS_FIRST_RUN], float)
+    start[0] *= 10
+    return anneal(start, propose, cost, rng, iters=40_000, t0=0.1)
+
+
+PFS_FIRST_RUN = [
+    3.7, 1.2, 14.7, 2.7, 49.2, 49.0, 42.6, 39.3, 19.4, 54.5, 11.9, 4.8, 19.6, 42.2, 25.6,
+    17.6, 1.6, 14.0, 36.8, 13.5, 19.9, 17.7, 23.0, 57.5, 43.1, 60.0, 43.9, 5.2, 19.9, 13.2,
+    5.6, 55.7, 48.4, 1.7, 43.4, 57.4, 15.1, 17.7, 34.5, 1.0, 6.7, 19.4, 17.8, 43.5, 15.2]
+PFS_EVENTS_FIRST_RUN = [
+    1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1,
+    1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1]
 
 
 if __name__ == "__main__":

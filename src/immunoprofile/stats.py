@@ -484,8 +484,11 @@ def kaplan_meier_median(times: ArrayLike, events: ArrayLike) -> KaplanMeierMedia
     Returns
     -------
     KaplanMeierMedian
-        The median is the smallest time at which the survival estimate is at most 0.5,
-        the definition SAS ``LIFETEST`` uses when the curve does not sit exactly on 0.5.
+        The median is the first event time at which the survival estimate falls below
+        0.5; where the estimate equals 0.5 exactly from one event time to the next, it is
+        the midpoint of the two — the definition of SAS ``LIFETEST`` (and R's
+        ``survfit``). statsmodels (used for the curve and the CI) returns the later time
+        in that case, so the median is taken from its curve here.
     """
     from statsmodels.duration.survfunc import SurvfuncRight
 
@@ -495,10 +498,21 @@ def kaplan_meier_median(times: ArrayLike, events: ArrayLike) -> KaplanMeierMedia
     sf = SurvfuncRight(t, e)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        median = float(sf.quantile(0.5))
         lo, hi = sf.quantile_ci(0.5, alpha=0.05, method="cloglog")
-    return KaplanMeierMedian(_finite(median), _finite(lo), _finite(hi), int(t.size),
-                             int(e.sum()))
+    return KaplanMeierMedian(_km_median(np.asarray(sf.surv_times, float),
+                                        np.asarray(sf.surv_prob, float)),
+                             _finite(lo), _finite(hi), int(t.size), int(e.sum()))
+
+
+def _km_median(event_times: np.ndarray, survival: np.ndarray) -> float:
+    """SAS's median of a Kaplan–Meier curve given at its event times (see above)."""
+    exact = np.flatnonzero(np.abs(survival - 0.5) <= 1e-12)
+    if exact.size:
+        i = int(exact[0])
+        return float((event_times[i] + event_times[i + 1]) / 2) if i + 1 < event_times.size \
+            else float(event_times[i])
+    below = np.flatnonzero(survival < 0.5)
+    return float(event_times[below[0]]) if below.size else float("nan")
 
 
 def _finite(x) -> float:
