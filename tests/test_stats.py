@@ -55,7 +55,8 @@ def test_chi_square_by_hand():
     r = S.compare_proportions([[10, 20], [20, 10]])
     assert r.test == S.CHI_SQUARE
     assert r.statistic == pytest.approx(20 / 3)
-    assert r.pvalue == pytest.approx(math.erfc(math.sqrt(10 / 3) ))  # P(chi2_1 > x) = erfc(sqrt(x/2))
+    # P(chi2 with 1 df > x) = erfc(sqrt(x / 2))
+    assert r.pvalue == pytest.approx(math.erfc(math.sqrt(10 / 3)))
     assert r.detail == {"dof": 1, "min_expected": 15.0}
 
 
