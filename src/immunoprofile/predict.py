@@ -47,8 +47,9 @@ FEATURE_SOURCES = {
     "regimen_b": ("regimen", "is_b"),
     "age": ("age", "identity"),
 }
-#: Counts below this (cells/µL) are floored before the log: a gate with no events gives 0.
-LOG_FLOOR = 1.0
+#: Values are floored before the log, so an empty gate (0 cells/µL) gives a finite
+#: feature: counts at 1 cell/µL, the CD4/CD8 ratio at 0.01.
+LOG_FLOORS = {"nk_per_ul": 1.0, "cd4_per_ul": 1.0, "cd8_per_ul": 1.0, "cd4_cd8_ratio": 0.01}
 #: Default probability at or above which a patient is in the "high" risk class.
 DEFAULT_THRESHOLD = 0.5
 MODEL_FORMAT = "immunoprofile-tfr-model"
@@ -79,7 +80,7 @@ def tfr_features(table: pd.DataFrame, features: Sequence[str] = IMMUNE_FEATURES
     -------
     pandas.DataFrame
         One column per feature, same index; NaN where a source value is missing. Log
-        features use the natural logarithm of the value floored at :data:`LOG_FLOOR`.
+        features use the natural logarithm of the value floored at :data:`LOG_FLOORS`.
 
     Raises
     ------
@@ -99,7 +100,7 @@ def tfr_features(table: pd.DataFrame, features: Sequence[str] = IMMUNE_FEATURES
         values = table[column]
         if transform == "log":
             v = pd.to_numeric(values, errors="coerce").astype(float)
-            out[name] = np.log(np.maximum(v, LOG_FLOOR))
+            out[name] = np.log(np.maximum(v, LOG_FLOORS[column]))
         elif transform == "is_b":
             out[name] = values.map({"A": 0.0, "B": 1.0}).astype(float)
         else:
@@ -339,7 +340,8 @@ def model_to_dict(model: TFRModel) -> dict:
         "outcome": "tfr_grade >= 2",
         "features": list(model.features),
         "feature_sources": {f: list(FEATURE_SOURCES[f]) for f in model.features},
-        "log_floor": LOG_FLOOR,
+        "log_floors": {FEATURE_SOURCES[f][0]: LOG_FLOORS[FEATURE_SOURCES[f][0]]
+                       for f in model.features if FEATURE_SOURCES[f][1] == "log"},
         "classes": [float(c) for c in clf.classes_],
         "scaler": {"mean": [float(v) for v in clf.mean_],
                    "scale": [float(v) for v in clf.scale_]},
@@ -419,6 +421,11 @@ def model_from_dict(data: dict, where: str = "model") -> TFRModel:
             if f not in FEATURE_SOURCES:
                 raise ModelError(f"unknown feature {f!r}")
         n = len(features)
+        floors = {FEATURE_SOURCES[f][0]: LOG_FLOORS[FEATURE_SOURCES[f][0]]
+                  for f in features if FEATURE_SOURCES[f][1] == "log"}
+        if data["log_floors"] != floors:
+            raise ModelError(f"made with log floors {data['log_floors']}, this version uses "
+                             f"{floors}; retrain with immunoprofile train")
         mean = _float_list(data["scaler"]["mean"], n, "scaler.mean")
         scale = _float_list(data["scaler"]["scale"], n, "scaler.scale")
         coef = _float_list(data["coef"], n, "coef")
@@ -591,3 +598,22 @@ def _bootstrap_auc(y: np.ndarray, score: np.ndarray, resamples: np.ndarray) -> n
     ranks = rankdata(ss[keep], axis=1)
     u = (ranks * ys[keep]).sum(axis=1) - n1[keep] * (n1[keep] + 1) / 2
     return u / (n1[keep] * n0[keep])
+
+
+def evaluation_markdown(evaluation: Evaluation, model: str = "immune profile") -> str:
+    """The evaluation as two Markdown tables: discrimination and Brier score per model, and
+    the calibration of ``model`` (as quoted in ``MODEL_CARD.md``)."""
+    lines = ["| model | ROC AUC (bootstrap 95% CI) | Brier score |", "|---|---|---|"]
+    for row in evaluation.summary.itertuples():
+        lines.append(f"| {row.model} | {row.auc:.2f} ({row.auc_ci_low:.2f}-"
+                     f"{row.auc_ci_high:.2f}) | {row.brier:.3f} |")
+    lines += ["", f"Calibration of the {model} model (out-of-fold probabilities):", "",
+              "| predicted P | patients | mean predicted | observed rate |",
+              "|---|---|---|---|"]
+    table = evaluation.calibration[evaluation.calibration.model == model]
+    for row in table.itertuples():
+        empty = row.patients == 0
+        lines.append(f"| {row.bin} | {row.patients} | "
+                     f"{'-' if empty else f'{row.mean_predicted:.2f}'} | "
+                     f"{'-' if empty else f'{row.observed_rate:.2f}'} |")
+    return "\n".join(lines)
