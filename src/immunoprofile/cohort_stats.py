@@ -96,6 +96,9 @@ def table2(cohort: pd.DataFrame) -> pd.DataFrame:
     c = cohort
     a, b = c["regimen"] == "A", c["regimen"] == "B"
     n_all, n_a, n_b = int((a | b).sum()), int(a.sum()), int(b.sum())
+    if n_a == 0 or n_b == 0:
+        raise stats.StatsError(f"Table 2 compares regimens, but {n_a} patients have regimen A "
+                               f"and {n_b} regimen B")
     both = a | b
     rows: list[list[str]] = [["Patients, no.", str(n_all), str(n_a), str(n_b), "", ""]]
 
@@ -250,6 +253,10 @@ def immune_by_tfr_grade(cohort: pd.DataFrame) -> pd.DataFrame:
         rows.append([*base, "grades 1, 2, 3",
                      *_guarded(lambda v=v, have=have: stats.compare_groups(
                          *(v[have & (grade == k)] for k in (1, 2, 3))))])
+    if not rows:
+        raise stats.StatsError("no immune marker values (nk_per_ul, cd4_per_ul, cd8_per_ul, "
+                               "cd4_cd8_ratio) in patients with a TFR — join profiles.csv "
+                               "with --profiles")
     return pd.DataFrame(rows, columns=["marker", "grade_1", "grade_2_3", "n_grade_1",
                                        "n_grade_2_3", "comparison", "p", "test"])
 
