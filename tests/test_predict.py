@@ -126,8 +126,11 @@ def test_shipped_default_model_is_what_training_produces(cohort):
     fresh = pr.model_to_dict(pr.train(cohort, description=SIMULATED_NOTE))
     for key in ("features", "scaler", "coef", "intercept", "training_ranges", "training",
                 "threshold", "params", "log_floors"):
-        assert shipped[key] == pytest.approx(fresh[key]) if key in (
-            "scaler", "coef", "intercept") else shipped[key] == fresh[key], key
+        if key in ("scaler", "coef", "intercept"):
+            assert shipped[key] == pytest.approx(fresh[key]), key
+        else:
+            assert shipped[key] == fresh[key], key
+    np.testing.assert_allclose(shipped["bootstrap"], fresh["bootstrap"], rtol=1e-9)
     assert "SIMULATED" in shipped["training"]["description"]
 
 
@@ -165,6 +168,8 @@ def test_predict_patients_flags(model):
     row = out.set_index("patient_id")
     assert 0 < row.loc["in", "p_tfr_grade_2_or_more"] < 1
     assert row.loc["in", "risk_class"] in ("low", "high")
+    assert row.loc["in", "p_low_95"] < row.loc["in", "p_tfr_grade_2_or_more"] < \
+        row.loc["in", "p_high_95"]
     assert not row.loc["in", "outside_training_range"]
     assert row.loc["far", "outside_training_range"]
     assert row.loc["far", "outside_features"] == "log_nk_per_ul"

@@ -218,8 +218,10 @@ def train(cohort_csv: Path, model_path: Path, profiles: Path | None, with_regime
               default=None, help="Cohort CSV with regimen/age, for models that use them.")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="predictions.csv to write.")
+@click.option("--allow-missing", is_flag=True,
+              help="Exit 0 even when some patients cannot be predicted (their rows say why).")
 def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | None,
-                    out_path: Path) -> None:
+                    out_path: Path, allow_missing: bool) -> None:
     """P(TFR grade >= 2) per patient from PROFILES (profiles.csv or the gate output folder)."""
     from . import predict as pr
     from .cohort import read_cohort, read_profiles
@@ -249,6 +251,141 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
     if not done.all():
         for row in predictions[~done].itertuples():
             click.echo(f"error: {row.patient_id}: {row.note}", err=True)
+        if not allow_missing:
+            sys.exit(EXIT_SAMPLES_FAILED)
+
+
+@main.command("gate-tube")
+@click.argument("samples_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("sample_id")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Tube result file to write (.npz).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Manifest CSV (default: SAMPLES_DIR/manifest.csv).")
+@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
+@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
+              show_default=True, help="Gating engine.")
+def gate_tube_command(samples_dir: Path, sample_id: str, out_path: Path,
+                      manifest: Path | None, templates: Path | None, engine: str) -> None:
+    """Gate one manifest tube (workflow step; see the Snakefile).
+
+    A tube that cannot be read or gated is recorded in the result file with its reason
+    (and printed), and the command exits 0, so one bad tube does not stop a workflow;
+    ``immunoprofile tables`` then lists it in errors.csv.
+    """
+    from .pipeline import TubeFailure, gate_listed_tube, save_tube_result
+
+    try:
+        result = gate_listed_tube(samples_dir, sample_id, manifest, templates=templates,
+                                  engine=engine)
+    except ImmunoprofileError as exc:
+        raise _UsageError(str(exc)) from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_tube_result(result, out_path)
+    if isinstance(result, TubeFailure):
+        click.echo(f"error: {result.error}", err=True)
+    else:
+        click.echo(f"{sample_id}: {result.tube} tube, {result.events} events gated "
+                   f"in {result.seconds:.2f} s", err=True)
+
+
+@main.command("tables")
+@click.argument("samples_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Folder for the tables of immunoprofile gate.")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Manifest CSV (default: SAMPLES_DIR/manifest.csv).")
+@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Template folder used by gate-tube (for run.json).")
+@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
+              show_default=True, help="Engine used by gate-tube (for run.json).")
+def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
+                   manifest: Path | None, templates: Path | None, engine: str) -> None:
+    """Count gated tubes and write every patient's profile (workflow step).
+
+    Writes what ``immunoprofile gate`` writes, from the tube results of ``gate-tube``. Exits
+    0 even when tubes failed (they are in errors.csv), so the workflow goes on to the report.
+    """
+    from .pipeline import assemble_tube_results, write_results
+
+    _check_writable(out_dir)
+    try:
+        result = assemble_tube_results(samples_dir, results_dir, manifest,
+                                       templates=templates, engine=engine)
+    except ImmunoprofileError as exc:
+        raise _UsageError(str(exc)) from None
+    write_results(result, out_dir)
+    run = result.run["samples"]
+    click.echo(f"{run['counted']} tubes counted, {len(result.profiles)} patients, "
+               f"{run['failed']} failed — results in {out_dir}", err=True)
+    for row in result.errors.itertuples():
+        click.echo(f"error: {row.error}", err=True)
+
+
+@main.command("report")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--samples", "samples_dir", type=click.Path(exists=True, file_okay=False,
+                                                          path_type=Path), default=None,
+              help="Samples folder (default: as recorded in OUT_DIR/run.json).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Manifest CSV (default: as recorded in run.json).")
+@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Template folder (default: as recorded in run.json).")
+@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default=None,
+              hidden=True, help="Accepted for symmetry with the other workflow steps.")
+@click.option("--no-plots", is_flag=True, help="Leave out the gating plots.")
+def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | None,
+                   templates: Path | None, engine: str | None, no_plots: bool) -> None:
+    """Write OUT_DIR/report.html: one self-contained HTML report of a gated batch."""
+    from .report import write_report
+
+    try:
+        path = write_report(out_dir, samples_dir=samples_dir, manifest=manifest,
+                            templates=templates, plots=not no_plots)
+    except ImmunoprofileError as exc:
+        _fail(exc)
+    click.echo(f"report written: {path}", err=True)
+
+
+@main.command("plot")
+@click.argument("fcs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Folder for one PNG per gate.")
+@click.option("--tube", type=click.Choice(["nk", "cd4", "cd8"]), default=None,
+              help="Panel (default: detected from the markers).")
+@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
+def plot_command(fcs_file: Path, out_dir: Path, tube: str | None,
+                 templates: Path | None) -> None:
+    """Draw FCS_FILE's gates: each gate's parent events with the gate over them (PNG)."""
+    from .report import write_gate_plots
+
+    _check_writable(out_dir)
+    try:
+        written = write_gate_plots(fcs_file, out_dir, tube=tube, templates=templates)
+    except ImmunoprofileError as exc:
+        _fail(exc)
+    click.echo(f"{len(written)} gate plots written to {out_dir}", err=True)
+
+
+@main.command("check-errors")
+@click.argument("errors_csv", type=click.Path(dir_okay=False, path_type=Path))
+def check_errors_command(errors_csv: Path) -> None:
+    """Exit 1 when ERRORS_CSV lists failed files (the workflow's last step), else 0."""
+    import pandas as pd
+
+    try:
+        errors = pd.read_csv(errors_csv)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        click.echo(f"error: cannot read {errors_csv}: {exc}", err=True)
+        sys.exit(EXIT_SAMPLES_FAILED)
+    for row in errors.itertuples():
+        click.echo(f"error: {row.error}", err=True)
+    if len(errors):
+        click.echo(f"{len(errors)} file(s) failed — see {errors_csv}; every other result "
+                   "is written", err=True)
         sys.exit(EXIT_SAMPLES_FAILED)
 
 

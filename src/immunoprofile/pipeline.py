@@ -29,7 +29,7 @@ from .gating.flowkit_gating import MAX_GATES, gate_tube
 from .gating.templates import template_checksums
 from .io.atomic import atomic_write_csv, atomic_write_text
 from .io.fcs import read_tube
-from .io.manifest import TubeRequest, find_manifest, read_manifest
+from .io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
 from .panels import detect_panel
 from .profile import (
     BEAD_GATE,
@@ -218,9 +218,9 @@ def gate_batch(
     manifest_path = find_manifest(samples_dir, manifest)
     parsed = read_manifest(manifest_path, samples_dir)
     template_arg = str(templates) if templates is not None else None
-    checksums = template_checksums(template_arg)
+    template_checksums(template_arg)  # a missing or unreadable template fails here, once
 
-    failures = [TubeFailure(f, e) for f, e in parsed.problems]
+    failures: list[TubeFailure] = []
     gated: list[GatedTube] = []
     requests = parsed.requests
     total = len(requests)
@@ -257,8 +257,46 @@ def gate_batch(
                     collect(TubeFailure(str(request.path), (
                         f"{request.path.name}: the worker process gating it stopped "
                         f"({type(exc).__name__}) — out of memory? Retry with fewer --jobs")))
-    t_gate = time.perf_counter()
+    result = assemble_batch(parsed, gated, failures, template_arg=template_arg, engine=engine,
+                            started=started, seconds_gating=time.perf_counter() - t0)
+    result.run["parameters"] = {"samples_dir": str(samples_dir), "jobs": jobs}
+    return result
 
+
+def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
+                   failures: Sequence[TubeFailure], *, template_arg: str | None = None,
+                   engine: str = "compiled", started: datetime | None = None,
+                   seconds_gating: float = float("nan")) -> BatchResult:
+    """Count gated tubes and build the batch's tables (the second half of :func:`gate_batch`).
+
+    The Snakemake workflow gates each tube in its own job (:func:`gate_listed_tube`) and
+    then calls this, so its tables are those of ``immunoprofile gate`` by construction.
+
+    Parameters
+    ----------
+    parsed : Manifest
+        The batch's manifest (its problems become error rows).
+    gated : sequence of GatedTube
+        Tubes gated successfully, in manifest order.
+    failures : sequence of TubeFailure
+        Tubes that failed to read or gate (manifest problems are added here).
+    template_arg : str, optional
+        Template folder used (None = shipped), for the provenance.
+    engine : str
+        Engine used, for the provenance.
+    started : datetime, optional
+        When the batch started (UTC).
+    seconds_gating : float
+        Wall time spent reading and gating, s.
+
+    Returns
+    -------
+    BatchResult
+    """
+    started = started or datetime.now(UTC)
+    t_gate = time.perf_counter()
+    manifest_path = parsed.path
+    failures = [TubeFailure(f, e) for f, e in parsed.problems] + list(failures)
     # One patient, one tube of each kind: a second is refused rather than guessed between.
     seen: dict[tuple[str, str], str] = {}
     unique: list[GatedTube] = []
@@ -281,18 +319,20 @@ def gate_batch(
     base = manifest_path.parent.resolve()
     errors = pd.DataFrame(
         [(_short(f.file, base), f.error) for f in failures], columns=ERROR_COLUMNS)
+    total = len(parsed.requests)
     run = {
         "immunoprofile_run": 1,
         "started_utc": started.isoformat(timespec="seconds"),
         "versions": _versions(),
         "engine": engine,
-        "templates": {"directory": template_arg or "shipped", "sha256": checksums},
+        "templates": {"directory": template_arg or "shipped",
+                      "sha256": template_checksums(template_arg)},
         "manifest": {"path": str(manifest_path), "sha256": parsed.sha256,
                      "rows": len(parsed.requests) + len(parsed.problems)},
-        "parameters": {"samples_dir": str(samples_dir), "jobs": jobs},
+        "parameters": {},
         "samples": {"listed": total, "counted": len(counted), "failed": len(failures)},
         "simulated_inputs": sorted(g.request.sample_id for g in gated if g.simulated),
-        "timings_s": {"read_and_gate": round(t_gate - t0, 3),
+        "timings_s": {"read_and_gate": round(seconds_gating, 3),
                       "count_and_tables": round(t_count - t_gate, 3),
                       "gating_per_tube": {g.request.sample_id: round(g.seconds, 4)
                                           for g in gated}},
@@ -393,3 +433,123 @@ def gate_sample(
     if failures:
         raise GatingError(failures[0].error)
     return population_table(counted)
+
+
+# --- one job per tube (the Snakemake workflow) ------------------------------------------------
+#: Format tag of a tube result file (``.npz``) written by :func:`save_tube_result`.
+TUBE_RESULT_FORMAT = "immunoprofile-tube-result/1"
+
+
+def gate_listed_tube(samples_dir: str | Path, sample_id: str,
+                     manifest: str | Path | None = None, *,
+                     templates: str | Path | None = None,
+                     engine: str = "compiled") -> GatedTube | TubeFailure:
+    """Gate the manifest's tube ``sample_id``; a failure is returned, not raised.
+
+    Parameters
+    ----------
+    samples_dir : str or Path
+        Folder of FCS files.
+    sample_id : str
+        The tube's sample id (its file path relative to the manifest, without ``.fcs``).
+    manifest : str or Path, optional
+        Manifest CSV; ``samples_dir/manifest.csv`` by default.
+    templates : str or Path, optional
+        Folder of Gating-ML templates instead of the shipped ones.
+    engine : {"compiled", "flowkit"}
+
+    Raises
+    ------
+    ManifestError
+        The manifest cannot be read or does not list ``sample_id``.
+    """
+    from .errors import ManifestError
+
+    _check_engine(engine)
+    parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
+    for request in parsed.requests:
+        if request.sample_id == sample_id:
+            return _gate_or_fail(request, str(templates) if templates is not None else None,
+                                 engine)
+    raise ManifestError(f"{parsed.path}: no row for sample {sample_id}")
+
+
+def save_tube_result(result: GatedTube | TubeFailure, path: str | Path) -> None:
+    """Write one tube's gating result (membership bitmask or failure) atomically as .npz."""
+    import io as _io
+
+    from .io.atomic import atomic_write_bytes
+
+    if isinstance(result, TubeFailure):
+        meta = {"format": TUBE_RESULT_FORMAT, "failure": result.error, "file": result.file}
+        bitmask = np.zeros((0, 0), dtype=np.uint32)
+    else:
+        meta = {"format": TUBE_RESULT_FORMAT, "sample_id": result.request.sample_id,
+                "tube": result.tube, "gate_ids": result.gate_ids, "parents": result.parents,
+                "events": result.events, "has_spillover": result.has_spillover,
+                "simulated": result.simulated, "seconds": result.seconds}
+        bitmask = result.bitmask
+    buffer = _io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), bitmask=bitmask)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_tube_result(path: str | Path, request: TubeRequest) -> GatedTube | TubeFailure:
+    """Read a file written by :func:`save_tube_result` for the manifest row ``request``."""
+    from .errors import ImmunoprofileError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            bitmask = np.ascontiguousarray(data["bitmask"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImmunoprofileError(f"{path}: not a tube result file ({exc})") from None
+    if meta.get("format") != TUBE_RESULT_FORMAT:
+        raise ImmunoprofileError(f"{path}: not a tube result file")
+    if "failure" in meta:
+        return TubeFailure(str(request.path), meta["failure"])
+    if meta["sample_id"] != request.sample_id:
+        raise ImmunoprofileError(f"{path}: holds sample {meta['sample_id']}, not "
+                                 f"{request.sample_id}")
+    return GatedTube(request=request, tube=meta["tube"], gate_ids=meta["gate_ids"],
+                     parents=meta["parents"], bitmask=bitmask, events=int(meta["events"]),
+                     has_spillover=bool(meta["has_spillover"]),
+                     simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]))
+
+
+def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
+                          manifest: str | Path | None = None, *,
+                          templates: str | Path | None = None,
+                          engine: str = "compiled") -> BatchResult:
+    """Build the batch tables from per-tube result files (``{sample_id}.npz``).
+
+    A listed tube without a result file becomes an error row ("not gated"), so a batch
+    whose gating job was lost still reports every tube.
+
+    Parameters
+    ----------
+    samples_dir : str or Path
+        Folder of FCS files.
+    results_dir : str or Path
+        Folder of ``.npz`` files from :func:`save_tube_result`, named by sample id.
+    manifest, templates, engine
+        As for :func:`gate_batch`.
+    """
+    t0 = time.perf_counter()
+    parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
+    gated: list[GatedTube] = []
+    failures: list[TubeFailure] = []
+    for request in parsed.requests:
+        path = Path(results_dir) / f"{request.sample_id}.npz"
+        if not path.exists():
+            failures.append(TubeFailure(str(request.path),
+                                        f"{request.path.name}: not gated (no result file)"))
+            continue
+        result = load_tube_result(path, request)
+        (gated if isinstance(result, GatedTube) else failures).append(result)
+    result = assemble_batch(parsed, gated, failures,
+                            template_arg=str(templates) if templates is not None else None,
+                            engine=engine, seconds_gating=time.perf_counter() - t0)
+    result.run["parameters"] = {"samples_dir": str(samples_dir), "jobs": "one per tube",
+                                "results_dir": str(results_dir)}
+    return result

@@ -50,6 +50,8 @@ FEATURE_SOURCES = {
 #: Values are floored before the log, so an empty gate (0 cells/µL) gives a finite
 #: feature: counts at 1 cell/µL, the CD4/CD8 ratio at 0.01.
 LOG_FLOORS = {"nk_per_ul": 1.0, "cd4_per_ul": 1.0, "cd8_per_ul": 1.0, "cd4_cd8_ratio": 0.01}
+#: Bootstrap refits stored with a model for its prediction intervals.
+BOOTSTRAP_REFITS = 200
 #: Default probability at or above which a patient is in the "high" risk class.
 DEFAULT_THRESHOLD = 0.5
 MODEL_FORMAT = "immunoprofile-tfr-model"
@@ -216,6 +218,28 @@ class TFRModel:
     threshold: float = DEFAULT_THRESHOLD
     training: dict = field(default_factory=dict)
     package_version: str = ""
+    bootstrap: np.ndarray | None = None
+
+    def predict_interval(self, table: pd.DataFrame, level: float = 0.95) -> np.ndarray:
+        """Bootstrap interval of P(TFR grade ≥ 2) per row, shape (n, 2); NaN if unknown.
+
+        Each of the model's bootstrap refits (the training patients resampled with
+        replacement, :data:`BOOTSTRAP_REFITS` times) gives a probability; the interval is
+        their central ``level`` range. It shows how much the estimate depends on which
+        patients were in the training set — not a calibrated confidence interval.
+        """
+        from scipy.special import expit
+
+        X = tfr_features(table, self.features).to_numpy(float)
+        out = np.full((len(X), 2), np.nan)
+        if self.bootstrap is None or not len(self.bootstrap):
+            return out
+        ok = np.isfinite(X).all(axis=1)
+        if ok.any():
+            p = expit(self.bootstrap[:, :1].T + X[ok] @ self.bootstrap[:, 1:].T)
+            tail = 50 * (1 - level)
+            out[ok] = np.percentile(p, [tail, 100 - tail], axis=1).T
+        return out
 
     def predict_proba(self, table: pd.DataFrame) -> np.ndarray:
         """P(TFR grade ≥ 2) for each row of a profile/cohort table (NaN if inputs missing)."""
@@ -261,10 +285,27 @@ def train(cohort: pd.DataFrame, features: Sequence[str] = IMMUNE_FEATURES, C: fl
                          f"with all of {', '.join(features)}")
     clf = TFRClassifier(C=C).fit(X.to_numpy(), y.to_numpy())
     ranges = {f: (float(X[f].min()), float(X[f].max())) for f in features}
+    boot = _bootstrap_refits(X.to_numpy(), y.to_numpy(), C, BOOTSTRAP_REFITS)
     training = {"patients": int(len(y)), "grade_2_or_more": int(y.sum()),
                 "rows_left_out_missing_values": int(dropped),
                 "sha256": table_checksum(cohort), "description": description}
-    return TFRModel(clf, list(features), ranges, float(threshold), training, __version__)
+    return TFRModel(clf, list(features), ranges, float(threshold), training, __version__,
+                    boot)
+
+
+def _bootstrap_refits(X: np.ndarray, y: np.ndarray, C: float, refits: int,
+                      seed: int = 0) -> np.ndarray:
+    """Refit on resampled patients (each class resampled within itself, so both stay);
+    returns rows ``[intercept, w_1 … w_k]`` of the log-odds on the raw features."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    rows = []
+    for _ in range(refits):
+        idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+        clf = TFRClassifier(C=C).fit(X[idx], y[idx])
+        w = clf.coef_[0] / clf.scale_
+        rows.append([float(clf.intercept_[0] - w @ clf.mean_), *map(float, w)])
+    return np.asarray(rows)
 
 
 def _complete_rows(cohort: pd.DataFrame, features: Sequence[str]):
@@ -285,8 +326,9 @@ def table_checksum(table: pd.DataFrame) -> str:
 
 # --- predictions for patients --------------------------------------------------------------
 
-PREDICTION_COLUMNS = ["patient_id", "p_tfr_grade_2_or_more", "risk_class", "threshold",
-                      "outside_training_range", "outside_features", "note"]
+PREDICTION_COLUMNS = ["patient_id", "p_tfr_grade_2_or_more", "p_low_95", "p_high_95",
+                      "risk_class", "threshold", "outside_training_range",
+                      "outside_features", "note"]
 
 
 def predict_patients(model: TFRModel, profiles: pd.DataFrame) -> pd.DataFrame:
@@ -309,6 +351,7 @@ def predict_patients(model: TFRModel, profiles: pd.DataFrame) -> pd.DataFrame:
     """
     X = tfr_features(profiles, model.features)
     p = model.predict_proba(profiles)
+    interval = model.predict_interval(profiles)
     rows = []
     for i, pid in enumerate(profiles["patient_id"].astype(str)):
         x = X.iloc[i]
@@ -316,11 +359,12 @@ def predict_patients(model: TFRModel, profiles: pd.DataFrame) -> pd.DataFrame:
         outside = [f for f in model.features if f not in missing and not
                    (model.training_ranges[f][0] <= x[f] <= model.training_ranges[f][1])]
         if missing:
-            rows.append((pid, np.nan, "", model.threshold, False, "",
+            rows.append((pid, np.nan, np.nan, np.nan, "", model.threshold, False, "",
                          "no prediction: missing " + ", ".join(
                              FEATURE_SOURCES[f][0] for f in missing)))
             continue
-        rows.append((pid, float(p[i]), "high" if p[i] >= model.threshold else "low",
+        rows.append((pid, float(p[i]), float(interval[i, 0]), float(interval[i, 1]),
+                     "high" if p[i] >= model.threshold else "low",
                      model.threshold, bool(outside), ";".join(outside), ""))
     return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
 
@@ -351,6 +395,8 @@ def model_to_dict(model: TFRModel) -> dict:
         "training_ranges": {f: [float(a), float(b)]
                             for f, (a, b) in model.training_ranges.items()},
         "training": model.training,
+        "bootstrap": [] if model.bootstrap is None else
+        [[float(v) for v in row] for row in model.bootstrap],
     }
     return {**body, "checksum": _checksum(body)}
 
@@ -436,6 +482,10 @@ def model_from_dict(data: dict, where: str = "model") -> TFRModel:
             raise ModelError("threshold or scaler out of range")
         ranges = {f: tuple(_float_list(data["training_ranges"][f], 2, f"range of {f}"))
                   for f in features}
+        boot = data.get("bootstrap", [])
+        if not isinstance(boot, list):
+            raise ModelError("bootstrap must be a list")
+        boot_rows = [_float_list(row, n + 1, "bootstrap row") for row in boot]
         params = data["params"]
         clf = TFRClassifier(C=_float(params["C"], "C"), class_weight=params["class_weight"])
     except ModelError as exc:
@@ -452,7 +502,8 @@ def model_from_dict(data: dict, where: str = "model") -> TFRModel:
     training = data.get("training", {})
     return TFRModel(clf, features, ranges, threshold,
                     training if isinstance(training, dict) else {},
-                    str(data.get("package_version", "")))
+                    str(data.get("package_version", "")),
+                    np.asarray(boot_rows, float).reshape(len(boot_rows), n + 1))
 
 
 def _float(v, name: str) -> float:

@@ -1,0 +1,32 @@
+# immunoprofile workflow: gate each tube (one job per FCS file) -> every patient's profile
+# -> TFR risk -> cohort statistics (when a cohort CSV is configured) -> HTML report.
+#
+#   snakemake --cores 4                                  # config/config.yaml
+#   snakemake --cores 4 --config samples=my_tubes output=my_results
+#   snakemake --profile profiles/slurm                   # one SLURM job per FCS file
+#
+# The rules only call the `immunoprofile` command; all logic lives in the package.
+
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
+
+
+include: "rules/common.smk"
+include: "rules/gate.smk"
+include: "rules/downstream.smk"
+
+
+rule all:
+    input:
+        f"{OUT}/report.html",
+        f"{OUT}/.work/batch_ok",
+    default_target: True

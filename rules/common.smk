@@ -1,0 +1,47 @@
+# Configuration read once at start: the manifest decides which tubes exist.
+from pathlib import Path
+
+from immunoprofile.errors import ImmunoprofileError
+from immunoprofile.gating.templates import template_dir
+from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
+
+SAMPLES = config["samples"]
+OUT = config["output"].rstrip("/")
+ENGINE = config.get("engine", "compiled")
+THREADS = int(config.get("threads", 1))
+MEM_MB = int(config.get("mem_mb", 2000))
+TEMPLATES = config.get("templates", "")
+MODEL = config.get("model", "")
+COHORT = config.get("cohort", "")
+
+try:
+    MANIFEST_PATH = find_manifest(SAMPLES, config.get("manifest") or None)
+    MANIFEST = read_manifest(MANIFEST_PATH, SAMPLES)
+except ImmunoprofileError as exc:
+    raise WorkflowError(f"immunoprofile: {exc}") from None
+
+REQUESTS = {r.sample_id: r for r in MANIFEST.requests}
+TEMPLATE_DIR = Path(TEMPLATES) if TEMPLATES else template_dir()
+
+# Options passed on to every immunoprofile command that reads the batch.
+BATCH_OPTIONS = " ".join(
+    [f"--manifest {MANIFEST_PATH}"]
+    + ([f"--templates {TEMPLATES}"] if TEMPLATES else [])
+    + [f"--engine {ENGINE}"]
+)
+
+
+def tube_inputs(wildcards):
+    """The FCS file, the manifest and the templates this tube can use: a changed template
+    re-gates only the tubes of its panel (all three when the manifest leaves `tube` blank)."""
+    request = REQUESTS[wildcards.sample]
+    tubes = [request.tube] if request.tube else list(TUBES)
+    return {
+        "fcs": str(request.path),
+        "manifest": str(MANIFEST_PATH),
+        "templates": [str(TEMPLATE_DIR / f"{t}_tube.xml") for t in tubes],
+    }
+
+
+wildcard_constraints:
+    sample="|".join(__import__("re").escape(s) for s in REQUESTS) or "NONE",

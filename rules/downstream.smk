@@ -1,0 +1,74 @@
+rule predict:
+    """P(TFR grade >= 2) per patient with the configured (or shipped) model."""
+    input:
+        profiles=f"{OUT}/profiles.csv",
+        model=MODEL or [],
+        cohort=COHORT or [],
+    output:
+        f"{OUT}/predictions.csv",
+    log:
+        f"{OUT}/logs/predict.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        model=f"--model {MODEL}" if MODEL else "",
+        cohort=f"--cohort {COHORT}" if COHORT else "",
+    shell:
+        "immunoprofile predict {input.profiles:q} {params.model} {params.cohort} "
+        "--allow-missing -o {output:q} 2> {log:q}"
+
+
+rule cohort_stats:
+    """The study's statistics on the configured cohort, with this batch's profiles."""
+    input:
+        cohort=COHORT or [],
+        profiles=f"{OUT}/profiles.csv",
+    output:
+        f"{OUT}/cohort_stats/cohort_stats.md",
+    log:
+        f"{OUT}/logs/cohort_stats.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        folder=f"{OUT}/cohort_stats",
+    shell:
+        "immunoprofile cohort-stats {input.cohort:q} --profiles {input.profiles:q} "
+        "-o {params.folder:q} 2> {log:q}"
+
+
+rule report:
+    """One self-contained HTML report of the batch."""
+    input:
+        profiles=f"{OUT}/profiles.csv",
+        predictions=f"{OUT}/predictions.csv",
+        stats=[f"{OUT}/cohort_stats/cohort_stats.md"] if COHORT else [],
+    output:
+        f"{OUT}/report.html",
+    log:
+        f"{OUT}/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=MEM_MB,
+    params:
+        options=BATCH_OPTIONS,
+    shell:
+        "immunoprofile report {OUT:q} --samples {SAMPLES:q} {params.options} 2> {log:q}"
+
+
+rule batch_ok:
+    """Last: fail the run (exit status 1) when any tube failed; every other result, the
+    report included, is already written. errors.csv says which tubes and why."""
+    input:
+        errors=f"{OUT}/errors.csv",
+        report=f"{OUT}/report.html",
+    output:
+        touch(f"{OUT}/.work/batch_ok"),
+    log:
+        f"{OUT}/logs/batch_ok.log",
+    threads: 1
+    resources:
+        mem_mb=200,
+    shell:
+        "immunoprofile check-errors {input.errors:q} 2> {log:q}"

@@ -1,0 +1,275 @@
+"""The batch report: one self-contained HTML file (images embedded, no network needed).
+
+Built from what ``immunoprofile gate`` (or the workflow) wrote in an output folder:
+``profiles.csv``, ``samples.csv``, ``errors.csv``, ``run.json``, and when present
+``predictions.csv`` (TFR risk) and ``cohort_stats/`` (cohort figures). The gating plots are
+drawn from the FCS files listed in the manifest recorded in ``run.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..counting.qc import FLAG_DESCRIPTIONS
+from ..errors import ImmunoprofileError, first_line
+
+#: Typical adult reference intervals, cells/µL (ratio unitless), used to mark values low or
+#: high. Replace them with your laboratory's: ``write_report(..., reference_ranges=...)``.
+REFERENCE_RANGES: dict[str, tuple[str, float, float, str]] = {
+    "nk_per_ul": ("NK cells", 90.0, 600.0, "cells/µL"),
+    "cd4_per_ul": ("CD4+ T cells", 400.0, 1500.0, "cells/µL"),
+    "cd8_per_ul": ("CD8+ T cells", 200.0, 900.0, "cells/µL"),
+    "cd4_cd8_ratio": ("CD4/CD8 ratio", 1.0, 3.6, ""),
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1100px;color:#222;line-height:1.4}
+h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:.25em .6em;
+text-align:left;font-size:.92em}th{background:#f4f4f4}
+.banner{background:#fff3cd;border:1px solid #e0c36a;padding:.6em 1em;margin:1em 0}
+.fail{background:#fdecea}.low{color:#0b5cad;font-weight:600}.high{color:#b3261e;font-weight:600}
+.muted{color:#666;font-size:.9em}.plots{display:flex;flex-wrap:wrap;gap:.4em}
+.plots img{width:320px;height:auto;border:1px solid #eee}details{margin:.4em 0}
+summary{cursor:pointer;font-weight:600}.risk-high{color:#b3261e;font-weight:700}
+.risk-low{color:#1b7a35;font-weight:700}
+"""
+
+
+def _esc(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}">'
+
+
+def _num(x, digits: int = 0) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(x):
+        return "—"
+    return f"{x:,.{digits}f}"
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+
+
+def _flags_in_words(flags: str) -> list[str]:
+    words = []
+    for flag in str(flags or "").split(";"):
+        flag = flag.strip()
+        if not flag:
+            continue
+        where, _, name = flag.rpartition(":") if ":" in flag else ("", "", flag)
+        base = name if name in FLAG_DESCRIPTIONS else flag.split(":")[0]
+        text = FLAG_DESCRIPTIONS.get(base, "")
+        if base == "MISSING_TUBE" and ":" in flag:
+            text = f"the {flag.split(':', 1)[1]} tube is absent or failed; its values are empty"
+            where = ""
+        label = f"{where} tube: " if where else ""
+        words.append(f"<b>{_esc(base)}</b> — {label}{_esc(text or 'see the README')}")
+    return words
+
+
+def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
+                 manifest: str | Path | None = None, templates: str | Path | None = None,
+                 plots: bool = True,
+                 reference_ranges: dict | None = None) -> str:
+    """The HTML text of a batch report (see :func:`write_report`)."""
+    from .. import __version__
+    from ..io.manifest import find_manifest, read_manifest
+    from .gating_plots import plot_gates
+
+    out = Path(out_dir)
+    ranges = reference_ranges or REFERENCE_RANGES
+    run_path = out / "run.json"
+    try:
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ImmunoprofileError(f"{out}: no run.json — is this the output folder of "
+                                 "immunoprofile gate?") from None
+    except (OSError, ValueError) as exc:
+        raise ImmunoprofileError(f"{run_path}: unreadable ({first_line(exc)})") from None
+    profiles = _read_csv(out / "profiles.csv")
+    samples = _read_csv(out / "samples.csv")
+    errors = _read_csv(out / "errors.csv")
+    predictions = _read_csv(out / "predictions.csv")
+    if profiles is None or samples is None:
+        raise ImmunoprofileError(f"{out}: profiles.csv or samples.csv is missing or "
+                                 "unreadable — run immunoprofile gate again")
+    errors = errors if errors is not None else pd.DataFrame(columns=["file", "error"])
+
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>immunoprofile report</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>immunoprofile report</h1>",
+             f'<p class="muted">{_esc(out.resolve())} · run started '
+             f'{_esc(run.get("started_utc", "?"))} UTC · immunoprofile {_esc(__version__)}</p>']
+    simulated = run.get("simulated_inputs") or []
+    if simulated:
+        parts.append(f'<div class="banner"><b>Simulated data.</b> {len(simulated)} of the '
+                     "tubes carry immunoprofile's simulation keyword: these are not patient "
+                     "samples.</div>")
+    parts.append('<div class="banner"><b>Research use only.</b> Not for diagnosis or '
+                 "treatment decisions.</div>")
+
+    # --- run summary
+    counts = run.get("samples", {})
+    versions = run.get("versions", {})
+    total_events = int(pd.to_numeric(samples.get("events"), errors="coerce").fillna(0).sum()) \
+        if "events" in samples else 0
+    parts += ["<h2>Run summary</h2>", "<table>",
+              f"<tr><th>Tubes listed</th><td>{_esc(counts.get('listed', '?'))}</td></tr>",
+              f"<tr><th>Tubes counted</th><td>{_esc(counts.get('counted', '?'))}</td></tr>",
+              f"<tr><th>Files failed</th><td>{len(errors)}</td></tr>",
+              f"<tr><th>Patients</th><td>{len(profiles)}</td></tr>",
+              f"<tr><th>Events read</th><td>{total_events:,}</td></tr>",
+              f"<tr><th>Gating engine</th><td>{_esc(run.get('engine', '?'))}</td></tr>",
+              f"<tr><th>Templates</th><td>{_esc(run.get('templates', {}).get('directory'))}"
+              "</td></tr>",
+              f"<tr><th>Manifest</th><td>{_esc(run.get('manifest', {}).get('path'))}</td></tr>",
+              "<tr><th>Versions</th><td>" + ", ".join(
+                  f"{_esc(k)} {_esc(v)}" for k, v in versions.items()) + "</td></tr>",
+              "</table>"]
+    if len(errors):
+        parts += ["<h2>Failures</h2>", "<table><tr><th>file</th><th>reason</th></tr>"]
+        parts += [f'<tr class="fail"><td>{_esc(r.file)}</td><td>{_esc(r.error)}</td></tr>'
+                  for r in errors.itertuples()]
+        parts.append("</table>")
+
+    # --- gating plots: one call per tube listed in the manifest
+    tube_plots: dict[str, list[str]] = {}
+    plot_notes: dict[str, str] = {}
+    if plots:
+        samples_dir = samples_dir or run.get("parameters", {}).get("samples_dir")
+        manifest = manifest or run.get("manifest", {}).get("path")
+        if templates is None and run.get("templates", {}).get("directory") not in (
+                None, "shipped"):
+            templates = run["templates"]["directory"]
+        try:
+            parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
+        except (ImmunoprofileError, TypeError) as exc:
+            parsed = None
+            parts.append(f'<p class="muted">Gating plots not drawn: {_esc(first_line(exc))}'
+                         "</p>")
+        counted = set(samples["sample_id"]) if "sample_id" in samples else set()
+        for request in parsed.requests if parsed else []:
+            if request.sample_id not in counted:
+                continue
+            try:
+                drawn = plot_gates(request.path, tube=request.tube, templates=templates)
+            except ImmunoprofileError as exc:
+                plot_notes[request.sample_id] = first_line(exc)
+                continue
+            tube_plots.setdefault(request.patient_id, []).append(
+                f"<details><summary>{_esc(request.sample_id)} — gating "
+                f"({len(drawn)} gates)</summary><div class=\"plots\">"
+                + "".join(_img(p.png, f"{request.sample_id} {p.gate_id}") for p in drawn)
+                + "</div></details>")
+
+    # --- patients
+    parts.append("<h2>Patients</h2>")
+    pred = predictions.set_index("patient_id") if predictions is not None and \
+        "patient_id" in predictions else None
+    for row in profiles.itertuples(index=False):
+        pid = str(row.patient_id)
+        parts.append(f"<h3>Patient {_esc(pid)}</h3><table><tr><th>measure</th><th>value</th>"
+                     "<th>reference</th><th></th></tr>")
+        for column, (label, lo, hi, unit) in ranges.items():
+            value = getattr(row, column, float("nan"))
+            digits = 2 if column == "cd4_cd8_ratio" else 0
+            state = ""
+            try:
+                v = float(value)
+                state = "low" if v < lo else "high" if v > hi else ""
+            except (TypeError, ValueError):
+                v = float("nan")
+            mark = f'<span class="{state}">{state}</span>' if state else ""
+            parts.append(f"<tr><td>{_esc(label)}</td><td>{_num(v, digits)} {_esc(unit)}</td>"
+                         f"<td>{_num(lo, digits)}–{_num(hi, digits)}</td><td>{mark}</td></tr>")
+        parts.append("</table>")
+        words = _flags_in_words(getattr(row, "qc_flags", ""))
+        parts.append("<p><b>QC:</b> " + ("no flags" if not words else "</p><ul>"
+                     + "".join(f"<li>{w}</li>" for w in words) + "</ul><p>") + "</p>")
+        if pred is not None and pid in pred.index:
+            p = pred.loc[pid]
+            if pd.notna(p.get("p_tfr_grade_2_or_more")):
+                risk = str(p.get("risk_class", ""))
+                interval = ""
+                if pd.notna(p.get("p_low_95")) and pd.notna(p.get("p_high_95")):
+                    interval = (f" (bootstrap 95 % range {100 * p['p_low_95']:.0f}–"
+                                f"{100 * p['p_high_95']:.0f} %)")
+                outside = (" <b>Outside the training range</b> "
+                           f"({_esc(p.get('outside_features'))}): an extrapolation."
+                           if bool(p.get("outside_training_range")) else "")
+                parts.append(f"<p><b>TFR grade ≥ 2 risk:</b> "
+                             f"{100 * p['p_tfr_grade_2_or_more']:.0f} %{interval}, "
+                             f'<span class="risk-{_esc(risk)}">{_esc(risk)}</span> '
+                             f"(threshold {100 * float(p.get('threshold', 0.5)):.0f} %)."
+                             f"{outside}</p>")
+            else:
+                parts.append(f"<p><b>TFR risk:</b> {_esc(p.get('note', 'not predicted'))}</p>")
+        parts += tube_plots.get(pid, [])
+    for sample_id, note in plot_notes.items():
+        parts.append(f'<p class="muted">{_esc(sample_id)}: plots not drawn — {_esc(note)}</p>')
+    if pred is not None:
+        parts.append('<p class="muted">TFR risk: the default model is trained on SIMULATED '
+                     "data (see MODEL_CARD.md); the bootstrap range shows how the estimate "
+                     "moves with the training patients.</p>")
+
+    # --- cohort figures
+    figure = out / "cohort_stats" / "figure2_immune_by_tfr_grade.png"
+    if figure.exists():
+        parts += ["<h2>Cohort: immune cells by TFR grade</h2>",
+                  _img(figure.read_bytes(), "immune cells by TFR grade")]
+        figure3 = out / "cohort_stats" / "figure3_cr_by_tfr_grade.png"
+        if figure3.exists():
+            parts.append(_img(figure3.read_bytes(), "CR by TFR grade"))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out_dir: str | Path, **options) -> Path:
+    """Write ``report.html`` into a gate output folder, atomically.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output folder of ``immunoprofile gate`` (or of the workflow).
+    **options
+        ``samples_dir``, ``manifest``, ``templates`` (default: as recorded in
+        ``run.json``), ``plots`` (False to leave out the gating plots) and
+        ``reference_ranges`` (see :data:`REFERENCE_RANGES`).
+
+    Returns
+    -------
+    Path
+        The report.
+
+    Raises
+    ------
+    ImmunoprofileError
+        The folder holds no readable run (run.json, profiles.csv, samples.csv).
+    """
+    from ..io.atomic import atomic_write_text
+
+    text = build_report(out_dir, **options)
+    path = Path(out_dir) / "report.html"
+    atomic_write_text(path, text)
+    return path
