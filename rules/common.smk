@@ -1,4 +1,5 @@
 # Configuration read once at start: the manifest decides which tubes exist.
+import os
 from pathlib import Path
 
 from immunoprofile.errors import ImmunoprofileError
@@ -13,6 +14,9 @@ MEM_MB = int(config.get("mem_mb", 2000))
 TEMPLATES = config.get("templates", "")
 MODEL = config.get("model", "")
 COHORT = config.get("cohort", "")
+# With --software-deployment-method conda, every rule runs in this environment (created
+# by Snakemake from the file; immunoprofile is installed by its post-deploy script).
+CONDA_ENV = os.path.join(workflow.basedir, "envs", "immunoprofile.yaml")
 
 try:
     MANIFEST_PATH = find_manifest(SAMPLES, config.get("manifest") or None)
@@ -41,6 +45,22 @@ def tube_inputs(wildcards):
         "manifest": str(MANIFEST_PATH),
         "templates": [str(TEMPLATE_DIR / f"{t}_tube.xml") for t in tubes],
     }
+
+
+def tubes_folder(wildcards, input):
+    """The folder of the tube result files, from the first one (lint: no hard-coded prefix)."""
+    first = str(input.tubes[0])
+    return first[: -(len(next(iter(REQUESTS))) + len(".npz") + 1)]
+
+
+def folder_of(name):
+    """A params function: the folder holding the rule's input or output called `name`."""
+
+    def folder(wildcards, input, output):
+        files = dict(input.items()) | dict(output.items())
+        return os.path.dirname(str(files[name]))
+
+    return folder
 
 
 wildcard_constraints:

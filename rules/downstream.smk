@@ -9,6 +9,8 @@ rule predict:
     log:
         f"{OUT}/logs/predict.log",
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=1000,
     params:
@@ -29,10 +31,12 @@ rule cohort_stats:
     log:
         f"{OUT}/logs/cohort_stats.log",
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=1000,
     params:
-        folder=f"{OUT}/cohort_stats",
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "immunoprofile cohort-stats {input.cohort:q} --profiles {input.profiles:q} "
         "-o {params.folder:q} 2> {log:q}"
@@ -49,12 +53,17 @@ rule report:
     log:
         f"{OUT}/logs/report.log",
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=MEM_MB,
     params:
+        samples=SAMPLES,
+        out=folder_of("profiles"),
         options=BATCH_OPTIONS,
     shell:
-        "immunoprofile report {OUT:q} --samples {SAMPLES:q} {params.options} 2> {log:q}"
+        "immunoprofile report {params.out:q} --samples {params.samples:q} {params.options} "
+        "2> {log:q}"
 
 
 rule batch_ok:
@@ -68,6 +77,8 @@ rule batch_ok:
     log:
         f"{OUT}/logs/batch_ok.log",
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=200,
     shell:

@@ -7,12 +7,15 @@ rule gate_tube:
     log:
         f"{OUT}/logs/gate_tube/{{sample}}.log",
     threads: THREADS
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=MEM_MB,
     params:
+        samples=SAMPLES,
         options=BATCH_OPTIONS,
     shell:
-        "immunoprofile gate-tube {SAMPLES} {wildcards.sample:q} -o {output:q} "
+        "immunoprofile gate-tube {params.samples:q} {wildcards.sample:q} -o {output:q} "
         "{params.options} 2> {log:q}"
 
 
@@ -31,11 +34,17 @@ rule profiles:
     log:
         f"{OUT}/logs/profiles.log",
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=MEM_MB,
     params:
+        # The samples folder is read in place (a shared file system), as by gate_tube;
+        # `tables` needs it to report FCS files the manifest does not list.
+        samples=lambda wildcards: SAMPLES,
+        out=folder_of("profiles"),
         options=BATCH_OPTIONS,
-        tubes_dir=f"{OUT}/.work/tubes",
+        tubes_dir=tubes_folder,
     shell:
-        "immunoprofile tables {SAMPLES} {params.tubes_dir:q} -o {OUT:q} {params.options} "
-        "2> {log:q}"
+        "immunoprofile tables {params.samples:q} {params.tubes_dir:q} -o {params.out:q} "
+        "{params.options} 2> {log:q}"

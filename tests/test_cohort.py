@@ -148,3 +148,43 @@ def test_cohort_stats_bad_cohort_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'cohort.csv'} line 2 (patient P1): tfr_grade '7' is not a TFR "
         "grade (0-4)"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("patient_id,tfr_grade\nP1,1,x\n", "line 2: 3 fields but the header has 2"),
+    ("patient_id,tfr_grade,tfr_grade\nP1,1,2\n", "column tfr_grade appears twice"),
+    ("", "empty file"),
+])
+def test_cohort_csv_shape_errors_are_one_line(tmp_path, text, message):
+    path = tmp_path / "cohort.csv"
+    path.write_text(text)
+    with pytest.raises(CohortError, match=message):
+        read_cohort(path)
+    result = run_cli("cohort-stats", path, "-o", tmp_path / "out")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["inf", "-5", "-inf"])
+def test_profiles_with_impossible_counts_are_refused(tmp_path, value):
+    path = tmp_path / "profiles.csv"
+    path.write_text("patient_id,nk_per_ul,cd4_per_ul,cd8_per_ul,cd4_cd8_ratio\n"
+                    f"P1,{value},500,250,2\nP2,,500,250,2\n")
+    with pytest.raises(CohortError, match="nk_per_ul of patient P1 .* not a finite count"):
+        read_profiles(path)
+    result = run_cli("predict", path, "-o", tmp_path / "p.csv")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_cohort_without_comparable_groups_gets_na_not_one(tmp_path):
+    """All patients without a TFR: nothing to compare, so P is NA with the reason."""
+    path = write(tmp_path, *[f"P{i},{'AB'[i % 2]},{50 + i},M,1,10,0,,,,10,1"
+                             for i in range(8)])
+    out = tmp_path / "stats"
+    result = run_cli("cohort-stats", path, "-o", out)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out / "table2.csv", dtype=str, keep_default_na=False)
+    row = table[table.characteristic == "TFR, no. (%)"].iloc[0]
+    assert row.p == "NA" and "nothing to compare" in row.test
+    text = (out / "cohort_stats.md").read_text()
+    assert "CR rate by TFR grade (Figure 3): not computed" in text

@@ -246,3 +246,41 @@ def test_predict_refuses_tampered_model(gated_sample_data, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {path}: checksum")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.__setitem__("coef", [-5000.0, 1.0, 1.0, 1.0]), "coefficients out of range"),
+    (lambda d: d["scaler"].__setitem__("scale", [1e-300] * 4), "scaler out of range"),
+    (lambda d: d.__setitem__("classes", [7.0, 7.0]), "classes must be"),
+    (lambda d: d["params"].__setitem__("C", -5.0), "C must be > 0"),
+    (lambda d: d["params"].__setitem__("class_weight", {"0": 9}), "class_weight"),
+    (lambda d: d["training_ranges"].__setitem__("log_nk_per_ul", [9.0, 1.0]),
+     "minimum above its maximum"),
+    (lambda d: d.__setitem__("intercept", 10 ** 400), "not a finite number"),
+])
+def test_resealed_out_of_range_fields_are_refused(model, tmp_path, edit, message):
+    """A re-sealed file (checksum recomputed) is still checked field by field."""
+    data = pr.model_to_dict(model)
+    edit(data)
+    data["checksum"] = pr._checksum({k: v for k, v in data.items() if k != "checksum"})
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(pr.ModelError, match=message):
+        pr.load_model(path)
+
+
+def test_deeply_nested_model_file_is_refused(tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(pr.ModelError, match="not a model file"):
+        pr.load_model(path)
+
+
+@pytest.mark.parametrize("c_value", ["inf", "nan"])
+def test_train_refuses_non_finite_regularisation(tmp_path, c_value):
+    cohort_csv = tmp_path / "cohort.csv"
+    reference_cohort().to_csv(cohort_csv, index=False)
+    result = run_cli("train", cohort_csv, "-o", tmp_path / "m.json", "-C", c_value,
+                     "--no-evaluate")
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    assert not (tmp_path / "m.json").exists()

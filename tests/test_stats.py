@@ -44,7 +44,11 @@ def test_fisher_rxc_agrees_with_scipy_sampling_and_transpose():
 
 
 def test_fisher_rxc_falls_back_to_sampling_when_huge(monkeypatch):
+    assert S.count_tables(np.array([2, 2]), np.array([2, 1, 1]), 100) == 4  # by hand above
+    assert S.count_tables(np.array([13, 10]), np.array([9, 7, 7]), 10**6) == 53
     monkeypatch.setattr(S, "MAX_FISHER_TABLES", 10)
+    # Counted first, so the sampling is chosen without enumerating 53 tables.
+    monkeypatch.setattr(S, "_fisher_rxc_enumerate", lambda counts: pytest.fail("enumerated"))
     r = S.fisher_exact([[8, 2, 3], [1, 5, 4]])
     assert "Monte Carlo" in r.test
     assert 0.03 < r.pvalue < 0.09
@@ -72,7 +76,8 @@ def test_compare_proportions_refuses_bad_tables():
     for bad in ([1, 2, 3], [[1, -1], [2, 2]], [[1.5, 2], [2, 2]], [[np.nan, 1], [1, 1]]):
         with pytest.raises(S.StatsError):
             S.compare_proportions(bad)
-    assert S.compare_proportions([[3, 0], [4, 0]]).pvalue == 1.0  # one non-empty column
+    with pytest.raises(S.StatsError, match="nothing to compare"):
+        S.compare_proportions([[3, 0], [4, 0]])  # one non-empty column: no comparison
 
 
 def test_wilcoxon_normal_approximation_by_hand():
@@ -93,6 +98,22 @@ def test_wilcoxon_exact_by_hand():
     # With a tie the permutation distribution is enumerated; still 2 of 20 extremes.
     assert S.compare_two_groups([1, 2, 3], [3.5, 5, 5], exact=True).pvalue == \
         pytest.approx(2 / 20)
+
+
+def test_wilcoxon_exact_with_ties_uses_sas_two_sided_definition():
+    # SAS: P = Pr(|S - E S| >= |s - E S|) over all C(9, 5) = 126 splits of the mid-ranks.
+    # Checked here by brute force; scipy's permutation test (2 x one-sided) gives .254.
+    from itertools import combinations
+
+    a, b = [1, 2, 2, 2, 5], [2, 2, 6, 7]
+    ranks = sps.rankdata(a + b)
+    expected = 5 * 10 / 2
+    observed = abs(ranks[:5].sum() - expected)
+    sums = [ranks[list(c)].sum() for c in combinations(range(9), 5)]
+    brute = np.mean([abs(x - expected) >= observed - 1e-9 for x in sums])
+    r = S.compare_two_groups(a, b, exact=True)
+    assert r.pvalue == pytest.approx(brute) == pytest.approx(26 / 126)
+    assert r.test == S.WILCOXON_EXACT
 
 
 def test_wilcoxon_drops_missing_and_refuses_empty():
@@ -151,6 +172,9 @@ def test_kaplan_meier_median_by_hand():
     km = S.kaplan_meier_median([1, 2, 3, 4], [1, 0, 1, 1])
     assert km.median == 3 and km.events == 3
     assert math.isnan(S.kaplan_meier_median([1, 2], [0, 0]).median)
+    # S = .75, .5, .25 at 1, 2, 3: the curve sits on 0.5 from 2 to 3 -> SAS's midpoint 2.5
+    # (statsmodels' own quantile would say 3).
+    assert S.kaplan_meier_median([1, 2, 3, 4], [1, 1, 1, 1]).median == 2.5
     with pytest.raises(S.StatsError, match="event flags"):
         S.kaplan_meier_median([1, 2], [1, 2])
 

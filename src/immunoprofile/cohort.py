@@ -19,7 +19,8 @@ column                 meaning                                                un
                                                                               negative
 ``tfr_grade``          tumour flare reaction grade, 0 = no TFR                0-4
 ``tfr_onset_days``     first dose to TFR onset                                days
-``tfr_duration_days``  TFR onset to resolution                                days
+``tfr_duration_days``  TFR onset to resolution (every TFR is taken as         days
+                       resolved: durations are not censored)
 ``response``           best response                                          CR/PR/SD/PD
 ``pfs_months``         progression-free survival (or follow-up if censored)   months
 ``pfs_event``          1 = progressed or died, 0 = censored                   0 / 1
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ImmunoprofileError
+from .errors import ImmunoprofileError, first_line
 
 IMMUNE_COLUMNS = ["nk_per_ul", "cd4_per_ul", "cd8_per_ul", "cd4_cd8_ratio"]
 NUMERIC_RANGES = {  # column: (lowest, highest) allowed
@@ -96,8 +97,10 @@ def read_cohort(path: str | Path) -> pd.DataFrame:
         CSV line and patient).
     """
     path = Path(path)
+    _check_csv_shape(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                          index_col=False)
     except FileNotFoundError:
         raise CohortError(f"{path}: no such cohort file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -106,6 +109,33 @@ def read_cohort(path: str | Path) -> pd.DataFrame:
     except OSError as exc:
         raise CohortError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return validate_cohort(raw, source=str(path))
+
+
+def _check_csv_shape(path: Path) -> None:
+    """Refuse what pandas would silently repair: a repeated column name (renamed ``x.1``)
+    or a line with more fields than the header (its first field taken as an index)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise CohortError(f"{path}: empty file (no header row)")
+            names = [h.strip() for h in header]
+            repeated = sorted({n for n in names if n and names.count(n) > 1})
+            if repeated:
+                raise CohortError(f"{path}: column {repeated[0]} appears twice in the header")
+            for row in reader:
+                if len(row) > len(header):
+                    raise CohortError(f"{path} line {reader.line_num}: {len(row)} fields but "
+                                      f"the header has {len(header)} — a stray comma?")
+    except FileNotFoundError:
+        raise CohortError(f"{path}: no such cohort file") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CohortError(f"{path}: not a readable CSV table ({first_line(exc)})") from None
+    except OSError as exc:
+        raise CohortError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def validate_cohort(table: pd.DataFrame, source: str = "cohort") -> pd.DataFrame:
@@ -270,7 +300,19 @@ def read_profiles(path: str | Path) -> pd.DataFrame:
     if missing:
         raise CohortError(f"{path}: lacks {', '.join(missing)} — is it the profiles.csv of "
                           "immunoprofile gate?")
+    if table.empty:
+        raise CohortError(f"{path}: no patients (header only)")
     for column in IMMUNE_COLUMNS:
         if not pd.api.types.is_numeric_dtype(table[column]):
             raise CohortError(f"{path}: {column} holds non-numbers")
+        values = table[column]
+        bad = values.notna() & ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            pid = table.loc[bad, "patient_id"].iloc[0]
+            raise CohortError(f"{path}: {column} of patient {pid} is {values[bad].iloc[0]}, "
+                              "not a finite count >= 0")
+    dup = table["patient_id"].duplicated()
+    if dup.any():
+        raise CohortError(f"{path}: patient {table.loc[dup, 'patient_id'].iloc[0]} appears "
+                          "twice")
     return table

@@ -220,9 +220,9 @@ def tfr_risk_factors(cohort: pd.DataFrame) -> pd.DataFrame:
 def immune_by_tfr_grade(cohort: pd.DataFrame) -> pd.DataFrame:
     """Immune markers of patients with a TFR, by grade group (the study's Figure 2).
 
-    For each marker with values: median (range) in grade 1 and in grades 2–3; the
-    Wilcoxon test of the two groups; logistic regression of grade 2–3 on the log marker
-    (Wald); and the Kruskal–Wallis test across grades 1, 2 and 3.
+    For each marker with values: median (range) in grade 1 and in grades ≥ 2; the
+    Wilcoxon test of the two groups; logistic regression of grade ≥ 2 on the log marker
+    (Wald); and the Kruskal–Wallis test across the grades present (1, 2, 3, and 4 if any).
 
     Returns
     -------
@@ -250,9 +250,10 @@ def immune_by_tfr_grade(cohort: pd.DataFrame) -> pd.DataFrame:
         rows.append([*base, "grade 2-3 vs 1, per log unit",
                      *_guarded(lambda v=v, have=have: stats.logistic_association(
                          v[have], grade[have] >= 2))])
-        rows.append([*base, "grades 1, 2, 3",
-                     *_guarded(lambda v=v, have=have: stats.compare_groups(
-                         *(v[have & (grade == k)] for k in (1, 2, 3))))])
+        present = [k for k in (1, 2, 3, 4) if (have & (grade == k)).any()]
+        rows.append([*base, f"grades {', '.join(map(str, present))}",
+                     *_guarded(lambda v=v, have=have, present=present: stats.compare_groups(
+                         *(v[have & (grade == k)] for k in present)))])
     if not rows:
         raise stats.StatsError("no immune marker values (nk_per_ul, cd4_per_ul, cd8_per_ul, "
                                "cd4_cd8_ratio) in patients with a TFR — join profiles.csv "
@@ -280,6 +281,8 @@ def cr_by_tfr_grade(cohort: pd.DataFrame) -> pd.DataFrame:
         n, cr = int(sel.sum()), int((c.loc[sel, "response"] == "CR").sum())
         rows.append([int(k), n, cr, round(cr / n, 3) if n else np.nan])
         table.append([cr, n - cr])
+    if not rows:
+        raise stats.StatsError("no patient has both a TFR grade and a response")
     out = pd.DataFrame(rows, columns=["tfr_grade", "patients", "cr", "cr_rate"])
     p, test = _guarded(lambda: stats.compare_proportions(table))
     out["p"], out["test"] = "", ""

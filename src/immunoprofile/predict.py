@@ -9,7 +9,10 @@ cross-validation (:func:`evaluate`) before being offered.
 
 A model is data: :func:`save_model` writes JSON (coefficients, scaler, feature list,
 training ranges, a checksum of the training data, the package version, and a checksum of
-all of it); :func:`load_model` refuses a malformed or altered file. Never pickle.
+all of it); :func:`load_model` refuses a malformed file, and one altered after it was saved
+unless whoever altered it also recomputed the checksum — the checksum guards against
+corruption and hand edits, it is not a signature. Every field is range-checked as well.
+Never pickle.
 
 **Research use only.** The shipped default model is trained on
 :func:`immunoprofile.cohort_reference.reference_cohort`, a SIMULATED cohort reconstructed
@@ -278,6 +281,8 @@ def train(cohort: pd.DataFrame, features: Sequence[str] = IMMUNE_FEATURES, C: fl
 
     if not 0.0 < threshold < 1.0:
         raise ModelError(f"threshold {threshold} is not a probability strictly in (0, 1)")
+    if not (math.isfinite(C) and C > 0):
+        raise ModelError(f"C = {C}: the regularisation must be a finite number > 0")
     X, y, dropped = _complete_rows(cohort, features)
     if min(int(y.sum()), int((1 - y).sum())) < 2:
         raise ModelError(f"training needs at least 2 patients with TFR grade >= 2 and 2 "
@@ -439,6 +444,8 @@ def load_model(path: str | Path | None = None) -> TFRModel:
         data = json.loads(text, parse_constant=_refuse_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise ModelError(f"{where}: not a model file (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise ModelError(f"{where}: not a model file (nested too deeply)") from None
     return model_from_dict(data, where)
 
 
@@ -466,6 +473,8 @@ def model_from_dict(data: dict, where: str = "model") -> TFRModel:
         for f in features:
             if f not in FEATURE_SOURCES:
                 raise ModelError(f"unknown feature {f!r}")
+        if len(set(features)) != len(features):
+            raise ModelError("a feature is listed twice")
         n = len(features)
         floors = {FEATURE_SOURCES[f][0]: LOG_FLOORS[FEATURE_SOURCES[f][0]]
                   for f in features if FEATURE_SOURCES[f][1] == "log"}
@@ -478,19 +487,32 @@ def model_from_dict(data: dict, where: str = "model") -> TFRModel:
         intercept = _float(data["intercept"], "intercept")
         classes = _float_list(data["classes"], 2, "classes")
         threshold = _float(data["threshold"], "threshold")
-        if not 0 < threshold < 1 or np.any(np.asarray(scale) <= 0):
-            raise ModelError("threshold or scaler out of range")
+        if not 0 < threshold < 1:
+            raise ModelError(f"threshold {threshold} is not in (0, 1)")
+        # Standardised features: scales far from the data's, or coefficients beyond what a
+        # regularised fit gives, mean a damaged file.
+        if not all(1e-8 < v < 1e8 for v in scale) or not all(abs(v) < 1e6 for v in mean):
+            raise ModelError("scaler out of range")
+        if not all(abs(v) < 1e3 for v in [*coef, intercept]):
+            raise ModelError("coefficients out of range")
+        if classes != [0.0, 1.0]:
+            raise ModelError("classes must be [0, 1] (TFR grade < 2, >= 2)")
         ranges = {f: tuple(_float_list(data["training_ranges"][f], 2, f"range of {f}"))
                   for f in features}
+        if any(lo > hi for lo, hi in ranges.values()):
+            raise ModelError("a training range has its minimum above its maximum")
         boot = data.get("bootstrap", [])
         if not isinstance(boot, list):
             raise ModelError("bootstrap must be a list")
         boot_rows = [_float_list(row, n + 1, "bootstrap row") for row in boot]
         params = data["params"]
-        clf = TFRClassifier(C=_float(params["C"], "C"), class_weight=params["class_weight"])
+        c_value = _float(params["C"], "C")
+        if c_value <= 0 or params["class_weight"] not in (None, "balanced"):
+            raise ModelError("params C must be > 0 and class_weight null or 'balanced'")
+        clf = TFRClassifier(C=c_value, class_weight=params["class_weight"])
     except ModelError as exc:
         raise ModelError(f"{where}: {exc}") from None
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"{where}: malformed model file ({type(exc).__name__}: {exc})") \
             from None
     clf.classes_ = np.asarray(classes)
@@ -507,7 +529,11 @@ def model_from_dict(data: dict, where: str = "model") -> TFRModel:
 
 
 def _float(v, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    try:
+        ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
         raise ModelError(f"{name} is not a finite number")
     return float(v)
 

@@ -1,0 +1,138 @@
+"""The Snakemake workflow: lint-clean, config validated, same tables as `immunoprofile gate`,
+a failed tube reported while the other patients' results are produced, precise re-runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = REPO / "sample_data"
+TABLES = ("populations.csv", "profiles.csv", "samples.csv", "errors.csv")
+
+pytest.importorskip("snakemake", reason="the workflow tests need Snakemake (the test extra)")
+
+
+def snakemake(*args, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def gate_cli(samples: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate", str(samples),
+                           "-o", str(out), "-q"], capture_output=True, text=True, timeout=600)
+
+
+def test_lint_and_dry_run_clean(tmp_path):
+    lint = snakemake("--lint", cwd=REPO)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
+    dry = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", f"output={tmp_path / 'out'}",
+                    cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "gate_tube" in dry.stdout and "report" in dry.stdout
+
+
+@pytest.mark.parametrize("override, key", [("threads=many", "threads"),
+                                           ("engine=fast", "engine"),
+                                           ("sampels=x", "sampels")])
+def test_bad_config_fails_at_start_naming_the_key(tmp_path, override, key):
+    result = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", override, cwd=tmp_path)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    assert key in text and "validat" in text.lower()
+
+
+@pytest.mark.slow
+def test_workflow_matches_gate_and_reruns_precisely(tmp_path):
+    out = tmp_path / "results"
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "gating", templates)
+    run = snakemake("--cores", "2", "--config", f"samples={SAMPLE_DATA}", f"output={out}",
+                    f"templates={templates}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    reference = tmp_path / "gate"
+    gated = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate",
+                            str(SAMPLE_DATA), "-o", str(reference), "-q", "--templates",
+                            str(templates)], capture_output=True, text=True, timeout=600)
+    assert gated.returncode == 0, gated.stderr
+    for name in TABLES:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == 6 and predictions.p_tfr_grade_2_or_more.notna().all()
+    assert (out / "report.html").stat().st_size > 100_000
+    for log in ("profiles.log", "predict.log", "report.log"):
+        assert (out / "logs" / log).exists()
+
+    # Nothing to do on a second run.
+    again = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", f"output={out}",
+                      f"templates={templates}", cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # A changed CD4 template re-gates only the six CD4 tubes (and what follows). Snakemake
+    # compares contents, so the change must be real: a comment is enough.
+    with open(templates / "cd4_tube.xml", "a") as template:
+        template.write("<!-- edited -->\n")
+    plan = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", f"output={out}",
+                     f"templates={templates}", cwd=tmp_path)
+    jobs = _job_counts(plan.stdout)
+    assert jobs.get("gate_tube") == 6, plan.stdout
+    assert jobs.get("profiles") == 1 and jobs.get("report") == 1
+
+    # An interrupted run (a lost tube result) resumes with just that tube.
+    resume = snakemake("--cores", "2", "--config", f"samples={SAMPLE_DATA}",
+                       f"output={out}", f"templates={templates}", cwd=tmp_path)
+    assert resume.returncode == 0
+    (out / ".work" / "tubes" / "P02_nk.npz").unlink()
+    plan = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", f"output={out}",
+                     f"templates={templates}", cwd=tmp_path)
+    assert _job_counts(plan.stdout).get("gate_tube") == 1, plan.stdout
+
+
+def _job_counts(dry_run_output: str) -> dict[str, int]:
+    """Job counts per rule from Snakemake's dry-run "Job stats" table."""
+    counts = {}
+    in_table = False
+    for line in dry_run_output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table and len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+        elif in_table and counts and not parts:
+            break
+    return counts
+
+
+@pytest.mark.slow
+def test_failed_tube_is_reported_and_others_complete(tmp_path):
+    samples = tmp_path / "samples"
+    shutil.copytree(SAMPLE_DATA, samples, ignore=shutil.ignore_patterns("*.json", "*.npz"))
+    data = (samples / "P01_nk.fcs").read_bytes()
+    (samples / "P07_nk.fcs").write_bytes(data[: len(data) // 3])  # truncated: corrupt
+    with open(samples / "manifest.csv", "a") as manifest:
+        manifest.write("P07_nk.fcs,P07,nk,50000,50,5.0\n")
+    out = tmp_path / "results"
+    run = snakemake("--cores", "2", "--config", f"samples={samples}", f"output={out}",
+                    cwd=tmp_path)
+    assert run.returncode != 0  # the run says something failed…
+    errors = pd.read_csv(out / "errors.csv")
+    assert errors.file.tolist() == ["P07_nk.fcs"]
+    assert "P07_nk.fcs" in errors.error[0]
+    assert "P07_nk.fcs" in (out / "logs" / "batch_ok.log").read_text()
+    # …and every other patient's results are there, as `immunoprofile gate` makes them.
+    profiles = pd.read_csv(out / "profiles.csv")
+    complete = profiles[profiles.patient_id != "P07"]
+    assert len(complete) == 6 and complete.nk_per_ul.notna().all()
+    reference = tmp_path / "gate"
+    assert gate_cli(samples, reference).returncode == 1
+    for name in TABLES:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    report = (out / "report.html").read_text()
+    assert "P07_nk.fcs" in report and "Failures" in report
