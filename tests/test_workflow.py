@@ -88,10 +88,15 @@ def test_workflow_matches_gate_and_reruns_precisely(tmp_path):
     resume = snakemake("--cores", "2", "--config", f"samples={SAMPLE_DATA}",
                        f"output={out}", f"templates={templates}", cwd=tmp_path)
     assert resume.returncode == 0
-    (out / ".work" / "tubes" / "P02_nk.npz").unlink()
+    # As if stopped while one tube was being gated: nothing after gating was written.
+    for lost in (".work/tubes/P02_nk.npz", *TABLES, "run.json", "predictions.csv",
+                 "report.html", ".work/batch_ok"):
+        (out / lost).unlink()
     plan = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", f"output={out}",
                      f"templates={templates}", cwd=tmp_path)
-    assert _job_counts(plan.stdout).get("gate_tube") == 1, plan.stdout
+    jobs = _job_counts(plan.stdout)
+    assert jobs.get("gate_tube") == 1 and jobs.get("profiles") == 1, plan.stdout
+    assert jobs.get("report") == 1
 
 
 def _job_counts(dry_run_output: str) -> dict[str, int]:

@@ -1,0 +1,144 @@
+"""Gating plots that match their gates, and a self-contained HTML report that opens in a
+headless browser with every image loaded."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.path import Path as MplPath
+
+from immunoprofile.report import plot_gates, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = REPO / "sample_data"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "immunoprofile.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "results"
+    assert run_cli("gate", SAMPLE_DATA, "-o", out, "-q").returncode == 0
+    assert run_cli("predict", out, "-o", out / "predictions.csv").returncode == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(gated) -> Path:
+    return write_report(gated)
+
+
+def _check_plot(plot, populations: pd.DataFrame, sample_id: str) -> None:
+    lo_x, hi_x = plot.xlim
+    lo_y, hi_y = plot.ylim
+    outline = plot.outline
+    assert np.isfinite(outline).all(), plot.gate_id
+    # The gate lies on the plotted axes (with a hair of tolerance for the outline's width).
+    tol_x, tol_y = 1e-9 * (hi_x - lo_x), 1e-9 * (hi_y - lo_y)
+    assert (outline[:, 0] >= lo_x - tol_x).all() and (outline[:, 0] <= hi_x + tol_x).all()
+    assert (outline[:, 1] >= lo_y - tol_y).all() and (outline[:, 1] <= hi_y + tol_y).all()
+    # What is drawn inside the outline is what the engine counted in the gate.
+    if plot.y.size:
+        inside = MplPath(outline).contains_points(np.column_stack([plot.x, plot.y]))
+    else:
+        inside = (plot.x >= outline[:, 0].min()) & (plot.x < outline[:, 0].max())
+    agree = np.mean(inside == plot.in_gate)
+    assert agree > 0.999, (sample_id, plot.gate_id, agree)
+    # Most parent events are on screen, so the picture shows the population gated.
+    on_screen = (plot.x >= lo_x) & (plot.x <= hi_x)
+    if plot.y.size:
+        on_screen &= (plot.y >= lo_y) & (plot.y <= hi_y)
+    assert on_screen.mean() > 0.99, (sample_id, plot.gate_id)
+    # The count in the corner is the count in populations.csv.
+    row = populations[(populations.sample_id == sample_id)
+                      & (populations.population == plot.gate_id)]
+    assert int(row.events.iloc[0]) == plot.events
+    assert int(row.parent_events.iloc[0]) == plot.parent_events
+    assert plot.png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_gating_plots_of_sample_data_match_their_gates(gated):
+    populations = pd.read_csv(gated / "populations.csv")
+    manifest = pd.read_csv(SAMPLE_DATA / "manifest.csv")
+    seen = 0
+    for row in manifest.itertuples():
+        plots = plot_gates(SAMPLE_DATA / row.file, tube=row.tube)
+        assert [p.gate_id for p in plots][:3] == ["Beads", "Singlets", "Lymphocytes"]
+        for plot in plots:
+            _check_plot(plot, populations, Path(row.file).stem)
+            seen += 1
+    assert seen == 18 * 5
+
+
+def test_plot_command_writes_one_png_per_gate(tmp_path):
+    result = run_cli("plot", SAMPLE_DATA / "P01_cd4.fcs", "-o", tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == sorted(f"P01_cd4_{g}.png" for g in
+                           ("Beads", "Singlets", "Lymphocytes", "CD3pos", "CD4pos"))
+    bad = tmp_path / "bad.fcs"
+    bad.write_bytes(b"not an FCS file at all" * 10)
+    result = run_cli("plot", bad, "-o", tmp_path / "bad")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_report_is_self_contained(report, gated):
+    text = report.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    # No network: every image is embedded, nothing is fetched.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text)
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    assert len(sources) == 18 * 5
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    profiles = pd.read_csv(gated / "profiles.csv")
+    for pid in profiles.patient_id:
+        assert f"Patient {pid}" in text
+    assert "TFR grade ≥ 2 risk" in text and "bootstrap 95 % range" in text
+    assert "Simulated data" in text and "Research use only" in text
+
+
+def test_report_needs_a_gate_output_folder(tmp_path):
+    result = run_cli("report", tmp_path)
+    assert result.returncode == 1
+    assert "no run.json" in result.stderr and "Traceback" not in result.stderr
+
+
+CHECK_IMAGES = """<script>
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute("data-images", ok.length + "/" + images.length);
+});
+</script></body>"""
+
+
+def test_report_opens_in_headless_chromium(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium not installed (Debian's chromium package; .ci/run "
+                    "installs it)")
+    page = tmp_path / "report.html"
+    page.write_text(report.read_text().replace("</body>", CHECK_IMAGES))
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    match = re.search(r'data-images="(\d+)/(\d+)"', result.stdout)
+    assert match, "the page did not finish loading"
+    loaded, total = map(int, match.groups())
+    assert total == 18 * 5 and loaded == total
