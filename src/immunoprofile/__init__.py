@@ -10,6 +10,11 @@ The notebook API::
     result = ip.gate_batch("sample_data/")      # populations, profiles, errors, samples
     result.profiles
     ip.gate_sample("sample_data/P01_nk.fcs")    # one tube's populations
+    ip.plot_gates("sample_data/P01_nk.fcs")     # each gate's plot (PNG bytes and numbers)
+    ip.write_report("results/")                 # results/report.html
+
+TFR risk and the study's statistics: :mod:`immunoprofile.predict`,
+:mod:`immunoprofile.stats`, :mod:`immunoprofile.cohort`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from .errors import (
 )
 from .io.fcs import Tube, read_tube
 from .pipeline import BatchResult, gate_batch, gate_sample, write_results
+from .report import plot_gates, write_report
 
 try:
     __version__ = version("immunoprofile")
@@ -44,6 +50,8 @@ __all__ = [
     "__version__",
     "gate_batch",
     "gate_sample",
+    "plot_gates",
     "read_tube",
+    "write_report",
     "write_results",
 ]
