@@ -1,13 +1,15 @@
 # Configuration read once at start: the manifest decides which tubes exist.
 import os
+import shlex
 from pathlib import Path
 
 from immunoprofile.errors import ImmunoprofileError
 from immunoprofile.gating.templates import template_dir
 from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
+from immunoprofile.pipeline import tube_result_key
 
 SAMPLES = config["samples"]
-OUT = config["output"].rstrip("/")
+OUT = os.path.normpath(config["output"])
 ENGINE = config.get("engine", "compiled")
 THREADS = int(config.get("threads", 1))
 MEM_MB = int(config.get("mem_mb", 2000))
@@ -24,33 +26,35 @@ try:
 except ImmunoprofileError as exc:
     raise WorkflowError(f"immunoprofile: {exc}") from None
 
-REQUESTS = {r.sample_id: r for r in MANIFEST.requests}
+# One result file per manifest row, named by a file-name-safe key of its sample id.
+TUBE_REQUESTS = {tube_result_key(r.sample_id): r for r in MANIFEST.requests}
 TEMPLATE_DIR = Path(TEMPLATES) if TEMPLATES else template_dir()
 
-# Options passed on to every immunoprofile command that reads the batch.
-BATCH_OPTIONS = " ".join(
-    [f"--manifest {MANIFEST_PATH}"]
-    + ([f"--templates {TEMPLATES}"] if TEMPLATES else [])
-    + [f"--engine {ENGINE}"]
-)
+
+def option(flag, value):
+    """A command-line option with its value shell-quoted, or nothing when unset."""
+    return f"{flag} {shlex.quote(str(value))}" if value else ""
+
+
+GATE_OPTIONS = " ".join(filter(None, [option("--templates", TEMPLATES),
+                                      option("--engine", ENGINE)]))
+BATCH_OPTIONS = " ".join(filter(None, [option("--manifest", MANIFEST_PATH), GATE_OPTIONS]))
 
 
 def tube_inputs(wildcards):
-    """The FCS file, the manifest and the templates this tube can use: a changed template
-    re-gates only the tubes of its panel (all three when the manifest leaves `tube` blank)."""
-    request = REQUESTS[wildcards.sample]
+    """The FCS file and the templates this tube can use: a changed template re-gates only
+    the tubes of its panel (all three templates when the manifest leaves `tube` blank).
+    The manifest is not an input: its counting columns matter only to `profiles`."""
+    request = TUBE_REQUESTS[wildcards.key]
     tubes = [request.tube] if request.tube else list(TUBES)
-    return {
-        "fcs": str(request.path),
-        "manifest": str(MANIFEST_PATH),
-        "templates": [str(TEMPLATE_DIR / f"{t}_tube.xml") for t in tubes],
-    }
+    return {"fcs": str(request.path),
+            "templates": [str(TEMPLATE_DIR / f"{t}_tube.xml") for t in tubes]}
 
 
-def tubes_folder(wildcards, input):
-    """The folder of the tube result files, from the first one (lint: no hard-coded prefix)."""
-    first = str(input.tubes[0])
-    return first[: -(len(next(iter(REQUESTS))) + len(".npz") + 1)]
+def tube_options(wildcards):
+    request = TUBE_REQUESTS[wildcards.key]
+    return " ".join(filter(None, [option("--sample-id", request.sample_id),
+                                  option("--tube", request.tube), GATE_OPTIONS]))
 
 
 def folder_of(name):
@@ -63,5 +67,10 @@ def folder_of(name):
     return folder
 
 
+def tubes_folder(wildcards, output):
+    """Where gate_tube writes its results (beside the rule's own outputs)."""
+    return os.path.join(os.path.dirname(str(output.profiles)), ".work", "tubes")
+
+
 wildcard_constraints:
-    sample="|".join(__import__("re").escape(s) for s in REQUESTS) or "NONE",
+    key=r"[A-Za-z0-9_-]+",

@@ -14,8 +14,8 @@ rule predict:
     resources:
         mem_mb=1000,
     params:
-        model=f"--model {MODEL}" if MODEL else "",
-        cohort=f"--cohort {COHORT}" if COHORT else "",
+        model=option("--model", MODEL),
+        cohort=option("--cohort", COHORT),
     shell:
         "immunoprofile predict {input.profiles:q} {params.model} {params.cohort} "
         "--allow-missing -o {output:q} 2> {log:q}"
@@ -58,12 +58,15 @@ rule report:
     resources:
         mem_mb=MEM_MB,
     params:
-        samples=SAMPLES,
+        samples=lambda wildcards: SAMPLES,
         out=folder_of("profiles"),
         options=BATCH_OPTIONS,
+        stats=(lambda wildcards, input: option("--cohort-stats",
+                                               os.path.dirname(str(input.stats[0]))))
+        if COHORT else "--no-cohort-stats",
     shell:
         "immunoprofile report {params.out:q} --samples {params.samples:q} {params.options} "
-        "2> {log:q}"
+        "{params.stats} 2> {log:q}"
 
 
 rule batch_ok:
@@ -76,6 +79,7 @@ rule batch_ok:
         touch(f"{OUT}/.work/batch_ok"),
     log:
         f"{OUT}/logs/batch_ok.log",
+    retries: 0
     threads: 1
     conda:
         CONDA_ENV

@@ -3,27 +3,25 @@ rule gate_tube:
     input:
         unpack(tube_inputs),
     output:
-        f"{OUT}/.work/tubes/{{sample}}.npz",
+        f"{OUT}/.work/tubes/{{key}}.npz",
     log:
-        f"{OUT}/logs/gate_tube/{{sample}}.log",
+        f"{OUT}/logs/gate_tube/{{key}}.log",
     threads: THREADS
     conda:
         CONDA_ENV
     resources:
         mem_mb=MEM_MB,
     params:
-        samples=SAMPLES,
-        options=BATCH_OPTIONS,
+        options=tube_options,
     shell:
-        "immunoprofile gate-tube {params.samples:q} {wildcards.sample:q} -o {output:q} "
-        "{params.options} 2> {log:q}"
+        "immunoprofile gate-tube {input.fcs:q} {params.options} -o {output:q} 2> {log:q}"
 
 
 rule profiles:
     """Count every gated tube and build each patient's profile: the tables of
     `immunoprofile gate` (populations, profiles, samples, errors, run.json)."""
     input:
-        tubes=expand(f"{OUT}/.work/tubes/{{sample}}.npz", sample=REQUESTS),
+        tubes=expand(f"{OUT}/.work/tubes/{{key}}.npz", key=TUBE_REQUESTS),
         manifest=str(MANIFEST_PATH),
     output:
         populations=f"{OUT}/populations.csv",

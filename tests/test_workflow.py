@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from immunoprofile.pipeline import tube_result_key
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
 TABLES = ("populations.csv", "profiles.csv", "samples.csv", "errors.csv")
@@ -89,8 +91,9 @@ def test_workflow_matches_gate_and_reruns_precisely(tmp_path):
                        f"output={out}", f"templates={templates}", cwd=tmp_path)
     assert resume.returncode == 0
     # As if stopped while one tube was being gated: nothing after gating was written.
-    for lost in (".work/tubes/P02_nk.npz", *TABLES, "run.json", "predictions.csv",
-                 "report.html", ".work/batch_ok"):
+    lost_tube = f".work/tubes/{tube_result_key('P02_nk')}.npz"
+    for lost in (lost_tube, *TABLES, "run.json", "predictions.csv", "report.html",
+                 ".work/batch_ok"):
         (out / lost).unlink()
     plan = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", f"output={out}",
                      f"templates={templates}", cwd=tmp_path)
@@ -141,3 +144,84 @@ def test_failed_tube_is_reported_and_others_complete(tmp_path):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     report = (out / "report.html").read_text()
     assert "P07_nk.fcs" in report and "Failures" in report
+
+
+@pytest.mark.slow
+def test_workflow_with_awkward_names_a_cohort_and_a_manifest_edit(tmp_path):
+    """Spaces in paths, numeric ids, a subfolder, an absolute path in the manifest, a
+    cohort CSV with its own immune columns; then a manifest edit re-counts but re-gates
+    nothing."""
+    from immunoprofile.cohort_reference import reference_cohort
+
+    samples = tmp_path / "tubes with spaces"
+    (samples / "sub dir").mkdir(parents=True)
+    rows = ["file,patient_id,tube,beads_per_test,volume_ul,alc"]
+    source = pd.read_csv(SAMPLE_DATA / "manifest.csv")
+    for i, row in enumerate(source[source.patient_id.isin(["P01", "P02"])].itertuples()):
+        name = ["001.fcs", "sub dir/P01 cd4.fcs", None, "002.fcs", "003.fcs", "004.fcs"][i]
+        target = samples / (name or "abs.fcs")
+        shutil.copy(SAMPLE_DATA / row.file, target)
+        file = str(target) if name is None else name  # one absolute path
+        patient = "NA" if row.patient_id == "P02" else row.patient_id  # "NA" stays a name
+        rows.append(f'"{file}",{patient},{row.tube},{row.beads_per_test},{row.volume_ul},'
+                    f"{row.alc}")
+    (samples / "manifest.csv").write_text("\n".join(rows) + "\n")
+    cohort = tmp_path / "my cohort.csv"
+    reference_cohort().to_csv(cohort, index=False)
+    out = tmp_path / "my results"
+    config = ["--config", f"samples={samples}", f"output={out}", f"cohort={cohort}"]
+    run = snakemake("--cores", "2", *config, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    reference = tmp_path / "gate"
+    assert gate_cli(samples, reference).returncode == 0
+    for name in TABLES:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert pd.read_csv(out / "profiles.csv", keep_default_na=False).patient_id.tolist() == \
+        ["P01", "NA"]
+    report = (out / "report.html").read_text()
+    assert report.count("<details>") == 6  # gating plots for every tube, numeric ids too
+    assert "Cohort figures" in report and "Patient NA" in report
+    assert (out / "cohort_stats" / "table2.csv").exists()
+
+    # A changed ALC in the manifest re-counts; no tube is gated again.
+    text = (samples / "manifest.csv").read_text().replace(",2.43\n", ",2.5\n", 1)
+    (samples / "manifest.csv").write_text(text)
+    plan = snakemake("-n", *config, cwd=tmp_path)
+    jobs = _job_counts(plan.stdout)
+    assert "gate_tube" not in jobs and jobs.get("profiles") == 1, plan.stdout
+
+
+def test_tube_result_files_are_safe_and_checked(tmp_path):
+    from immunoprofile.io.manifest import TubeRequest
+    from immunoprofile.pipeline import TubeFailure, load_tube_result
+
+    keys = {tube_result_key(s) for s in ("a b", "a_b", "../../etc/x", "P{1}", "001")}
+    assert len(keys) == 5
+    assert all(re_ok(k) for k in keys)
+    request = TubeRequest(path=tmp_path / "x.fcs", sample_id="x", patient_id="P",
+                          tube=None, beads_per_test=1.0, volume_ul=1.0, alc=1.0)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    result = load_tube_result(broken, request)
+    assert isinstance(result, TubeFailure) and "unreadable" in result.error
+
+
+def re_ok(key: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9_-]+", key) is not None
+
+
+def test_check_errors_command(tmp_path):
+    good = tmp_path / "errors.csv"
+    good.write_text("file,error\n")
+    run = [sys.executable, "-m", "immunoprofile.cli", "check-errors"]
+    assert subprocess.run([*run, str(good)], capture_output=True).returncode == 0
+    good.write_text("file,error\nP07_nk.fcs,listed in manifest.csv but not found\n")
+    result = subprocess.run([*run, str(good)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "error: P07_nk.fcs: listed in manifest.csv but not found" in result.stderr
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    result = subprocess.run([*run, str(other)], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -144,7 +144,7 @@ def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
                  reference: bool) -> None:
     """The study's statistics on a cohort: Table 2 (groups A vs B), TFR risk factors,
     immune markers by TFR grade (Figure 2) and CR by TFR grade (Figure 3)."""
-    from .cohort import join_profiles, read_cohort, read_profiles
+    from .cohort import IMMUNE_COLUMNS, join_profiles, read_cohort, read_profiles
     from .cohort_reference import reference_cohort
     from .cohort_stats import write_cohort_stats
 
@@ -152,7 +152,11 @@ def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
     try:
         cohort = reference_cohort() if reference else read_cohort(cohort_csv)
         if profiles is not None:
-            cohort = join_profiles(cohort, read_profiles(profiles))
+            if any(c in cohort.columns for c in IMMUNE_COLUMNS):
+                click.echo("note: the cohort has its own immune columns; profiles not "
+                           "joined", err=True)
+            else:
+                cohort = join_profiles(cohort, read_profiles(profiles))
         written = write_cohort_stats(cohort, out_dir)
     except ImmunoprofileError as exc:
         _fail(exc)
@@ -256,33 +260,33 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
 
 
 @main.command("gate-tube")
-@click.argument("samples_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("sample_id")
+@click.argument("fcs_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sample-id", required=True, help="The tube's sample id in the manifest.")
+@click.option("--tube", type=click.Choice(["nk", "cd4", "cd8"]), default=None,
+              help="Panel (default: detected from the markers).")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="Tube result file to write (.npz).")
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Manifest CSV (default: SAMPLES_DIR/manifest.csv).")
 @click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
               show_default=True, help="Gating engine.")
-def gate_tube_command(samples_dir: Path, sample_id: str, out_path: Path,
-                      manifest: Path | None, templates: Path | None, engine: str) -> None:
-    """Gate one manifest tube (workflow step; see the Snakefile).
+def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path: Path,
+                      templates: Path | None, engine: str) -> None:
+    """Gate one FCS file (a workflow step; see the Snakefile).
 
     A tube that cannot be read or gated is recorded in the result file with its reason
     (and printed), and the command exits 0, so one bad tube does not stop a workflow;
     ``immunoprofile tables`` then lists it in errors.csv.
     """
-    from .pipeline import TubeFailure, gate_listed_tube, save_tube_result
+    from .pipeline import TubeFailure, gate_tube_file, save_tube_result
 
+    result = gate_tube_file(fcs_file, sample_id, tube=tube, templates=templates,
+                            engine=engine)
     try:
-        result = gate_listed_tube(samples_dir, sample_id, manifest, templates=templates,
-                                  engine=engine)
-    except ImmunoprofileError as exc:
-        raise _UsageError(str(exc)) from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_tube_result(result, out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        save_tube_result(result, out_path)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     if isinstance(result, TubeFailure):
         click.echo(f"error: {result.error}", err=True)
     else:
@@ -292,7 +296,7 @@ def gate_tube_command(samples_dir: Path, sample_id: str, out_path: Path,
 
 @main.command("tables")
 @click.argument("samples_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("results_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Folder for the tables of immunoprofile gate.")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -336,14 +340,21 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default=None,
               hidden=True, help="Accepted for symmetry with the other workflow steps.")
 @click.option("--no-plots", is_flag=True, help="Leave out the gating plots.")
+@click.option("--cohort-stats", "cohort_stats", type=click.Path(file_okay=False,
+                                                                path_type=Path),
+              default=None, help="Folder of immunoprofile cohort-stats output whose figures "
+                                 "to include (default: OUT_DIR/cohort_stats if present).")
+@click.option("--no-cohort-stats", is_flag=True, help="Include no cohort figures.")
 def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | None,
-                   templates: Path | None, engine: str | None, no_plots: bool) -> None:
+                   templates: Path | None, engine: str | None, no_plots: bool,
+                   cohort_stats: Path | None, no_cohort_stats: bool) -> None:
     """Write OUT_DIR/report.html: one self-contained HTML report of a gated batch."""
     from .report import write_report
 
+    stats = None if no_cohort_stats else cohort_stats if cohort_stats is not None else True
     try:
         path = write_report(out_dir, samples_dir=samples_dir, manifest=manifest,
-                            templates=templates, plots=not no_plots)
+                            templates=templates, plots=not no_plots, cohort_stats=stats)
     except ImmunoprofileError as exc:
         _fail(exc)
     click.echo(f"report written: {path}", err=True)
@@ -377,12 +388,18 @@ def check_errors_command(errors_csv: Path) -> None:
     import pandas as pd
 
     try:
-        errors = pd.read_csv(errors_csv)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        errors = pd.read_csv(errors_csv, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) \
+            as exc:
         click.echo(f"error: cannot read {errors_csv}: {exc}", err=True)
         sys.exit(EXIT_SAMPLES_FAILED)
+    if not {"file", "error"} <= set(errors.columns):
+        click.echo(f"error: {errors_csv} is not an errors.csv (needs columns file, error)",
+                   err=True)
+        sys.exit(EXIT_SAMPLES_FAILED)
     for row in errors.itertuples():
-        click.echo(f"error: {row.error}", err=True)
+        reason = row.error if row.file and row.file in row.error else f"{row.file}: {row.error}"
+        click.echo(f"error: {reason}", err=True)
     if len(errors):
         click.echo(f"{len(errors)} file(s) failed — see {errors_csv}; every other result "
                    "is written", err=True)

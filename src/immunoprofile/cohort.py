@@ -288,7 +288,8 @@ def read_profiles(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         path = path / "profiles.csv"
     try:
-        table = pd.read_csv(path, dtype={"patient_id": str})
+        table = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False,
+                            na_values=[""])
     except FileNotFoundError:
         raise CohortError(f"{path}: no such profiles file (run immunoprofile gate "
                           "first)") from None

@@ -357,7 +357,18 @@ def write_cohort_stats(cohort: pd.DataFrame, out_dir: str | Path) -> dict[str, P
     path = out / "cohort_stats.md"
     atomic_write_text(path, "\n".join(text))
     written["cohort_stats"] = path
+    # A table or figure this cohort could not make must not survive from an earlier run.
+    for name in OUTPUT_NAMES:
+        stale = out / name
+        if stale not in written.values():
+            stale.unlink(missing_ok=True)
     return written
+
+
+#: Every file write_cohort_stats may write.
+OUTPUT_NAMES = ("table2.csv", "tfr_risk_factors.csv", "immune_by_tfr_grade.csv",
+                "cr_by_tfr_grade.csv", "figure2_immune_by_tfr_grade.png",
+                "figure3_cr_by_tfr_grade.png", "cohort_stats.md")
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .counting import count_gate_events
-from .errors import GatingError, ImmunoprofileError
+from .errors import GatingError, ImmunoprofileError, first_line
 from .gating.compiled_gating import gate_tube_compiled
 from .gating.flowkit_gating import MAX_GATES, gate_tube
 from .gating.templates import template_checksums
@@ -440,38 +440,44 @@ def gate_sample(
 TUBE_RESULT_FORMAT = "immunoprofile-tube-result/1"
 
 
-def gate_listed_tube(samples_dir: str | Path, sample_id: str,
-                     manifest: str | Path | None = None, *,
-                     templates: str | Path | None = None,
-                     engine: str = "compiled") -> GatedTube | TubeFailure:
-    """Gate the manifest's tube ``sample_id``; a failure is returned, not raised.
+def tube_result_key(sample_id: str) -> str:
+    """File-name-safe key of a tube's result file: the sample id's letters, digits, ``-``
+    and ``_`` (others become ``_``), then 10 hex digits of its SHA-1, so ids that clean up
+    alike (``a b`` and ``a_b``) stay apart and ``../`` cannot leave the folder."""
+    import hashlib
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", sample_id).strip("_")[:60] or "tube"
+    return f"{stem}-{hashlib.sha1(sample_id.encode('utf-8')).hexdigest()[:10]}"
+
+
+def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
+                   templates: str | Path | None = None,
+                   engine: str = "compiled") -> GatedTube | TubeFailure:
+    """Gate one FCS file for the workflow; a failure is returned, not raised.
+
+    Only gating happens here (which events fall in which gate); the counting inputs of the
+    manifest row (beads, volume, ALC) are applied later by :func:`assemble_tube_results`,
+    so changing them does not re-gate the tube.
 
     Parameters
     ----------
-    samples_dir : str or Path
-        Folder of FCS files.
+    path : str or Path
+        The FCS file.
     sample_id : str
-        The tube's sample id (its file path relative to the manifest, without ``.fcs``).
-    manifest : str or Path, optional
-        Manifest CSV; ``samples_dir/manifest.csv`` by default.
+        The tube's sample id in the manifest (stored in the result, checked on reading).
+    tube : {"nk", "cd4", "cd8"}, optional
+        The manifest's ``tube``; detected from the markers when None.
     templates : str or Path, optional
         Folder of Gating-ML templates instead of the shipped ones.
     engine : {"compiled", "flowkit"}
-
-    Raises
-    ------
-    ManifestError
-        The manifest cannot be read or does not list ``sample_id``.
     """
-    from .errors import ManifestError
-
     _check_engine(engine)
-    parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
-    for request in parsed.requests:
-        if request.sample_id == sample_id:
-            return _gate_or_fail(request, str(templates) if templates is not None else None,
-                                 engine)
-    raise ManifestError(f"{parsed.path}: no row for sample {sample_id}")
+    path = Path(path)
+    request = TubeRequest(path=path.resolve(), sample_id=sample_id, patient_id="",
+                          tube=tube, beads_per_test=math.nan, volume_ul=math.nan,
+                          alc=math.nan)
+    return _gate_or_fail(request, str(templates) if templates is not None else None, engine)
 
 
 def save_tube_result(result: GatedTube | TubeFailure, path: str | Path) -> None:
@@ -495,22 +501,24 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path) -> None:
 
 
 def load_tube_result(path: str | Path, request: TubeRequest) -> GatedTube | TubeFailure:
-    """Read a file written by :func:`save_tube_result` for the manifest row ``request``."""
-    from .errors import ImmunoprofileError
+    """Read a file written by :func:`save_tube_result` for the manifest row ``request``;
+    an unreadable or mismatched file becomes that tube's failure."""
+    import zipfile
 
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             bitmask = np.ascontiguousarray(data["bitmask"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise ImmunoprofileError(f"{path}: not a tube result file ({exc})") from None
-    if meta.get("format") != TUBE_RESULT_FORMAT:
-        raise ImmunoprofileError(f"{path}: not a tube result file")
-    if "failure" in meta:
-        return TubeFailure(str(request.path), meta["failure"])
-    if meta["sample_id"] != request.sample_id:
-        raise ImmunoprofileError(f"{path}: holds sample {meta['sample_id']}, not "
-                                 f"{request.sample_id}")
+        if not isinstance(meta, dict) or meta.get("format") != TUBE_RESULT_FORMAT:
+            raise ValueError("wrong format tag")
+        if "failure" in meta:
+            return TubeFailure(str(request.path), str(meta["failure"]))
+        if meta["sample_id"] != request.sample_id:
+            raise ValueError(f"it holds sample {meta['sample_id']}")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        return TubeFailure(str(request.path), (
+            f"{request.path.name}: its gating result {Path(path).name} is unreadable "
+            f"({first_line(exc)}) — delete it and run the workflow again"))
     return GatedTube(request=request, tube=meta["tube"], gate_ids=meta["gate_ids"],
                      parents=meta["parents"], bitmask=bitmask, events=int(meta["events"]),
                      has_spillover=bool(meta["has_spillover"]),
@@ -521,7 +529,7 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
                           manifest: str | Path | None = None, *,
                           templates: str | Path | None = None,
                           engine: str = "compiled") -> BatchResult:
-    """Build the batch tables from per-tube result files (``{sample_id}.npz``).
+    """Build the batch tables from per-tube result files (``{tube_result_key}.npz``).
 
     A listed tube without a result file becomes an error row ("not gated"), so a batch
     whose gating job was lost still reports every tube.
@@ -531,7 +539,8 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
     samples_dir : str or Path
         Folder of FCS files.
     results_dir : str or Path
-        Folder of ``.npz`` files from :func:`save_tube_result`, named by sample id.
+        Folder of ``.npz`` files from :func:`save_tube_result`, named by
+        :func:`tube_result_key` of the sample id.
     manifest, templates, engine
         As for :func:`gate_batch`.
     """
@@ -540,7 +549,7 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
     gated: list[GatedTube] = []
     failures: list[TubeFailure] = []
     for request in parsed.requests:
-        path = Path(results_dir) / f"{request.sample_id}.npz"
+        path = Path(results_dir) / f"{tube_result_key(request.sample_id)}.npz"
         if not path.exists():
             failures.append(TubeFailure(str(request.path),
                                         f"{request.path.name}: not gated (no result file)"))

@@ -106,16 +106,30 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
     mapping = channel_map(panel, tube_data.markers, tube_data.scatter, source=path.name)
     strategy = load_strategy(panel.tube, mapping, template_arg)
     sample = tube_data.sample
-    try:
-        raw = sample.get_events(source="raw")
-        spill = sample.metadata.get("spill") or sample.metadata.get("spillover")
-        comp = None
-        if spill:
-            sample.apply_compensation(spill)
-            comp = sample.get_events(source="comp")
-    except Exception as exc:  # FlowKit's errors are not ours: report them in one line
-        raise GatingError(f"{path.name}: cannot compensate for plotting: "
-                          f"{first_line(exc)}") from None
+    raw = sample.get_events(source="raw")
+    compensated: dict[str, np.ndarray | None] = {}
+
+    def events_for(ref: str | None) -> np.ndarray | None:
+        """Events as the gate sees them: raw, the file's spillover ("FCS"), or a matrix the
+        template defines."""
+        if ref in (None, "uncompensated"):
+            return raw
+        if ref not in compensated:
+            try:
+                if ref == "FCS":
+                    matrix = sample.metadata.get("spill") or sample.metadata.get("spillover")
+                else:
+                    matrix = strategy.get_comp_matrix(ref)
+                if matrix is None or (isinstance(matrix, str) and not matrix.strip()):
+                    compensated[ref] = None
+                else:
+                    sample.apply_compensation(matrix)
+                    compensated[ref] = sample.get_events(source="comp")
+            except Exception as exc:  # FlowKit's errors are not ours: one line
+                raise GatingError(f"{path.name}: cannot compensate with {ref} for plotting: "
+                                  f"{first_line(exc)}") from None
+        return compensated[ref]
+
     labels = list(sample.pnn_labels)
     marker_of = {channel: marker for marker, channel in tube_data.markers.items()}
     rng = np.random.default_rng(0)
@@ -132,7 +146,7 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
             channel = dim.id
             if channel not in labels:
                 raise GatingError(f"{path.name}: gate {gate_id} needs channel {channel}")
-            source = comp if dim.compensation_ref not in (None, "uncompensated") else raw
+            source = events_for(dim.compensation_ref)
             if source is None:
                 raise GatingError(f"{path.name}: gate {gate_id} needs compensation but the "
                                   "file has no spillover matrix")
@@ -155,7 +169,10 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
 def _gate_object(strategy, gate_id: str):
     from flowkit import gates as fk_gates
 
-    gate = strategy.get_gate(gate_id)
+    try:
+        gate = strategy.get_gate(gate_id)
+    except Exception:  # e.g. a quadrant: FlowKit asks for the quadrant's own reference
+        return None
     if isinstance(gate, fk_gates.RectangleGate | fk_gates.PolygonGate | fk_gates.EllipsoidGate):
         return gate
     return None
@@ -222,7 +239,8 @@ def _draw(gate, gate_id, parent_id, axes, keep, member, events, parent_events) -
             v = np.asarray(gate.vertices, float)
             xb, yb = list(v[:, 0]), list(v[:, 1])
         elif isinstance(gate, fk_gates.EllipsoidGate):
-            xb = yb = []
+            ring = _outline(gate, (0.0, 1.0), (0.0, 1.0))  # an ellipse needs no limits
+            xb, yb = list(ring[:, 0]), list(ring[:, 1])
         else:
             xb = [gate.dimensions[0].min, gate.dimensions[0].max]
             yb = [gate.dimensions[1].min, gate.dimensions[1].max]

@@ -66,7 +66,9 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        return pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=True)
+        # Ids stay text ("001", "NA"); only empty cells are missing.
+        return pd.read_csv(path, dtype={"patient_id": str, "sample_id": str, "file": str},
+                           keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return None
 
@@ -90,7 +92,7 @@ def _flags_in_words(flags: str) -> list[str]:
 
 def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                  manifest: str | Path | None = None, templates: str | Path | None = None,
-                 plots: bool = True,
+                 plots: bool = True, cohort_stats: str | Path | None | bool = True,
                  reference_ranges: dict | None = None) -> str:
     """The HTML text of a batch report (see :func:`write_report`)."""
     from .. import __version__
@@ -177,6 +179,10 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
             except ImmunoprofileError as exc:
                 plot_notes[request.sample_id] = first_line(exc)
                 continue
+            except Exception as exc:  # a bug: one tube's plots are lost, not the report
+                plot_notes[request.sample_id] = (f"internal error — please report: "
+                                                 f"{type(exc).__name__}: {first_line(exc)}")
+                continue
             tube_plots.setdefault(request.patient_id, []).append(
                 f"<details><summary>{_esc(request.sample_id)} — gating "
                 f"({len(drawn)} gates)</summary><div class=\"plots\">"
@@ -234,13 +240,15 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                      "moves with the training patients.</p>")
 
     # --- cohort figures
-    figure = out / "cohort_stats" / "figure2_immune_by_tfr_grade.png"
-    if figure.exists():
-        parts += ["<h2>Cohort: immune cells by TFR grade</h2>",
-                  _img(figure.read_bytes(), "immune cells by TFR grade")]
-        figure3 = out / "cohort_stats" / "figure3_cr_by_tfr_grade.png"
-        if figure3.exists():
-            parts.append(_img(figure3.read_bytes(), "CR by TFR grade"))
+    stats_dir = (out / "cohort_stats" if cohort_stats is True
+                 else Path(cohort_stats) if cohort_stats else None)
+    figures = [(stats_dir / name, alt) for name, alt in (
+        ("figure2_immune_by_tfr_grade.png", "immune cells by TFR grade"),
+        ("figure3_cr_by_tfr_grade.png", "CR by TFR grade"))] if stats_dir else []
+    figures = [(f, alt) for f, alt in figures if f.exists()]
+    if figures:
+        parts.append("<h2>Cohort figures</h2>")
+        parts += [_img(f.read_bytes(), alt) for f, alt in figures]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -254,7 +262,9 @@ def write_report(out_dir: str | Path, **options) -> Path:
         Output folder of ``immunoprofile gate`` (or of the workflow).
     **options
         ``samples_dir``, ``manifest``, ``templates`` (default: as recorded in
-        ``run.json``), ``plots`` (False to leave out the gating plots) and
+        ``run.json``), ``plots`` (False to leave out the gating plots),
+        ``cohort_stats`` (folder of ``immunoprofile cohort-stats`` output whose figures to
+        embed; True = ``OUT/cohort_stats`` if present, None = none) and
         ``reference_ranges`` (see :data:`REFERENCE_RANGES`).
 
     Returns
