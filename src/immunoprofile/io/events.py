@@ -191,9 +191,14 @@ def read_events(path: str | Path) -> EventData:
         declared = stop - start + 1
         needed = n_tot * n_par * dtype.itemsize
         if declared != needed:
+            decoded = max(declared, 0) // (n_par * dtype.itemsize)
+            if decoded == n_tot:  # whole events agree; a few bytes too many (off by one)
+                raise FCSReadError(
+                    f"{path.name}: its DATA segment is {declared} bytes but {n_tot} events × "
+                    f"{n_par} channels × {dtype.itemsize} bytes make {needed} — inconsistent "
+                    "data offsets")
             raise FCSReadError(
-                f"{path.name}: its DATA segment decodes to "
-                f"{max(declared, 0) // (n_par * dtype.itemsize)} events but $TOT says "
+                f"{path.name}: its DATA segment decodes to {decoded} events but $TOT says "
                 f"{n_tot} — the file is damaged ($PAR, $DATATYPE or $PnB wrong) or truncated")
         if start + needed > size:
             raise FCSReadError(f"{path.name}: cannot be read as FCS: truncated — the DATA "
