@@ -105,6 +105,10 @@ def test_report_is_self_contained(report, gated):
     for pid in profiles.patient_id:
         assert f"Patient {pid}" in text
     assert "TFR grade ≥ 2 risk" in text and "bootstrap 95 % range" in text
+    # QC flags in words: the profile's "nk:LOW_POPULATION_EVENTS" becomes a sentence.
+    flags = ";".join(profiles.qc_flags.fillna(""))
+    if "nk:LOW_POPULATION_EVENTS" in flags:
+        assert "<b>LOW_POPULATION_EVENTS</b> — nk tube: the tube&#x27;s reported" in text
     assert "Simulated data" in text and "Research use only" in text
 
 

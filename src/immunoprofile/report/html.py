@@ -74,19 +74,20 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 
 def _flags_in_words(flags: str) -> list[str]:
+    """QC flags as sentences: ``FLAG``, ``tube:FLAG`` and ``MISSING_TUBE:tube`` forms."""
+    def said(name: str) -> str:
+        return _esc(FLAG_DESCRIPTIONS.get(name, "see the README"))
+
     words = []
-    for flag in str(flags or "").split(";"):
-        flag = flag.strip()
-        if not flag:
-            continue
-        where, _, name = flag.rpartition(":") if ":" in flag else ("", "", flag)
-        base = name if name in FLAG_DESCRIPTIONS else flag.split(":")[0]
-        text = FLAG_DESCRIPTIONS.get(base, "")
-        if base == "MISSING_TUBE" and ":" in flag:
-            text = f"the {flag.split(':', 1)[1]} tube is absent or failed; its values are empty"
-            where = ""
-        label = f"{where} tube: " if where else ""
-        words.append(f"<b>{_esc(base)}</b> — {label}{_esc(text or 'see the README')}")
+    for flag in filter(None, (f.strip() for f in str(flags or "").split(";"))):
+        head, _, tail = flag.partition(":")
+        if head == "MISSING_TUBE":
+            words.append(f"<b>MISSING_TUBE</b> — the {_esc(tail)} tube is absent or failed; "
+                         "its values are empty")
+        elif tail:
+            words.append(f"<b>{_esc(tail)}</b> — {_esc(head)} tube: {said(tail)}")
+        else:
+            words.append(f"<b>{_esc(head)}</b> — {said(head)}")
     return words
 
 
