@@ -30,6 +30,7 @@ from .errors import (
     TemplateError,
 )
 from .io.fcs import Tube, read_tube
+from .io.fcs_reader import FCSData, read_fcs
 from .pipeline import BatchResult, gate_batch, gate_sample, write_results
 from .report import plot_gates, write_report
 
@@ -40,6 +41,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = [
     "BatchResult",
+    "FCSData",
     "FCSReadError",
     "GatingError",
     "ImmunoprofileError",
@@ -51,6 +53,7 @@ __all__ = [
     "gate_batch",
     "gate_sample",
     "plot_gates",
+    "read_fcs",
     "read_tube",
     "write_report",
     "write_results",

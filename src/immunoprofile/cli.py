@@ -406,5 +406,39 @@ def check_errors_command(errors_csv: Path) -> None:
         sys.exit(EXIT_SAMPLES_FAILED)
 
 
+@main.command("inspect")
+@click.argument("fcs_file", type=click.Path(dir_okay=False, path_type=Path))
+def inspect_command(fcs_file: Path) -> None:
+    """What a user needs to know about FCS_FILE: version, cytometer, events, channels and
+    markers, spillover, the panel immunoprofile sees, and any warnings."""
+    from .errors import PanelError
+    from .io.fcs_reader import read_fcs
+    from .panels import detect_panel, marker_channels
+
+    try:
+        data = read_fcs(fcs_file)
+    except ImmunoprofileError as exc:
+        _fail(exc)
+    keys = data.keywords
+    spill = next((k for k in ("spill", "spillover", "comp") if keys.get(k)), None)
+    markers = marker_channels(data.channels, data.markers)
+    try:
+        panel = detect_panel(markers, source=fcs_file.name).tube
+    except PanelError as exc:
+        panel = f"none ({exc})"
+    lines = [f"file          {fcs_file}",
+             f"FCS version   {data.version}",
+             f"cytometer     {keys.get('cyt', 'not stated')}",
+             f"events        {data.event_count:,} ($TOT {keys.get('tot')})",
+             f"channels      {len(data.channels)}",
+             f"spillover     {'$' + spill.upper() if spill else 'none in the file'}",
+             f"panel         {panel}"]
+    lines += [f"  P{i + 1:<3} {name:<24} {marker}"
+              for i, (name, marker) in enumerate(zip(data.channels, data.markers,
+                                                     strict=True))]
+    lines += [f"warning       {w}" for w in data.warnings]
+    click.echo("\n".join(lines))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

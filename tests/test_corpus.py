@@ -1,0 +1,121 @@
+"""Every file of ../shared/fcs-corpus is read with the right values or refused with a
+one-line reason; "right" is checked against a deliberately simple reference decoder."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from conftest import shared_path
+
+from immunoprofile import FCSReadError, read_fcs
+
+
+def corpus_files():
+    root = shared_path("fcs-corpus")
+    with open(root / "catalog.tsv", newline="") as handle:
+        return [root / row["path"] for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def reference_decode(path):
+    """numpy over the DATA segment as HEADER and TEXT describe it; None where this simple
+    decoder does not go (list mode with one float type or one integer width only)."""
+    raw = path.read_bytes()
+    text_start, text_end, data_start = (int(raw[a:b]) for a, b in ((10, 18), (18, 26),
+                                                                      (26, 34)))
+    text = raw[text_start:text_end + 1].decode("latin-1")
+    delimiter = text[0]
+    fields = text[1:].replace(delimiter * 2, "\0").split(delimiter)
+    keys = {fields[i].replace("\0", delimiter).strip().upper():
+            fields[i + 1].replace("\0", delimiter) for i in range(0, len(fields) - 1, 2)}
+    if data_start == 0:
+        data_start = int(keys["$BEGINDATA"])
+    tot, par = int(keys["$TOT"]), int(keys["$PAR"])
+    order = {"1,2,3,4": "<", "1,2": "<", "4,3,2,1": ">", "2,1": ">"}.get(
+        keys.get("$BYTEORD", "").strip())
+    datatype = keys.get("$DATATYPE", "").strip().upper()
+    widths = {int(keys[f"$P{i}B"]) for i in range(1, par + 1)} \
+        if all(keys.get(f"$P{i}B", "*").strip().isdigit() for i in range(1, par + 1)) else None
+    if keys.get("$MODE", "L").strip().upper() != "L" or order is None or widths is None:
+        return None
+    if datatype in ("F", "D"):
+        dtype = np.dtype(order + ("f4" if datatype == "F" else "f8"))
+    elif datatype == "I" and len(widths) == 1 and next(iter(widths)) in (8, 16, 32):
+        dtype = np.dtype(order + {8: "u1", 16: "u2", 32: "u4"}[next(iter(widths))])
+    else:
+        return None
+    values = np.frombuffer(raw, dtype=dtype, count=tot * par, offset=data_start)
+    values = values.reshape(tot, par).astype(np.float64)
+    for i in range(par):
+        n = i + 1
+        if datatype == "I":
+            bits = math.ceil(math.log2(float(keys[f"$P{n}R"])))
+            values[:, i] = np.bitwise_and(values[:, i].astype(np.uint64), 2 ** bits - 1)
+        f1, f2 = (float(v) for v in keys.get(f"$P{n}E", "0,0").split(","))
+        gain = float(keys.get(f"$P{n}G", "1") or 1)
+        is_time = keys.get(f"$P{n}N", "").strip().lower() == "time"
+        if is_time and "$TIMESTEP" in keys:
+            # FCS 3.1: time is scaled by $TIMESTEP; its $PnG (BD writes the time step
+            # there too) is not applied again.
+            values[:, i] *= float(keys["$TIMESTEP"])
+        elif f1 > 0:
+            values[:, i] = (f2 or 1.0) * 10 ** (f1 * values[:, i] / float(keys[f"$P{n}R"]))
+        elif gain not in (0.0, 1.0):
+            values[:, i] /= gain
+    return values
+
+
+def test_every_corpus_file_reads_right_or_is_refused_in_one_line():
+    read, compared, refused = 0, 0, []
+    for path in corpus_files():
+        try:
+            data = read_fcs(path)
+        except FCSReadError as exc:
+            message = str(exc)
+            assert message.startswith(f"{path.name}: ") and "\n" not in message, message
+            refused.append(path.name)
+            continue
+        read += 1
+        assert data.events.shape == (int(data.keywords["tot"]), int(data.keywords["par"]))
+        assert len(data.channels) == len(data.markers) == data.events.shape[1]
+        expected = reference_decode(path)
+        if expected is not None:
+            np.testing.assert_allclose(data.events, expected, rtol=1e-6, atol=1e-9,
+                                       err_msg=str(path))
+            compared += 1
+    # The files whose bytes no reader can make sense of are among the refused.
+    for hopeless in ("corrupted.fcs", "wrongFile.fcs", "sample_header.fcs"):
+        assert hopeless in refused
+    assert read >= 47 and compared >= 40, (read, compared, refused)
+
+
+@pytest.mark.parametrize("relative, warning", [
+    ("flowkit/test_comp_example.fcs", "off by one byte"),
+    ("cytopy/test.FCS", "more than one data set"),
+    ("flowkit/multi_dataset_fcs/coulter.lmd", "more than one data set"),
+])
+def test_files_that_bend_the_standard_are_read_with_a_warning(relative, warning):
+    data = read_fcs(shared_path("fcs-corpus", *relative.split("/")))
+    assert any(warning in w for w in data.warnings), data.warnings
+    assert data.event_count > 0 and np.isfinite(data.events).all()
+
+
+def test_inspect_command(tmp_path):
+    import subprocess
+    import sys
+
+    path = shared_path("fcs-corpus", "flowsom", "68983.fcs")
+    result = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "inspect", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for expected in ("FCS version", "events", "CD3", "spillover"):
+        assert expected in result.stdout
+    bad = tmp_path / "bad.fcs"
+    bad.write_bytes(b"definitely not FCS")
+    result = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "inspect", str(bad)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: bad.fcs: not an FCS file (it does not start " \
+                                    "with 'FCS')"
