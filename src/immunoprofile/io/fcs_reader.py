@@ -10,8 +10,10 @@ options, and each retry that succeeds leaves a warning saying what was assumed:
   gives exactly ``$TOT`` × ``$PAR`` values;
 - a file holding several data sets: the first is read (``nextdata_offset=0``).
 
-Anything else FlowIO cannot decode is refused with a one-line reason that names the file
-(24-bit integer channels and unparsable ``$TIMESTEP`` values are among these for now).
+What FlowIO cannot decode at all — 24-bit integer channels, a ``$TIMESTEP`` that is not a
+number, offsets its options do not cover — is decoded here from FlowIO's TEXT (see
+``_read_with_own_decoder``), with a warning. Anything else is refused with a one-line
+reason that names the file.
 """
 
 from __future__ import annotations
@@ -118,7 +120,134 @@ def read_fcs(path: str | Path) -> FCSData:
             return _checked(path, flow, events, notes)
         if not isinstance(first_error, flowio.exceptions.MultipleDataSetsError):
             break
+    decoded = _read_with_own_decoder(path)
+    if decoded is not None:
+        return decoded
     raise FCSReadError(f"{path.name}: {_reason(path, first_error)}")
+
+
+# --- beyond FlowIO ------------------------------------------------------------------------
+# FlowIO 1.4 cannot decode integer channels whose width is not 8/16/32/64 bits (24-bit
+# Cytek and FlowJo-collector files), fails on a $TIMESTEP that is not a number, and on
+# files whose HEADER and TEXT disagree about DATA in a way its options do not cover. For
+# those, FlowIO still parses HEADER and TEXT (only_text); DATA is then decoded here with
+# numpy, exactly as the standard describes it, and the values converted as FlowIO would.
+
+def _read_with_own_decoder(path: Path) -> FCSData | None:
+    flow, notes = None, []
+    for several_data_sets in (False, True):
+        for options, _ in _ATTEMPTS:
+            if several_data_sets:
+                options = {**options, "nextdata_offset": 0}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    flow = flowio.FlowData(str(path), only_text=True, **options)
+            except Exception:
+                continue
+            break
+        if flow is not None:
+            if several_data_sets:
+                notes.append("the file holds more than one data set; the first was read")
+            break
+    if flow is None:
+        return None
+    text = {str(k).lower(): str(v) for k, v in flow.text.items()}
+    try:
+        tot, par = int(text["tot"]), int(text["par"])
+        widths = [int(text[f"p{n}b"]) for n in range(1, par + 1)]
+    except (KeyError, ValueError):
+        return None
+    datatype = text.get("datatype", "").upper()
+    order = {"1,2,3,4": "little", "1,2": "little", "4,3,2,1": "big", "2,1": "big"}.get(
+        text.get("byteord", "").replace(" ", ""))
+    layout_ok = (text.get("mode", "L").upper() == "L" and order is not None
+                 and datatype in ("I", "F", "D") and all(w > 0 and w % 8 == 0 for w in widths))
+    if not layout_ok:
+        return None
+    event_bytes = sum(widths) // 8
+    needed = tot * event_bytes
+    start = _data_start(path, flow, text, needed, notes)
+    if start is None:
+        return None
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8, count=needed,
+                        offset=start).reshape(tot, event_bytes)
+    values = np.empty((tot, par), dtype=np.float64)
+    offset = 0
+    for i, width in enumerate(widths):
+        nbytes = width // 8
+        chunk = raw[:, offset:offset + nbytes]
+        offset += nbytes
+        if datatype in ("F", "D"):
+            kind = {4: "f4", 8: "f8"}.get(nbytes)
+            if kind is None:
+                return None
+            values[:, i] = chunk.copy().view(("<" if order == "little" else ">") + kind)[:, 0]
+            continue
+        ints = np.zeros(tot, dtype=np.uint64)
+        for k in range(nbytes):  # assemble the integer byte by byte
+            shift = 8 * (k if order == "little" else nbytes - 1 - k)
+            ints |= chunk[:, k].astype(np.uint64) << np.uint64(shift)
+        value_range = float(text.get(f"p{i + 1}r", 0) or 0)
+        if value_range > 0:  # bits beyond $PnR are not data: mask them
+            bits = min(width, max(1, int(np.ceil(np.log2(value_range)))))
+            ints &= np.uint64((1 << bits) - 1)
+        values[:, i] = ints
+    notes += _convert_values(values, text, par)
+    notes.append("decoded by immunoprofile (FlowIO cannot decode this DATA layout)")
+    channels = [text.get(f"p{n}n") or f"P{n}" for n in range(1, par + 1)]
+    markers = [(text.get(f"p{n}s") or "").strip() for n in range(1, par + 1)]
+    return FCSData(path=path, version=str(getattr(flow, "version", text.get("version", ""))),
+                   events=values, channels=channels, markers=markers,
+                   keywords=dict(flow.text), warnings=notes)
+
+
+def _data_start(path: Path, flow, text: dict, needed: int, notes: list[str]) -> int | None:
+    """The DATA offset whose segment holds exactly the bytes $TOT and $PnB need."""
+    size = path.stat().st_size
+    header = getattr(flow, "header", {}) or {}
+    candidates = []
+    for source, start, stop in (
+            ("TEXT", text.get("begindata"), text.get("enddata")),
+            ("HEADER", header.get("data_start"), header.get("data_stop"))):
+        try:
+            candidates.append((source, int(start), int(stop)))
+        except (TypeError, ValueError):
+            continue
+    for source, start, stop in candidates:
+        if start > 0 and stop - start + 1 in (needed, needed + 1) and start + needed <= size:
+            if len({(a, b) for _, a, b in candidates}) > 1:
+                notes.append(f"HEADER and TEXT give different DATA offsets; {source}'s "
+                             "match $TOT")
+            if stop - start + 1 == needed + 1:
+                notes.append("a DATA offset is off by one byte; read with the corrected "
+                             "offset")
+            return start
+    return None
+
+
+def _convert_values(values: np.ndarray, text: dict, par: int) -> list[str]:
+    """The standard's conversions in place: time × $TIMESTEP, log amplification, gain."""
+    notes = []
+    timestep = text.get("timestep")
+    for i in range(par):
+        n = i + 1
+        if (text.get(f"p{n}n") or "").strip().lower() == "time" and timestep is not None:
+            try:
+                values[:, i] *= float(timestep)
+            except ValueError:
+                notes.append(f"$TIMESTEP {timestep!r} is not a number; time left unscaled")
+            continue
+        try:
+            f1, f2 = (float(v) for v in (text.get(f"p{n}e") or "0,0").split(","))
+            gain = float(text.get(f"p{n}g") or 1)
+        except ValueError:
+            continue
+        if f1 > 0:
+            values[:, i] = (f2 or 1.0) * 10 ** (f1 * values[:, i] / float(text[f"p{n}r"]))
+        elif gain not in (0.0, 1.0):
+            values[:, i] /= gain
+    return notes
 
 
 def _checked(path: Path, flow, events: np.ndarray, notes: list[str]) -> FCSData:
