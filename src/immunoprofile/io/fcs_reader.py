@@ -120,7 +120,10 @@ def read_fcs(path: str | Path) -> FCSData:
             return _checked(path, flow, events, notes)
         if not isinstance(first_error, flowio.exceptions.MultipleDataSetsError):
             break
-    decoded = _read_with_own_decoder(path)
+    try:
+        decoded = _read_with_own_decoder(path)
+    except (ValueError, OverflowError, ZeroDivisionError, KeyError):
+        decoded = None  # keywords too broken to decode by: refused below, with FlowIO's
     if decoded is not None:
         return decoded
     raise FCSReadError(f"{path.name}: {_reason(path, first_error)}")
