@@ -278,8 +278,13 @@ def _reason(path: Path, exc: Exception | None) -> str:
     size = path.stat().st_size
     if isinstance(exc, EOFError) or "greater than file size" in text:
         return f"truncated — the file ends before its DATA segment does ({size} bytes)"
-    if "invalid literal for int" in text:
-        return "damaged HEADER: its segment offsets are not numbers"
+    if "invalid literal for int" in text or "could not convert" in text:
+        with open(path, "rb") as handle:
+            header = handle.read(58)
+        fields = [header[a:a + 8].strip() for a in range(10, 58, 8)]
+        if len(header) < 58 or not all(f.isdigit() for f in fields[:4]):
+            return "damaged HEADER: its segment offsets are not numbers"
+        return f"a TEXT keyword that must be a number is not ({text})"
     if "cannot reshape array" in text:
         return ("its integer DATA layout cannot be decoded (channel widths such as 24-bit "
                 "$PnB are not supported yet)")
