@@ -57,9 +57,12 @@ def _check_writable(out_dir: Path) -> None:
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
               show_default=True,
               help="Gating engine: the compiled Numba engine, or FlowKit (the reference).")
+@click.option("--keep-keywords", is_flag=True,
+              help="Copy each file's FCS TEXT keywords into samples.csv. They often hold "
+                   "names, record numbers or dates of birth: off by default.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
-         templates: Path | None, engine: str, quiet: bool) -> None:
+         templates: Path | None, engine: str, keep_keywords: bool, quiet: bool) -> None:
     """Gate and count every tube in SAMPLES_DIR listed in its manifest."""
     from .pipeline import gate_batch, write_results
 
@@ -77,7 +80,7 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
 
     try:
         result = gate_batch(samples_dir, manifest, jobs=jobs, templates=templates,
-                            engine=engine, progress=progress)
+                            engine=engine, progress=progress, keep_keywords=keep_keywords)
     except ImmunoprofileError as exc:
         raise _UsageError(str(exc)) from None
     finally:

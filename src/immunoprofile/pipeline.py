@@ -57,6 +57,7 @@ class GatedTube:
     has_spillover: bool
     simulated: bool
     seconds: float
+    keywords: dict | None = None
 
 
 @dataclass
@@ -102,7 +103,8 @@ def _check_engine(engine: str) -> None:
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
 
-def _gate_one(request: TubeRequest, templates: str | None, engine: str) -> GatedTube:
+def _gate_one(request: TubeRequest, templates: str | None, engine: str,
+              keep_keywords: bool = False) -> GatedTube:
     start = time.perf_counter()
     tube = read_tube(request.path)
     panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
@@ -114,14 +116,16 @@ def _gate_one(request: TubeRequest, templates: str | None, engine: str) -> Gated
     return GatedTube(request=request, tube=panel.tube, gate_ids=memberships.gate_ids,
                      parents=memberships.parents, bitmask=memberships.bitmask,
                      events=tube.event_count, has_spillover=tube.has_spillover,
-                     simulated=simulated, seconds=time.perf_counter() - start)
+                     simulated=simulated, seconds=time.perf_counter() - start,
+                     keywords=dict(tube.metadata) if keep_keywords else None)
 
 
 def _gate_or_fail(request: TubeRequest, templates: str | None,
-                  engine: str = "compiled") -> GatedTube | TubeFailure:
+                  engine: str = "compiled",
+                  keep_keywords: bool = False) -> GatedTube | TubeFailure:
     """Gate one tube; any failure becomes a :class:`TubeFailure` with a one-line reason."""
     try:
-        return _gate_one(request, templates, engine)
+        return _gate_one(request, templates, engine, keep_keywords)
     except ImmunoprofileError as exc:
         return TubeFailure(str(request.path), str(exc))
     except MemoryError:
@@ -146,7 +150,7 @@ def _count(gated: Sequence[GatedTube], base: Path) -> tuple[list[CountedTube], l
             tube=g.tube, gate_ids=g.gate_ids, parents=g.parents,
             gate_events=row[: len(g.gate_ids)].copy(), events=g.events,
             beads_per_test=r.beads_per_test, volume_ul=r.volume_ul, alc=r.alc,
-            has_spillover=g.has_spillover,
+            has_spillover=g.has_spillover, keywords=g.keywords,
         )
         if not math.isnan(r.beads_per_test) and tube.events_in(BEAD_GATE) == 0:
             failures.append(TubeFailure(str(r.path), (
@@ -178,6 +182,7 @@ def gate_batch(
     templates: str | Path | None = None,
     engine: str = "compiled",
     progress: Callable[[int, int], None] | None = None,
+    keep_keywords: bool = False,
 ) -> BatchResult:
     """Gate and count every tube of a samples folder.
 
@@ -197,6 +202,11 @@ def gate_batch(
         give the same event membership).
     progress : callable, optional
         Called as ``progress(done, total)`` after each tube.
+    keep_keywords : bool
+        Copy each file's FCS TEXT keywords into ``samples.csv`` (column ``fcs_keywords``,
+        JSON). Off by default: keywords such as ``$SRC``, ``$SMNO`` or ``PATIENT ID`` often
+        identify patients, and outputs otherwise carry only the manifest's ``patient_id``
+        and the file name.
 
     Returns
     -------
@@ -235,7 +245,7 @@ def gate_batch(
 
     if jobs == 1 or total <= 1:
         for request in requests:
-            collect(_gate_or_fail(request, template_arg, engine))
+            collect(_gate_or_fail(request, template_arg, engine, keep_keywords))
     elif engine == "compiled":
         # The compiled kernel releases the GIL and events are memory-mapped: threads share
         # the compiled plans and start instantly, where processes would each re-import.
@@ -244,12 +254,14 @@ def gate_batch(
                 ThreadPoolExecutor(max_workers=min(jobs, total)) as pool:
             warnings.filterwarnings("ignore", module="flowio")
             warnings.filterwarnings("ignore", module="flowkit")
-            for result in pool.map(lambda r: _gate_or_fail(r, template_arg, engine),
+            for result in pool.map(lambda r: _gate_or_fail(r, template_arg, engine,
+                                                           keep_keywords),
                                    requests):
                 collect(result)
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
-            futures = [pool.submit(_gate_or_fail, r, template_arg, engine) for r in requests]
+            futures = [pool.submit(_gate_or_fail, r, template_arg, engine, keep_keywords)
+                       for r in requests]
             for request, future in zip(requests, futures, strict=True):
                 try:
                     collect(future.result())

@@ -6,6 +6,7 @@ module only lines the inputs up as arrays (one value per row) and the results as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,6 +85,7 @@ class CountedTube:
     volume_ul: float
     alc: float
     has_spillover: bool = True
+    keywords: dict | None = None
 
     def events_in(self, gate_id: str) -> int:
         """Events in one gate (0 when the template has no such gate)."""
@@ -182,7 +184,11 @@ def sample_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
             "beads_per_test": tube.beads_per_test, "volume_ul": tube.volume_ul,
             "alc": tube.alc, "qc_flags": ";".join(sample_flags(tube)),
         })
-    return pd.DataFrame.from_records(records, columns=SAMPLE_COLUMNS)
+    table = pd.DataFrame.from_records(records, columns=SAMPLE_COLUMNS)
+    if any(tube.keywords is not None for tube in tubes):  # only when asked: they may be PHI
+        table["fcs_keywords"] = [json.dumps(t.keywords, sort_keys=True, default=str)
+                                 if t.keywords is not None else "" for t in tubes]
+    return table
 
 
 def _lookup(populations: pd.DataFrame, column: str) -> dict[tuple[str, str, str], float]:
