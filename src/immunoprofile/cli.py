@@ -60,9 +60,12 @@ def _check_writable(out_dir: Path) -> None:
 @click.option("--keep-keywords", is_flag=True,
               help="Copy each file's FCS TEXT keywords into samples.csv. They often hold "
                    "names, record numbers or dates of birth: off by default.")
+@click.option("--no-resume", is_flag=True,
+              help="Gate every tube again, even those a stopped run already finished.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
-         templates: Path | None, engine: str, keep_keywords: bool, quiet: bool) -> None:
+         templates: Path | None, engine: str, keep_keywords: bool, no_resume: bool,
+         quiet: bool) -> None:
     """Gate and count every tube in SAMPLES_DIR listed in its manifest."""
     from .pipeline import gate_batch, write_results
 
@@ -78,23 +81,42 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
             bar.__enter__()
         bar.update(1)
 
+    import contextlib
+    import shutil
+
+    from .io.lock import OutputLock
+
+    resume_dir = out_dir / ".work" / "resume"  # not .work/tubes: the workflow's
+    if no_resume:
+        shutil.rmtree(resume_dir, ignore_errors=True)
     try:
-        result = gate_batch(samples_dir, manifest, jobs=jobs, templates=templates,
-                            engine=engine, progress=progress, keep_keywords=keep_keywords)
+        with OutputLock(out_dir) as lock:
+            if lock.took_over is not None and not quiet:
+                click.echo(f"note: the previous run (pid {lock.took_over}) stopped without "
+                           "finishing; resuming", err=True)
+            try:
+                result = gate_batch(samples_dir, manifest, jobs=jobs, templates=templates,
+                                    engine=engine, progress=progress,
+                                    keep_keywords=keep_keywords, resume_dir=resume_dir)
+            finally:
+                if bar is not None:
+                    bar.__exit__(None, None, None)
+            try:
+                write_results(result, out_dir)
+            except OSError as exc:
+                click.echo(f"error: cannot write results to {out_dir}: "
+                           f"{exc.strerror or exc}", err=True)
+                sys.exit(EXIT_SAMPLES_FAILED)
+            shutil.rmtree(resume_dir, ignore_errors=True)  # done: nothing left to resume
+            with contextlib.suppress(OSError):
+                resume_dir.parent.rmdir()  # .work, when nothing else lives there
     except ImmunoprofileError as exc:
         raise _UsageError(str(exc)) from None
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-    try:
-        write_results(result, out_dir)
-    except OSError as exc:
-        click.echo(f"error: cannot write results to {out_dir}: {exc.strerror or exc}", err=True)
-        sys.exit(EXIT_SAMPLES_FAILED)
     if not quiet:
         run = result.run["samples"]
-        click.echo(f"{run['counted']} tubes counted, {len(result.profiles)} patients, "
-                   f"{run['failed']} failed — results in {out_dir}", err=True)
+        resumed = f", {run['resumed']} kept from the stopped run" if run["resumed"] else ""
+        click.echo(f"{run['counted']} tubes counted{resumed}, {len(result.profiles)} "
+                   f"patients, {run['failed']} failed — results in {out_dir}", err=True)
     if not result.ok:
         for row in result.errors.itertuples():
             click.echo(f"error: {row.error}", err=True)

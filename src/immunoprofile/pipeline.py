@@ -58,6 +58,7 @@ class GatedTube:
     simulated: bool
     seconds: float
     keywords: dict | None = None
+    resumed: bool = False
 
 
 @dataclass
@@ -183,6 +184,7 @@ def gate_batch(
     engine: str = "compiled",
     progress: Callable[[int, int], None] | None = None,
     keep_keywords: bool = False,
+    resume_dir: str | Path | None = None,
 ) -> BatchResult:
     """Gate and count every tube of a samples folder.
 
@@ -207,6 +209,12 @@ def gate_batch(
         JSON). Off by default: keywords such as ``$SRC``, ``$SMNO`` or ``PATIENT ID`` often
         identify patients, and outputs otherwise carry only the manifest's ``patient_id``
         and the file name.
+    resume_dir : str or Path, optional
+        Folder where each gated tube is kept as it finishes (``.npz``, keyed by the
+        sample id). A tube already there, made from the same file content (SHA-256),
+        templates, engine and immunoprofile version, is not gated again: a batch stopped
+        part-way (Ctrl-C, SIGKILL) and started again resumes. ``immunoprofile gate`` uses
+        ``OUT/.work/resume`` and removes it when the run completes.
 
     Returns
     -------
@@ -233,6 +241,13 @@ def gate_batch(
     failures: list[TubeFailure] = []
     gated: list[GatedTube] = []
     requests = parsed.requests
+    resume = None if resume_dir is None else \
+        _Resume(Path(resume_dir), template_checksums(template_arg), engine, keep_keywords)
+
+    def gate_one(request: TubeRequest) -> GatedTube | TubeFailure:
+        if resume is None:
+            return _gate_or_fail(request, template_arg, engine, keep_keywords)
+        return resume.gate(request, template_arg)
     total = len(requests)
     done = 0
 
@@ -245,7 +260,7 @@ def gate_batch(
 
     if jobs == 1 or total <= 1:
         for request in requests:
-            collect(_gate_or_fail(request, template_arg, engine, keep_keywords))
+            collect(gate_one(request))
     elif engine == "compiled":
         # The compiled kernel releases the GIL and events are memory-mapped: threads share
         # the compiled plans and start instantly, where processes would each re-import.
@@ -254,14 +269,13 @@ def gate_batch(
                 ThreadPoolExecutor(max_workers=min(jobs, total)) as pool:
             warnings.filterwarnings("ignore", module="flowio")
             warnings.filterwarnings("ignore", module="flowkit")
-            for result in pool.map(lambda r: _gate_or_fail(r, template_arg, engine,
-                                                           keep_keywords),
+            for result in pool.map(gate_one,
                                    requests):
                 collect(result)
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
-            futures = [pool.submit(_gate_or_fail, r, template_arg, engine, keep_keywords)
-                       for r in requests]
+            futures = [pool.submit(_gate_resumable, resume, r, template_arg, engine,
+                                   keep_keywords) for r in requests]
             for request, future in zip(requests, futures, strict=True):
                 try:
                     collect(future.result())
@@ -342,7 +356,8 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
         "manifest": {"path": str(manifest_path), "sha256": parsed.sha256,
                      "rows": len(parsed.requests) + len(parsed.problems)},
         "parameters": {},
-        "samples": {"listed": total, "counted": len(counted), "failed": len(failures)},
+        "samples": {"listed": total, "counted": len(counted), "failed": len(failures),
+                    "resumed": sum(g.resumed for g in gated)},
         "simulated_inputs": sorted(g.request.sample_id for g in gated if g.simulated),
         "timings_s": {"read_and_gate": round(seconds_gating, 3),
                       "count_and_tables": round(t_count - t_gate, 3),
@@ -351,6 +366,55 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
     }
     return BatchResult(populations=populations, profiles=profiles, errors=errors,
                        samples=samples, run=run)
+
+
+class _Resume:
+    """Per-tube results kept as they finish, reused when nothing they depend on changed."""
+
+    def __init__(self, folder: Path, checksums: dict, engine: str, keep_keywords: bool):
+        from . import __version__
+
+        self.folder = folder
+        self.common = {"templates": checksums, "engine": engine,
+                       "immunoprofile": __version__, "keep_keywords": keep_keywords}
+        self.engine, self.keep_keywords = engine, keep_keywords
+
+    def provenance(self, request: TubeRequest) -> dict:
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(request.path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {**self.common, "sha256": digest.hexdigest(), "tube": request.tube}
+
+    def gate(self, request: TubeRequest, template_arg: str | None) -> GatedTube | TubeFailure:
+        try:
+            provenance = self.provenance(request)
+        except OSError:  # unreadable: the reader reports why
+            return _gate_or_fail(request, template_arg, self.engine, self.keep_keywords)
+        path = self.folder / f"{tube_result_key(request.sample_id)}.npz"
+        if path.exists():
+            kept = load_tube_result(path, request, provenance)
+            if isinstance(kept, GatedTube):
+                kept.resumed = True
+                return kept
+        result = _gate_or_fail(request, template_arg, self.engine, self.keep_keywords)
+        if isinstance(result, GatedTube):
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                save_tube_result(result, path, provenance)
+            except OSError:
+                pass  # keeping it only saves time on a rerun
+        return result
+
+
+def _gate_resumable(resume: _Resume | None, request: TubeRequest, template_arg: str | None,
+                    engine: str, keep_keywords: bool) -> GatedTube | TubeFailure:
+    """Worker-process entry point (module level, so it pickles)."""
+    if resume is None:
+        return _gate_or_fail(request, template_arg, engine, keep_keywords)
+    return resume.gate(request, template_arg)
 
 
 def _short(file: str, base: Path) -> str:
@@ -492,8 +556,10 @@ def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
     return _gate_or_fail(request, str(templates) if templates is not None else None, engine)
 
 
-def save_tube_result(result: GatedTube | TubeFailure, path: str | Path) -> None:
-    """Write one tube's gating result (membership bitmask or failure) atomically as .npz."""
+def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
+                     provenance: dict | None = None) -> None:
+    """Write one tube's gating result (membership bitmask or failure) atomically as .npz;
+    ``provenance`` (what the result depends on) is stored with it."""
     import io as _io
 
     from .io.atomic import atomic_write_bytes
@@ -505,16 +571,21 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path) -> None:
         meta = {"format": TUBE_RESULT_FORMAT, "sample_id": result.request.sample_id,
                 "tube": result.tube, "gate_ids": result.gate_ids, "parents": result.parents,
                 "events": result.events, "has_spillover": result.has_spillover,
-                "simulated": result.simulated, "seconds": result.seconds}
+                "simulated": result.simulated, "seconds": result.seconds,
+                "keywords": result.keywords}
         bitmask = result.bitmask
+    meta["provenance"] = provenance
     buffer = _io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta)), bitmask=bitmask)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_tube_result(path: str | Path, request: TubeRequest) -> GatedTube | TubeFailure:
+def load_tube_result(path: str | Path, request: TubeRequest,
+                     provenance: dict | None = None) -> GatedTube | TubeFailure | None:
     """Read a file written by :func:`save_tube_result` for the manifest row ``request``;
-    an unreadable or mismatched file becomes that tube's failure."""
+    an unreadable or mismatched file becomes that tube's failure. With ``provenance``,
+    a result made from anything else (another file content, template, engine, version)
+    gives None: it must be gated again."""
     import zipfile
 
     try:
@@ -523,6 +594,8 @@ def load_tube_result(path: str | Path, request: TubeRequest) -> GatedTube | Tube
             bitmask = np.ascontiguousarray(data["bitmask"])
         if not isinstance(meta, dict) or meta.get("format") != TUBE_RESULT_FORMAT:
             raise ValueError("wrong format tag")
+        if provenance is not None and meta.get("provenance") != provenance:
+            return None
         if "failure" in meta:
             return TubeFailure(str(request.path), str(meta["failure"]))
         if meta["sample_id"] != request.sample_id:
@@ -534,7 +607,8 @@ def load_tube_result(path: str | Path, request: TubeRequest) -> GatedTube | Tube
     return GatedTube(request=request, tube=meta["tube"], gate_ids=meta["gate_ids"],
                      parents=meta["parents"], bitmask=bitmask, events=int(meta["events"]),
                      has_spillover=bool(meta["has_spillover"]),
-                     simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]))
+                     simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
+                     keywords=meta.get("keywords"))
 
 
 def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
