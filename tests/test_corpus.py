@@ -137,3 +137,14 @@ def test_inspect_command(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == "error: bad.fcs: not an FCS file (it does not start " \
                                     "with 'FCS')"
+
+
+def test_fcs_32_mixed_channel_types_are_refused_not_misread(tmp_path):
+    from _fcs_writer import write_fcs
+
+    data = np.arange(40, dtype=float).reshape(10, 4)
+    path = write_fcs(tmp_path / "fcs32.fcs", data, ["FSC-A", "SSC-A", "FL1-A", "Time"],
+                     extra={"$P3DATATYPE": "I"})
+    with pytest.raises(FCSReadError, match=r"fcs32.fcs: .*\$PnDATATYPE I beside "
+                                           r"\$DATATYPE F"):
+        read_fcs(path)

@@ -156,6 +156,7 @@ def _read_with_own_decoder(path: Path) -> FCSData | None:
     if flow is None:
         return None
     text = {str(k).lower(): str(v) for k, v in flow.text.items()}
+    _refuse_mixed_datatypes(path, text)
     try:
         tot, par = int(text["tot"]), int(text["par"])
         widths = [int(text[f"p{n}b"]) for n in range(1, par + 1)]
@@ -253,7 +254,21 @@ def _convert_values(values: np.ndarray, text: dict, par: int) -> list[str]:
     return notes
 
 
+def _refuse_mixed_datatypes(path: Path, text: dict) -> None:
+    """FCS 3.2 lets channels differ in type ($PnDATATYPE); neither FlowIO 1.4 nor the
+    decoder here reads that, and decoding them all as $DATATYPE would be silently wrong."""
+    datatype = str(text.get("datatype", "")).strip().upper()
+    mixed = sorted({str(v).strip().upper() for k, v in text.items()
+                    if str(k).lower().startswith("p") and str(k).lower().endswith("datatype")
+                    and str(v).strip().upper() != datatype})
+    if mixed:
+        raise FCSReadError(f"{path.name}: channels of another data type ($PnDATATYPE "
+                           f"{', '.join(mixed)} beside $DATATYPE {datatype}, FCS 3.2) are "
+                           "not supported")
+
+
 def _checked(path: Path, flow, events: np.ndarray, notes: list[str]) -> FCSData:
+    _refuse_mixed_datatypes(path, {str(k).lower(): v for k, v in flow.text.items()})
     tot, par = int(flow.event_count), int(flow.channel_count)
     if events.shape != (tot, par):
         raise FCSReadError(f"{path.name}: DATA holds {events.shape[0]} events of "
