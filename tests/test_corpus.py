@@ -148,3 +148,16 @@ def test_fcs_32_mixed_channel_types_are_refused_not_misread(tmp_path):
     with pytest.raises(FCSReadError, match=r"fcs32.fcs: .*\$PnDATATYPE I beside "
                                            r"\$DATATYPE F"):
         read_fcs(path)
+
+
+@pytest.mark.parametrize("relative", ["flowcal/test/Data003.fcs", "cytopy/test.FCS",
+                                      "flowkit/test_comp_example.fcs"])
+def test_gating_path_reads_what_read_fcs_reads(relative):
+    """The gating path's fast reader hands files it refuses to read_fcs: same values."""
+    from immunoprofile.io.events import read_events
+
+    path = shared_path("fcs-corpus", *relative.split("/"))
+    events = read_events(path)
+    data = read_fcs(path)
+    assert events.pnn == data.channels
+    np.testing.assert_array_equal(np.asarray(events.data, dtype=float), data.events)

@@ -144,6 +144,11 @@ def _data_offsets(flow: flowio.FlowData) -> tuple[int, int]:
 def read_events(path: str | Path) -> EventData:
     """Map one FCS file's events for the gating kernel.
 
+    Files this fast path refuses (24-bit integers, offsets FlowIO needs options for,
+    several data sets, a broken ``$TIMESTEP``) are read by
+    :func:`immunoprofile.io.fcs_reader.read_fcs` instead, already decoded; a file both
+    refuse keeps this path's reason.
+
     Parameters
     ----------
     path : str or Path
@@ -155,9 +160,33 @@ def read_events(path: str | Path) -> EventData:
     Raises
     ------
     FCSReadError
-        FlowIO cannot read the HEADER/TEXT, or DATA is shorter than ``$TOT`` × ``$PAR``.
+        Neither path can read the file.
     """
     path = Path(path)
+    try:
+        return _read_events_natively(path)
+    except FCSReadError as native_error:
+        from .fcs_reader import read_fcs
+
+        try:
+            fcs = read_fcs(path)
+        except FCSReadError:
+            raise native_error from None
+    n = len(fcs.channels)
+    # FlowIO's rule for fluorescence channels (what FlowKit compensates).
+    fluoro = [i for i, name in enumerate(fcs.channels)
+              if name.lower()[:4] not in ("fsc-", "ssc-", "time")]
+    keywords = {str(k).lower(): v for k, v in fcs.keywords.items()}
+    return EventData(
+        data=fcs.events, pnn=list(fcs.channels), pns=list(fcs.markers),
+        mask=np.full(n, NO_MASK, dtype=np.uint64), scale=np.ones(n), decades=np.zeros(n),
+        log0=np.zeros(n), value_range=np.ones(n), gain=np.ones(n), fluoro_indices=fluoro,
+        spill=keywords.get("spillover", keywords.get("spill")), name=path.name,
+        text=dict(fcs.keywords))
+
+
+def _read_events_natively(path: Path) -> EventData:
+    """FlowIO's TEXT, DATA memory-mapped in its stored type (see :func:`read_events`)."""
     size = path.stat().st_size
     try:
         with quiet_flowio():
