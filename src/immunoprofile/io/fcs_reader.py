@@ -8,7 +8,8 @@ options, and each retry that succeeds leaves a warning saying what was assumed:
   ``ignore_offset_error``;
 - HEADER and TEXT disagreeing on the DATA offsets: TEXT's offsets, then HEADER's, whichever
   gives exactly ``$TOT`` × ``$PAR`` values;
-- a file holding several data sets: the first is read (``nextdata_offset=0``).
+- a file holding several data sets: the first is read (``nextdata_offset=0``);
+- HEADER DATA offsets left blank (files over 100 MB): TEXT's ``$BEGINDATA``/``$ENDDATA``.
 
 What FlowIO cannot decode at all — 24-bit integer channels, a ``$TIMESTEP`` that is not a
 number, offsets its options do not cover — is decoded here from FlowIO's TEXT (see
@@ -18,6 +19,7 @@ reason that names the file.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,23 +100,37 @@ def read_fcs(path: str | Path) -> FCSData:
     if not path.is_file():
         raise FCSReadError(f"{path.name}: no such file")
     with open(path, "rb") as handle:
-        head = handle.read(10)
+        head = handle.read(58)
     if not head.startswith(b"FCS"):
         raise FCSReadError(f"{path.name}: not an FCS file (it does not start with 'FCS')")
+    patched: bytes | None = None
+    blank_offsets = _blank_data_offsets(head)
+    if blank_offsets:
+        # Files over 100 MB cannot write DATA offsets in the 8-digit HEADER fields; the
+        # standard then has them 0 and gives $BEGINDATA/$ENDDATA in TEXT. Some writers
+        # leave the fields blank, which FlowIO cannot parse: hand it the bytes with zeros.
+        fixed = bytearray(path.read_bytes())
+        fixed[26:42] = b"       0       0"
+        patched = bytes(fixed)
     first_error: Exception | None = None
     for several_data_sets in (False, True):
         for options, note in _ATTEMPTS:
             if several_data_sets:
                 options = {**options, "nextdata_offset": 0}
+            # FlowIO closes a handle it is given: a fresh one for every attempt.
+            source = str(path) if patched is None else io.BytesIO(patched)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    flow = flowio.FlowData(str(path), **options)
+                    flow = flowio.FlowData(source, **options)
                     events = np.asarray(flow.as_array(preprocess=True), dtype=np.float64)
             except Exception as exc:  # FlowIO raises many types for malformed files
                 first_error = first_error or exc
                 continue
             notes = [n for n in (note,) if n]
+            if blank_offsets:
+                notes = ["HEADER leaves the DATA offsets blank (as for files over 100 MB); "
+                         "TEXT's $BEGINDATA/$ENDDATA were used"]
             if several_data_sets:
                 notes.append("the file holds more than one data set; the first was read")
             return _checked(path, flow, events, notes)
@@ -252,6 +268,12 @@ def _convert_values(values: np.ndarray, text: dict, par: int) -> list[str]:
         elif gain not in (0.0, 1.0):
             values[:, i] /= gain
     return notes
+
+
+def _blank_data_offsets(head: bytes) -> bool:
+    """HEADER's DATA offset fields (bytes 26-41) blank while its TEXT offsets are numbers."""
+    return (len(head) >= 42 and head[26:42].strip() == b""
+            and head[10:18].strip().isdigit() and head[18:26].strip().isdigit())
 
 
 def _refuse_mixed_datatypes(path: Path, text: dict) -> None:
