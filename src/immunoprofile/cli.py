@@ -87,10 +87,10 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
     from .io.lock import OutputLock
 
     resume_dir = out_dir / ".work" / "resume"  # not .work/tubes: the workflow's
-    if no_resume:
-        shutil.rmtree(resume_dir, ignore_errors=True)
     try:
         with OutputLock(out_dir) as lock:
+            if no_resume:  # only once the folder is ours
+                shutil.rmtree(resume_dir, ignore_errors=True)
             if lock.took_over is not None and not quiet:
                 click.echo(f"note: the previous run (pid {lock.took_over}) stopped without "
                            "finishing; resuming", err=True)
