@@ -43,6 +43,16 @@ _ATTEMPTS: tuple[tuple[dict, str | None], ...] = (
 )
 
 
+def _flowio_options():
+    """FlowIO options to try in turn: each of :data:`_ATTEMPTS`, then each again for the
+    first of several data sets. Yields (options, what it assumes, several data sets)."""
+    for several_data_sets in (False, True):
+        for options, note in _ATTEMPTS:
+            if several_data_sets:
+                options = {**options, "nextdata_offset": 0}
+            yield options, note, several_data_sets
+
+
 @dataclass
 class FCSData:
     """One FCS file, read.
@@ -113,29 +123,27 @@ def read_fcs(path: str | Path) -> FCSData:
         fixed[26:42] = b"       0       0"
         patched = bytes(fixed)
     first_error: Exception | None = None
-    for several_data_sets in (False, True):
-        for options, note in _ATTEMPTS:
-            if several_data_sets:
-                options = {**options, "nextdata_offset": 0}
-            # FlowIO closes a handle it is given: a fresh one for every attempt.
-            source = str(path) if patched is None else io.BytesIO(patched)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    flow = flowio.FlowData(source, **options)
-                    events = np.asarray(flow.as_array(preprocess=True), dtype=np.float64)
-            except Exception as exc:  # FlowIO raises many types for malformed files
-                first_error = first_error or exc
-                continue
-            notes = [n for n in (note,) if n]
-            if blank_offsets:
-                notes = ["HEADER leaves the DATA offsets blank (as for files over 100 MB); "
-                         "TEXT's $BEGINDATA/$ENDDATA were used"]
-            if several_data_sets:
-                notes.append("the file holds more than one data set; the first was read")
-            return _checked(path, flow, events, notes)
-        if not isinstance(first_error, flowio.exceptions.MultipleDataSetsError):
-            break
+    for options, note, several_data_sets in _flowio_options():
+        if several_data_sets and not isinstance(first_error,
+                                                flowio.exceptions.MultipleDataSetsError):
+            break  # a single data set: the nextdata retries cannot help
+        # FlowIO closes a handle it is given: a fresh one for every attempt.
+        source = str(path) if patched is None else io.BytesIO(patched)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flow = flowio.FlowData(source, **options)
+                events = np.asarray(flow.as_array(preprocess=True), dtype=np.float64)
+        except Exception as exc:  # FlowIO raises many types for malformed files
+            first_error = first_error or exc
+            continue
+        notes = [n for n in (note,) if n]
+        if blank_offsets:
+            notes = ["HEADER leaves the DATA offsets blank (as for files over 100 MB); "
+                     "TEXT's $BEGINDATA/$ENDDATA were used"]
+        if several_data_sets:
+            notes.append("the file holds more than one data set; the first was read")
+        return _checked(path, flow, events, notes)
     try:
         decoded = _read_with_own_decoder(path)
     except (ValueError, OverflowError, ZeroDivisionError, KeyError):
@@ -154,21 +162,16 @@ def read_fcs(path: str | Path) -> FCSData:
 
 def _read_with_own_decoder(path: Path) -> FCSData | None:
     flow, notes = None, []
-    for several_data_sets in (False, True):
-        for options, _ in _ATTEMPTS:
-            if several_data_sets:
-                options = {**options, "nextdata_offset": 0}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    flow = flowio.FlowData(str(path), only_text=True, **options)
-            except Exception:
-                continue
-            break
-        if flow is not None:
-            if several_data_sets:
-                notes.append("the file holds more than one data set; the first was read")
-            break
+    for options, _, several_data_sets in _flowio_options():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flow = flowio.FlowData(str(path), only_text=True, **options)
+        except Exception:  # FlowIO raises many types for malformed files
+            continue
+        if several_data_sets:
+            notes.append("the file holds more than one data set; the first was read")
+        break
     if flow is None:
         return None
     text = {str(k).lower(): str(v) for k, v in flow.text.items()}
