@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -600,13 +599,3 @@ def _km_median(event_times: np.ndarray, survival: np.ndarray) -> float:
 def _finite(x) -> float:
     x = float(x) if x is not None else float("nan")
     return x if np.isfinite(x) else float("nan")
-
-
-def medians_with_range(values: Sequence[float]) -> str:
-    """``"264 (36-1355)"``: median and range as the study's tables print them."""
-    v = _values(values, "values")
-    return f"{_g(np.median(v))} ({_g(v.min())}-{_g(v.max())})"
-
-
-def _g(x: float) -> str:
-    return f"{x:.0f}" if float(x).is_integer() or abs(x) >= 100 else f"{x:.3g}"
