@@ -104,8 +104,7 @@ def read_cohort(path: str | Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise CohortError(f"{path}: no such cohort file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CohortError(f"{path}: not a readable CSV table ({first})") from None
+        raise CohortError(f"{path}: not a readable CSV table ({first_line(exc)})") from None
     except OSError as exc:
         raise CohortError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return validate_cohort(raw, source=str(path))
@@ -295,8 +294,8 @@ def read_profiles(path: str | Path) -> pd.DataFrame:
                           "first)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CohortError(f"{path}: not a readable profiles table ({first})") from None
+        raise CohortError(f"{path}: not a readable profiles table ({first_line(exc)})") \
+            from None
     missing = [c for c in ["patient_id", *IMMUNE_COLUMNS] if c not in table.columns]
     if missing:
         raise CohortError(f"{path}: lacks {', '.join(missing)} — is it the profiles.csv of "
