@@ -245,9 +245,7 @@ def gate_batch(
         _Resume(Path(resume_dir), template_checksums(template_arg), engine, keep_keywords)
 
     def gate_one(request: TubeRequest) -> GatedTube | TubeFailure:
-        if resume is None:
-            return _gate_or_fail(request, template_arg, engine, keep_keywords)
-        return resume.gate(request, template_arg)
+        return _gate_resumable(resume, request, template_arg, engine, keep_keywords)
     total = len(requests)
     done = 0
 
@@ -411,7 +409,8 @@ class _Resume:
 
 def _gate_resumable(resume: _Resume | None, request: TubeRequest, template_arg: str | None,
                     engine: str, keep_keywords: bool) -> GatedTube | TubeFailure:
-    """Worker-process entry point (module level, so it pickles)."""
+    """Gate one tube, reusing a kept result when there is one (module level, so worker
+    processes can take it)."""
     if resume is None:
         return _gate_or_fail(request, template_arg, engine, keep_keywords)
     return resume.gate(request, template_arg)
