@@ -231,9 +231,12 @@ class TFRModel:
         their central ``level`` range. It shows how much the estimate depends on which
         patients were in the training set — not a calibrated confidence interval.
         """
+        return self._interval(tfr_features(table, self.features), level)
+
+    def _interval(self, features: pd.DataFrame, level: float = 0.95) -> np.ndarray:
         from scipy.special import expit
 
-        X = tfr_features(table, self.features).to_numpy(float)
+        X = features.to_numpy(float)
         out = np.full((len(X), 2), np.nan)
         if self.bootstrap is None or not len(self.bootstrap):
             return out
@@ -246,7 +249,9 @@ class TFRModel:
 
     def predict_proba(self, table: pd.DataFrame) -> np.ndarray:
         """P(TFR grade ≥ 2) for each row of a profile/cohort table (NaN if inputs missing)."""
-        X = tfr_features(table, self.features)
+        return self._proba(tfr_features(table, self.features))
+
+    def _proba(self, X: pd.DataFrame) -> np.ndarray:
         p = np.full(len(X), np.nan)
         ok = X.notna().all(axis=1).to_numpy()
         if ok.any():
@@ -355,8 +360,8 @@ def predict_patients(model: TFRModel, profiles: pd.DataFrame) -> pd.DataFrame:
         extrapolation); ``note`` says why a patient has no prediction.
     """
     X = tfr_features(profiles, model.features)
-    p = model.predict_proba(profiles)
-    interval = model.predict_interval(profiles)
+    p = model._proba(X)
+    interval = model._interval(X)
     rows = []
     for i, pid in enumerate(profiles["patient_id"].astype(str)):
         x = X.iloc[i]
