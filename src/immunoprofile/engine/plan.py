@@ -12,11 +12,22 @@ import numba
 import numpy as np
 
 from ..io.events import EventData, read_events
+from . import codegen, generated
 from .compiler import Bound, GateKey, Program, Unsupported, bind, lower
 from .kernel import gate_blocks_parallel, gate_blocks_serial
 
 #: Below this many events a tube is gated on one thread (threads cost more than they save).
 PARALLEL_MIN_EVENTS = 200_000
+
+#: Kernels a plan can run: the strategy's own generated kernel (:mod:`.codegen`), the
+#: generic kernel (:mod:`.kernel`), or "auto": the generated one for a tube of at least
+#: :data:`GENERATED_MIN_EVENTS` events or once it is built, else the generic one.
+KERNELS = ("auto", "generated", "generic")
+
+#: Tubes this large pay for compiling a strategy's generated kernel on first use (about a
+#: second, once per machine: Numba caches it); smaller ones use the generic kernel until
+#: the generated one exists.
+GENERATED_MIN_EVENTS = 100_000
 
 
 class EngineFallbackWarning(UserWarning):
@@ -71,15 +82,26 @@ class GatingPlan:
         FlowKit's gate type per gate.
     compiled : bool
         False when the strategy fell back to FlowKit (:attr:`fallback_reason` says why).
+    kernel : {"auto", "generated", "generic"}
+        Which kernel gates (see :data:`KERNELS`); every kernel gives the same membership.
+    marked_events : int
+        Events of the last tube that the generated kernel left to the generic one
+        (within a hair of a sloped edge on a transformed axis, or NaN, infinite or huge).
     """
 
     def __init__(self, strategy, sample_id: str | None = None, *,
-                 program: Program | None = None):
+                 program: Program | None = None, kernel: str = "auto"):
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}; use one of {', '.join(KERNELS)}")
         self.strategy = strategy
         self.sample_id = sample_id
+        self.kernel = kernel
         self.fallback_reason: str | None = None
         self._program: Program | None = program
         self._bound: dict[tuple, Bound] = {}
+        self._generated: dict[tuple, object] = {}
+        self._sources: dict[tuple, str | None] = {}
+        self.marked_events = 0
         self._checked: set[str] = set()
         self._flowkit_lock = threading.Lock()  # a FlowKit strategy caches per sample
         if program is None:
@@ -97,9 +119,9 @@ class GatingPlan:
             self.gate_ids, self.gate_types = _flowkit_gate_ids(strategy, sample_id)
 
     @classmethod
-    def from_program(cls, program: Program) -> GatingPlan:
+    def from_program(cls, program: Program, kernel: str = "auto") -> GatingPlan:
         """A plan from a program lowered earlier (see :mod:`.program_store`)."""
-        return cls(None, program=program)
+        return cls(None, program=program, kernel=kernel)
 
     @property
     def program(self) -> Program | None:
@@ -154,11 +176,18 @@ class GatingPlan:
             self._bound[layout] = bound
         n = events.event_count
         n_words = (bound.n_gates + 63) // 64 if want_bits else 0
-        bits = np.zeros((n_words, n if want_bits else 0), dtype=np.uint64)
         data = events.data
         if data.ndim != 2 or n == 0:
             data = np.zeros((max(n, 0), max(len(events.pnn), 1)), dtype=np.float64)
         use_threads = threads if threads is not None else numba.config.NUMBA_NUM_THREADS
+        module = self._generated_kernel(layout, bound, n)
+        if module is not None:
+            bits = np.empty((n_words, n), dtype=np.uint64) if want_bits else None
+            counts, self.marked_events = generated.run_generated(module, data, n, bound, bits,
+                                                                 use_threads)
+            return counts, bits if bits is not None else np.zeros((0, 0), dtype=np.uint64)
+        bits = np.empty((n_words, n if want_bits else 0), dtype=np.uint64)
+        self.marked_events = 0
         if use_threads > 1 and n >= PARALLEL_MIN_EVENTS:
             previous = numba.get_num_threads()
             numba.set_num_threads(min(use_threads, numba.config.NUMBA_NUM_THREADS))
@@ -169,6 +198,26 @@ class GatingPlan:
         else:
             counts = gate_blocks_serial(data, n, *bound.args, bits)
         return counts, bits
+
+    def _generated_kernel(self, layout: tuple, bound: Bound, n: int):
+        """The strategy's generated kernel for this layout, or None for the generic one."""
+        if self.kernel == "generic":
+            return None
+        module = self._generated.get(layout)
+        if module is not None:
+            return module
+        if layout not in self._sources:
+            self._sources[layout] = generated.source_for(self._program, bound)
+        source = self._sources[layout]
+        if source is None:
+            if self.kernel == "generated":
+                raise ValueError("this strategy has no generated kernel: "
+                                 f"{codegen.supported(self._program)}")
+            return None
+        if self.kernel == "auto" and n < GENERATED_MIN_EVENTS and not generated.is_built(source):
+            return None
+        module = self._generated[layout] = generated.load_module(source)
+        return module
 
     def counts(self, sample, threads: int | None = None) -> dict[GateKey, int]:
         """Events in every gate (parent-ANDed).
@@ -244,7 +293,8 @@ def _flowkit_membership(results, key: GateKey) -> np.ndarray:
         return results.get_gate_membership(name, gate_path=path[:-1])
 
 
-def compile(strategy, sample_id: str | None = None) -> GatingPlan:  # noqa: A001
+def compile(strategy, sample_id: str | None = None,  # noqa: A001
+            kernel: str = "auto") -> GatingPlan:
     """Compile a FlowKit ``GatingStrategy`` for the Numba kernel.
 
     Parameters
@@ -254,6 +304,8 @@ def compile(strategy, sample_id: str | None = None) -> GatingPlan:  # noqa: A001
         (``flowkit.Workspace.get_gating_strategy``) or built in code.
     sample_id : str, optional
         Use this sample's custom gates where the strategy has them (workspaces).
+    kernel : {"auto", "generated", "generic"}
+        The kernel that gates (:data:`KERNELS`): all give the same membership.
 
     Returns
     -------
@@ -261,4 +313,4 @@ def compile(strategy, sample_id: str | None = None) -> GatingPlan:  # noqa: A001
         Falls back to FlowKit, with one :class:`EngineFallbackWarning`, when the strategy
         holds something the engine does not compile.
     """
-    return GatingPlan(strategy, sample_id)
+    return GatingPlan(strategy, sample_id, kernel=kernel)

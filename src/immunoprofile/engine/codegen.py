@@ -1,0 +1,423 @@
+"""A gating kernel written for one strategy: the generic kernel's answers, vectorised.
+
+The generic kernel (:mod:`.kernel`) interprets a program's arrays: every gate is a few
+passes over each block of events, and a polygon on a transformed axis walks its edges event
+by event with branches. Here the same program is written out as Python source for Numba —
+every gate, test and bound a literal, one loop over the events of a block with no branch
+and no call — so that LLVM turns it into SIMD code that evaluates every gate of several
+events at once. It makes the same comparisons on the same values, computed by the same
+operations in the same order, so where it answers it gives the generic kernel's answer bit
+for bit, and so FlowKit's.
+
+What it cannot settle without a transform or a slow path it does not guess: it marks the
+event, and :mod:`.fast_plan` hands the marked events (a few per thousand: those within a
+hair of a sloped polygon edge drawn on a transformed axis, and values outside the mapped
+domain — NaN, infinities, magnitudes beyond ``DOMAIN``) to the generic kernel, whose
+answer replaces the fast one. An event is marked when any gate that holds it (its parent
+holds it) cannot settle it, so an unmarked event's every membership is exact.
+
+Strategies with a gate the source generator does not write — polygons whose vertices are
+not finite, tests whose bounds could not be mapped (transformed per event) — are left to
+the generic kernel entirely (:func:`kernel_source` returns ``None``). An ellipsoid on
+transformed axes is written, but marks every event in its bounding box.
+
+Two stages per block of :data:`BLOCK` events:
+
+1. a scalar copy of the channels the gates read, out of the row-major FCS matrix into one
+   row per channel (strided reads do not vectorise; this is the stage's whole cost), with
+   ``$PnE``/``$PnG``/time-step decoding for channels that need it;
+2. the vectorised pass: values (channels, compensated channels, ratios), range tests on
+   untransformed values against bounds mapped from FlowKit's transforms
+   (:mod:`.thresholds`), polygon winding by bands and slabs (see :mod:`.kernel`), Boolean
+   gates, and the parent-ANDed counts, membership words and marks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernel as K
+from .compiler import Bound, GateProgram, Program, Test
+from .transforms import IDENTITY
+
+#: Events per block: the channel rows of a block stay in the L1 cache.
+BLOCK = 256
+
+#: Bumped whenever generated source changes meaning (part of every kernel's key).
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What of a tube's binding the generated source depends on (not the numbers).
+
+    Attributes
+    ----------
+    plain : tuple of bool
+        Per channel read: True when its stored values are used as they are (no bit mask,
+        time step, ``$PnE`` log decoding or ``$PnG`` gain).
+    values : tuple
+        Per program value: ``("channel", slot)``, ``("combination", (slots...))`` or
+        ``("ratio", slot_a, slot_b)``; the weights and ratio constants are arguments.
+    """
+
+    plain: tuple[bool, ...]
+    values: tuple
+
+
+def layout_of(bound: Bound) -> Layout:
+    """The :class:`Layout` of a binding (see :func:`.compiler.bind`)."""
+    (cols, mask, scale, decades, _log0, _range, gain, val_kind, _rows, val_a, val_b,
+     coef_start, coef_chan) = bound.args[:13]
+    plain = tuple(bool(mask[c] == K.NO_MASK and scale[c] == 1.0 and not decades[c] > 0.0
+                       and (gain[c] == 1.0 or gain[c] == 0.0)) for c in range(cols.size))
+    values = []
+    for k, kind in enumerate(val_kind):
+        if kind == K.VALUE_COMBINATION:
+            values.append(("combination",
+                           tuple(int(c) for c in coef_chan[coef_start[k]:coef_start[k + 1]])))
+        elif kind == K.VALUE_RATIO:
+            values.append(("ratio", int(val_a[k]), int(val_b[k])))
+        else:
+            values.append(("channel", int(val_a[k])))
+    return Layout(plain, tuple(values))
+
+
+def _lit(x: float) -> str:
+    """A float64 literal that reads back as exactly ``x``."""
+    x = float(x)
+    if math.isnan(x):
+        return "NAN"
+    if math.isinf(x):
+        return "INF" if x > 0 else "(-INF)"
+    return repr(x)
+
+
+class _Writer:
+    """Builds the per-event statements of the vectorised pass.
+
+    Values outside a test's mapped domain (NaN, infinities, huge magnitudes) are caught by
+    one check per value against the smallest domain of the tests that read it (the event
+    is then marked), so the tests themselves leave out comparisons that every value within
+    that domain passes (an open bound is mapped to the domain's edge).
+    """
+
+    def __init__(self, program: Program, layout: Layout):
+        self.program = program
+        self.layout = layout
+        self.lines: list[str] = []
+        self._tests: dict[tuple, str] = {}
+        self.domain: dict[int, float] = {}
+        self.unsure: list[str] = []  # per-event flags of gates that left it unsettled
+        self._bands: set[str] = set()
+        for gate in program.gates:
+            tests = list(gate.tests) + list(gate.y_tests) + [t for t in gate.edge_lt if t]
+            for t in tests:
+                self._narrow(t.value, t.mapped.domain)
+            if gate.kind == K.POLYGON and not self._identity(gate):
+                self._narrow(program.axes[gate.axes[0]][0], gate.slab_domain)
+
+    def _narrow(self, value: int, domain: float) -> None:
+        self.domain[value] = min(self.domain.get(value, math.inf), domain)
+
+    def _identity(self, gate: GateProgram) -> bool:
+        return all(self.program.transforms[self.program.axes[a][1]].kind == IDENTITY
+                   for a in gate.axes)
+
+    def emit(self, line: str) -> None:
+        self.lines.append(line)
+
+    def values(self) -> None:
+        # Same operations in the same order as kernel._gate_blocks (see its comments).
+        weight = 0
+        for k, spec in enumerate(self.layout.values):
+            if spec[0] == "channel":
+                self.emit(f"v{k} = x{spec[1]}")
+            elif spec[0] == "ratio":
+                self.emit(f"v{k} = ra{k} * ((x{spec[1]} - rb{k}) / (x{spec[2]} - rc{k}))")
+            else:
+                slots = spec[1]
+                terms = [f"x{s} * w{weight + j}" for j, s in enumerate(slots)]
+                weight += len(slots)
+                if len(terms) in (2, 3):
+                    self.emit(f"v{k} = " + " + ".join(terms))
+                else:
+                    expr = "0.0"
+                    for term in terms:
+                        expr = f"({expr} + {term})"
+                    self.emit(f"v{k} = {expr}")
+
+    def abnormal(self) -> str:
+        """An expression that is True when a value lies outside its tests' domain."""
+        inside = [f"(abs(v{k}) <= {_lit(d)})" for k, d in sorted(self.domain.items())]
+        return "(not (" + " & ".join(inside) + "))" if inside else "False"
+
+    def test(self, test: Test) -> str:
+        """Name of the pass flag of a mapped range test (values within the domain)."""
+        mapped = test.mapped
+        key = (test.value, mapped.intervals)
+        if key not in self._tests:
+            v = f"v{test.value}"
+            bound = self.domain[test.value]
+            pieces = []
+            for lo, hi in mapped.intervals:
+                if lo == hi:  # one double (FlowKit's last-bit wobble at a bound)
+                    pieces.append(f"({v} == {_lit(lo)})")
+                    continue
+                parts = ([f"({v} >= {_lit(lo)})"] if lo > -bound else []) + \
+                        ([f"({v} <= {_lit(hi)})"] if hi < bound else [])
+                pieces.append("(" + " & ".join(parts) + ")" if parts else "True")
+            name = f"p{len(self._tests)}"
+            self.emit(f"{name} = " + (" | ".join(pieces) if pieces else "False"))
+            self._tests[key] = name
+        return self._tests[key]
+
+    def gate(self, g: int, gate: GateProgram) -> None:
+        parent = f"m{gate.parent}" if gate.parent >= 0 else "True"
+        if gate.kind == K.BOOLEAN:
+            refs = [f"(m{r} != {c})" for r, c in gate.refs]
+            if gate.bool_op == K.NOT:
+                result = f"(not {refs[0]})"
+            elif gate.bool_op == K.AND:
+                result = "(" + " & ".join(refs) + ")"
+            else:
+                result = "(" + " | ".join(refs) + ")"
+            self.emit(f"m{g} = {parent} & {result}")
+            return
+        # A polygon's range tests are only its bounding box, a prefilter for the generic
+        # kernel: evaluated on every event, the winding rule below gives "outside" there
+        # anyway (every band is crossed by an even number of edges), so they are left out.
+        passes = [self.test(t) for t in gate.tests] if gate.kind != K.POLYGON else []
+        self.emit(f"c{g} = " + (" & ".join(passes) if passes else "True"))
+        if gate.kind == K.POLYGON:
+            if self._identity(gate):
+                self.identity_polygon(g, gate)
+            else:
+                self.polygon(g, gate, parent)
+        elif gate.kind == K.ELLIPSOID:
+            self.ellipsoid(g, gate, parent)
+        self.emit(f"m{g} = {parent} & (c{g} != {gate.complement})")
+
+    def ellipsoid(self, g: int, gate: GateProgram, parent: str) -> None:
+        """The quadratic form of kernel._gate_blocks, term by term in its order, on
+        untransformed axes; on transformed ones every event within the bounding box is
+        marked (its transform is the generic kernel's to evaluate)."""
+        if not self._identity(gate):
+            self.emit(f"u{g} = {parent} & c{g}")
+            self.unsure.append(f"u{g}")
+            return
+        dims = len(gate.axes)
+        t = [f"v{self.program.axes[a][0]}" for a in gate.axes]
+        mean, inverse = gate.mean, gate.inverse.ravel()
+        total = "0.0"
+        for col in range(dims):
+            rot = "0.0"
+            for row in range(dims):
+                rot = (f"({rot} + (({t[row]} - {_lit(mean[row])}) * "
+                       f"{_lit(inverse[row * dims + col])}))")
+            self.emit(f"r{g}_{col} = {rot}")
+            total = f"({total} + r{g}_{col} * ({t[col]} - {_lit(mean[col])}))"
+        self.emit(f"c{g} = c{g} & ({total} <= {_lit(gate.distance_square)})")
+
+    def identity_polygon(self, g: int, gate: GateProgram) -> None:
+        """FlowKit's own arithmetic on the untransformed point, edge by edge.
+
+        Only the winding number's parity decides (odd: inside), so each counted edge
+        flips it whichever way it goes. An edge counts only while ay <= py < by (up) or
+        by <= py < ay (down), so the other direction's test is left out, and a horizontal
+        edge never counts. For a vertical edge ``(bx - ax) * (py - ay)`` is a signed zero
+        whenever it counts (py is then finite), which decides nothing, and the other
+        product's sign is the sign of ``px - ax``.
+        """
+        (vx, _), (vy, _) = (self.program.axes[a] for a in gate.axes)
+        px, py = f"v{vx}", f"v{vy}"
+        verts = gate.vertices
+        n = len(verts)
+        flips = []
+        for k in range(n):
+            (ax, ay), (bx, by) = verts[k], verts[(k + 1) % n]
+            if ay == by:
+                continue
+            if ax == bx:
+                # value = ±0 - (px - ax) * (by - ay); an upward edge (by > ay) counts when
+                # it is > 0, a downward one when it is < 0: both exactly when px < ax
+                # (the sign of a difference of doubles is the sign of the exact one)
+                up = down = f"({px} < {_lit(ax)})"
+            else:
+                self.emit(f"e{g}_{k} = {_lit(bx - ax)} * ({py} - {_lit(ay)}) - "
+                          f"({px} - {_lit(ax)}) * {_lit(by - ay)}")
+                up, down = f"(e{g}_{k} > 0.0)", f"(e{g}_{k} < 0.0)"
+            if ay < by:
+                flips.append(f"(({_lit(ay)} <= {py}) & ({py} < {_lit(by)}) & {up})")
+            else:
+                flips.append(f"(({_lit(by)} <= {py}) & ({py} < {_lit(ay)}) & {down})")
+        self.emit(f"c{g} = c{g} & (" + (" ^ ".join(flips) if flips else "False") + ")")
+
+    def polygon(self, g: int, gate: GateProgram, parent: str) -> None:
+        """Bands and slabs (see kernel._polygon_column); events between a sloped edge's
+        slab bounds are marked.
+
+        The band is read from the "y >= vertex y" tests directly (band b: test b-1 passes,
+        test b fails), and the winding number's parity is the XOR of the counted edges.
+        """
+        (vx, _), _ = (self.program.axes[a] for a in gate.axes)
+        px = f"v{vx}"
+        n = len(gate.vertices)
+        ys = [self.test(t) for t in gate.y_tests]
+        ny = len(ys)
+
+        def band(b: int) -> str:
+            name = f"b{g}_{b}"
+            if name not in self._bands:
+                if b == 0:
+                    expr = f"(not {ys[0]})"
+                elif b == ny:
+                    expr = ys[ny - 1]
+                else:
+                    expr = f"({ys[b - 1]} & (not {ys[b]}))"
+                self.emit(f"{name} = {expr}")
+                self._bands.add(name)
+            return name
+
+        flips, opens = [], []
+        for k in range(n):
+            kind = gate.edge_kinds[k]
+            if kind == K.EDGE_HORIZONTAL:
+                continue
+            bands = [int(b) for b in np.nonzero(gate.edge_dirs[k])[0]]
+            if kind == K.EDGE_VERTICAL:
+                left = self.test(gate.edge_lt[k])
+                crossed = " | ".join(band(b) for b in bands)
+                flips.append(f"(({crossed}) & {left})")
+                continue
+            for b in bands:
+                lo, hi = gate.slab_left[k, b], gate.slab_right[k, b]
+                name = f"l{g}_{k}_{b}"
+                self.emit(f"{name} = {px} <= {_lit(lo)}")
+                flips.append(f"({band(b)} & {name})")
+                opens.append(f"({band(b)} & (not {name}) & ({px} < {_lit(hi)}))")
+        if opens:
+            self.emit(f"u{g} = {parent} & c{g} & (" + " | ".join(opens) + ")")
+            self.unsure.append(f"u{g}")
+        self.emit(f"c{g} = c{g} & (" + (" ^ ".join(flips) if flips else "False") + ")")
+
+
+def supported(program: Program) -> str | None:
+    """Why the source generator leaves ``program`` to the generic kernel (None: it doesn't)."""
+    for gate in program.gates:
+        name = gate.key[0]
+        if gate.kind == K.POLYGON and (gate.exact or len(gate.axes) != 2):
+            return f"polygon {name!r} is evaluated exactly on every event"
+        tests = list(gate.tests) + list(gate.y_tests) + [t for t in gate.edge_lt if t]
+        if any(t.mapped is None for t in tests):
+            return f"gate {name!r} has a test transformed per event"
+    return None
+
+
+def kernel_source(program: Program, layout: Layout) -> str | None:
+    """Python source of a module with the strategy's kernels, or None (see module doc).
+
+    The module defines ``gate_counts`` and ``gate_bits``, each
+    ``(data, n, b0, b1, cols, mask, scale, decades, log0, value_range, gain, coef_w,
+    val_ratio, marked[, bits]) -> int64[gates + 1]``: events of blocks ``b0 … b1-1`` in
+    every gate, marked events left out, then how many were marked; their event indices
+    are written to ``marked`` from position ``b0 * BLOCK`` on. ``gate_bits`` also writes
+    the membership words (``bits[w, event]``, bit ``g % 64`` of word ``g // 64``).
+    """
+    if supported(program) is not None:
+        return None
+    writer = _Writer(program, layout)
+    writer.values()
+    for g, gate in enumerate(program.gates):
+        writer.gate(g, gate)
+    n_gates = len(program.gates)
+    n_words = (n_gates + 63) // 64
+    body = list(writer.lines)
+    body.append("u = " + " | ".join([writer.abnormal()] + writer.unsure))
+    body.append("ok = not u")
+    body += [f"k{g} += m{g} & ok" for g in range(n_gates)]
+    body.append("flg[j] = u")
+    body.append("nblk += u")
+    words = []
+    for w in range(n_words):
+        parts = [f"(np.uint64(m{g}) << np.uint64({g - 64 * w}))"
+                 for g in range(64 * w, min(64 * w + 64, n_gates))]
+        words.append(f"bits[{w}, r] = " + " | ".join(parts))
+
+    plain = [c for c, p in enumerate(layout.plain) if p]
+    decoded = [c for c, p in enumerate(layout.plain) if not p]
+    n_weights = sum(len(v[1]) for v in layout.values if v[0] == "combination")
+    ratios = [k for k, v in enumerate(layout.values) if v[0] == "ratio"]
+
+    def function(name: str, with_bits: bool) -> list[str]:
+        args = ("data, n, b0, b1, cols, mask, scale, decades, log0, value_range, gain, "
+                "coef_w, val_ratio, marked" + (", bits" if with_bits else ""))
+        i1, i2, i3, i4 = ("    " * d for d in range(1, 5))
+        out = ["", "", '@numba.njit(cache=True, nogil=True, error_model="numpy")',
+               f"def {name}({args}):",
+               f"{i1}raw = np.empty(({max(len(plain), 1)}, BLOCK), data.dtype)",
+               f"{i1}dec = np.empty(({max(len(decoded), 1)}, BLOCK), np.float64)",
+               f"{i1}flg = np.empty(BLOCK, np.uint8)"]
+        out += [f"{i1}col{c} = cols[{c}]" for c in range(len(layout.plain))]
+        out += [f"{i1}w{j} = coef_w[{j}]" for j in range(n_weights)]
+        for k in ratios:
+            out += [f"{i1}ra{k} = val_ratio[{k}, 0]", f"{i1}rb{k} = val_ratio[{k}, 1]",
+                    f"{i1}rc{k} = val_ratio[{k}, 2]"]
+        out += [f"{i1}k{g} = 0" for g in range(n_gates)]
+        out += [f"{i1}nflag = 0",
+                f"{i1}for blk in range(b0, b1):",
+                f"{i2}s = blk * BLOCK",
+                f"{i2}nb = min(s + BLOCK, n) - s"]
+        if plain:  # stage 1: the channels, row by row (strided reads: scalar)
+            out.append(f"{i2}for j in range(nb):")
+            out += [f"{i3}raw[{row}, j] = data[s + j, col{c}]" for row, c in enumerate(plain)]
+        for row, c in enumerate(decoded):
+            out += [f"{i2}for j in range(nb):",
+                    f"{i3}dec[{row}, j] = _decode(data[s + j, col{c}], mask[{c}], scale[{c}], "
+                    f"decades[{c}], log0[{c}], value_range[{c}], gain[{c}])"]
+        out += [f"{i2}nblk = 0",  # stage 2: every gate, vectorised
+                f"{i2}for j in range(nb):",
+                f"{i3}r = s + j"]
+        out += [f"{i3}x{c} = np.float64(raw[{row}, j])" for row, c in enumerate(plain)]
+        out += [f"{i3}x{c} = dec[{row}, j]" for row, c in enumerate(decoded)]
+        out += [i3 + line for line in body]
+        if with_bits:
+            out += [i3 + line for line in words]
+        out += [f"{i2}if nblk:",  # rare: note which events are marked
+                f"{i3}for j in range(nb):",
+                f"{i4}if flg[j]:",
+                f"{i4}    marked[b0 * BLOCK + nflag] = s + j",
+                f"{i4}    nflag += 1",
+                f"{i1}out = np.empty({n_gates + 1}, np.int64)"]
+        out += [f"{i1}out[{g}] = k{g}" for g in range(n_gates)]
+        out += [f"{i1}out[{n_gates}] = nflag", f"{i1}return out"]
+        return out
+
+    header = [
+        '"""Generated by immunoprofile.engine.codegen for one gating strategy; do not edit."""',
+        "",
+        "import math",
+        "",
+        "import numba",
+        "import numpy as np",
+        "",
+        "from immunoprofile.engine.kernel import _decode",
+        "",
+        "INF = math.inf",
+        "NAN = math.nan",
+        f"BLOCK = {BLOCK}",
+        f"N_GATES = {n_gates}",
+        f"N_WORDS = {n_words}",
+    ]
+    lines = header + function("gate_counts", False) + function("gate_bits", True)
+    return "\n".join(lines) + "\n"
+
+
+def source_key(source: str, *versions: str) -> str:
+    """Name of a generated module: a digest of its source and what it was built with."""
+    text = "\x00".join((source, str(FORMAT)) + versions)
+    return "k" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]

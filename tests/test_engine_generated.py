@@ -1,0 +1,183 @@
+"""The generated kernel (engine.codegen) gives FlowKit's answers where it settles an event
+and hands the rest to the generic kernel.
+
+Most of its checks ride on the engine's other tests: ``assert_same_as_flowkit`` compares
+both kernels with FlowKit on the Gating-ML set, sample data, simulated tubes, the FlowJo
+workspace, the FCS corpus and hypothesis's random gates. Here are the cases that exercise
+its own machinery: values it must not settle (NaN, infinities, magnitudes beyond the mapped
+domain, events on sloped edges drawn on a transformed axis), more than 64 gates, the
+kernel cache on disk, and the choice of kernel.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import flowkit as fk
+import numpy as np
+import pytest
+from _fcs_writer import write_fcs
+from _flowkit_reference import assert_same_as_flowkit
+from flowkit import Dimension, gates
+from flowkit import transforms as T
+from flowkit._models.dimension import RatioDimension
+
+from immunoprofile import engine
+from immunoprofile.engine import codegen, generated
+
+LOGICLE = T.LogicleTransform(262144.0, 0.5, 4.5, 0.0)
+POLYGON = [(0.47, -1000.0), (0.83, -1000.0), (0.82, 30000.0), (0.70, 45000.0), (0.50, 40000.0)]
+
+
+def _sample(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fk.Sample(str(path))
+
+
+def _odd_events(n: int, seed: int) -> np.ndarray:
+    """FL1 (x, logicle) and SSC (y, linear) with events on and beside every polygon edge,
+    plus NaN, infinities, huge values, signed zeros and values on range bounds."""
+    rng = np.random.default_rng(seed)
+    x = LOGICLE.inverse(rng.uniform(0.3, 1.0, size=(n, 1)))[:, 0]
+    y = rng.uniform(-5000, 60000, size=n)
+    # points on the polygon's edges (in logicle space), nudged by 0-3 ulps either way
+    t = rng.uniform(0, 1, size=n // 4)
+    k = rng.integers(0, len(POLYGON), size=t.size)
+    a = np.array(POLYGON)[k]
+    b = np.array(POLYGON)[(k + 1) % len(POLYGON)]
+    on_x = a[:, 0] + t * (b[:, 0] - a[:, 0])
+    on_y = a[:, 1] + t * (b[:, 1] - a[:, 1])
+    raw_x = LOGICLE.inverse(on_x.reshape(-1, 1))[:, 0]
+    raw_x = raw_x + rng.integers(-3, 4, size=t.size) * np.spacing(raw_x)
+    x[: t.size], y[: t.size] = raw_x, on_y
+    odd = np.array([np.nan, np.inf, -np.inf, 2.0**60, -(2.0**60), 1e300, 0.0, -0.0,
+                    25119.610204385706, 501.3027940600617, 501.30279406006173, -1000.0,
+                    45000.0, 30000.0])
+    x[-len(odd):] = odd
+    y[-2 * len(odd):-len(odd)] = odd
+    z = rng.uniform(-200, 262144, size=n)
+    z[: len(odd)] = odd
+    return np.stack([x, y, z, rng.uniform(0, 1000, size=n)], axis=1)
+
+
+def _odd_strategy() -> fk.GatingStrategy:
+    """A sloped polygon on a logicle axis, an untransformed polygon, ranges with open ends,
+    a quadrant, a ratio, ellipses (untransformed and on logicle) and Boolean gates."""
+    s = fk.GatingStrategy()
+    s.add_transform("logicle", LOGICLE)
+    s.add_transform("ratio", T.RatioTransform(["FL3-A", "FL4-A"], 1.0, 0.0, 1.0))
+
+    def fl(channel, lo=None, hi=None):
+        return Dimension(channel, transformation_ref="logicle", range_min=lo, range_max=hi)
+
+    root = ("root",)
+    s.add_gate(gates.PolygonGate("Lymph", [fl("FL1-A"), Dimension("SSC-A")], POLYGON), root)
+    s.add_gate(gates.PolygonGate("Plain", [Dimension("SSC-A"), Dimension("FL3-A")],
+                                 [(0, 0), (40000, 10000), (40000, 200000), (0, 150000)]), root)
+    s.add_gate(gates.RectangleGate("High", [fl("FL1-A", 0.3813)]), root + ("Lymph",))
+    s.add_gate(gates.RectangleGate("Low", [fl("FL1-A", None, 0.3813), fl("FL3-A", 0.2, 0.9)]),
+               root + ("Lymph",))
+    s.add_gate(gates.RectangleGate("Ratio", [RatioDimension("ratio", None, None,
+                                                            range_min=5.0, range_max=1e308)]), root)
+    s.add_gate(gates.EllipsoidGate("Ell", [Dimension("SSC-A"), Dimension("FL3-A")],
+                                   [20000, 100000], [[1e8, 2e7], [2e7, 4e9]], 2.0), root)
+    s.add_gate(gates.EllipsoidGate("EllT", [fl("FL1-A"), fl("FL3-A")], [0.6, 0.8],
+                                   [[0.01, 0.0], [0.0, 0.02]], 1.5), root)
+    divider_x = fk.QuadrantDivider("dx", "FL1-A", "uncompensated", [5000.0])
+    divider_y = fk.QuadrantDivider("dy", "FL3-A", "uncompensated", [100000.0])
+    quadrants = [gates.Quadrant(f"Q{i}", divider_refs=["dx", "dy"], divider_ranges=ranges)
+                 for i, ranges in enumerate([[(None, 5000.0), (None, 100000.0)],
+                                             [(5000.0, None), (None, 100000.0)],
+                                             [(None, 5000.0), (100000.0, None)],
+                                             [(5000.0, None), (100000.0, None)]])]
+    s.add_gate(gates.QuadrantGate("Quad", [divider_x, divider_y], quadrants), root)
+    for op, refs in (("and", [("Lymph", False), ("Plain", True)]),
+                     ("or", [("Ell", False), ("Ratio", False)]), ("not", [("EllT", False)])):
+        gate_refs = [{"ref": r, "path": root, "complement": c} for r, c in refs]
+        s.add_gate(gates.BooleanGate(f"B_{op}", op, gate_refs), root)
+    return s
+
+
+@pytest.mark.parametrize("datatype", ["D", "F"])
+def test_values_it_cannot_settle_go_to_the_generic_kernel(tmp_path, datatype):
+    data = _odd_events(40_000, seed=1)
+    if datatype == "F":
+        with np.errstate(over="ignore"):
+            data = data.astype(np.float32)
+    path = write_fcs(tmp_path / "odd.fcs", data, ["FL1-A", "SSC-A", "FL3-A", "FL4-A"],
+                     datatype=datatype)
+    strategy = _odd_strategy()
+    plan = engine.compile(strategy, kernel="generated")
+    assert codegen.supported(plan.program) is None
+    plan.counts(path)
+    assert plan.marked_events > 100  # the edges, the odd values, the logicle ellipse
+    counts = assert_same_as_flowkit(strategy, _sample(path), source=path)
+    assert counts[("Lymph", ("root",))] > 1000
+    assert counts[("Plain", ("root",))] > 1000
+
+
+def test_more_than_64_gates(tmp_path):
+    data = np.random.default_rng(2).uniform(0, 100, size=(5_000, 2))
+    path = write_fcs(tmp_path / "many.fcs", data, ["A", "B"], datatype="D")
+    strategy = fk.GatingStrategy()
+    parent = ("root",)
+    for i in range(70):
+        strategy.add_gate(gates.RectangleGate(f"G{i}", [Dimension("A", range_min=i * 0.5)]),
+                          gate_path=parent)
+        if i % 10 == 9:
+            parent = parent + (f"G{i}",)
+    plan = engine.compile(strategy, kernel="generated")
+    assert plan.membership(path).bitmask.shape == (2, 5_000)
+    assert_same_as_flowkit(strategy, _sample(path), source=path)
+
+
+def test_kernels_agree_on_threads(tmp_path):
+    data = _odd_events(450_000, seed=3)
+    path = write_fcs(tmp_path / "big.fcs", data, ["FL1-A", "SSC-A", "FL3-A", "FL4-A"],
+                     datatype="D")
+    plan = engine.compile(_odd_strategy(), kernel="generated")
+    one = plan.membership(path, threads=1).bitmask
+    two = plan.membership(path, threads=2).bitmask
+    plan.kernel = "generic"
+    reference = plan.membership(path, threads=1).bitmask
+    np.testing.assert_array_equal(one, reference)
+    np.testing.assert_array_equal(two, reference)
+    plan.kernel = "generated"
+    assert plan.counts(path, threads=2) == plan.counts(path, threads=1)
+
+
+def test_generated_modules_are_kept_and_rewritten_when_damaged(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMMUNOPROFILE_CACHE", str(tmp_path / "cache"))
+    data = np.random.default_rng(4).uniform(0, 100, size=(1_000, 2))
+    path = write_fcs(tmp_path / "small.fcs", data, ["A", "B"], datatype="D")
+    strategy = fk.GatingStrategy()
+    strategy.add_gate(gates.RectangleGate("G", [Dimension("A", range_min=37.5)]),
+                      gate_path=("root",))
+    auto = engine.compile(strategy)
+    expected = auto.counts(path)  # a small tube, nothing built yet: the generic kernel
+    assert not list(generated.kernel_dir().glob("*.py"))
+    assert engine.compile(strategy, kernel="generated").counts(path) == expected
+    (module,) = generated.kernel_dir().glob("*.py")
+    assert "def gate_counts" in module.read_text()
+    assert engine.compile(strategy).counts(path) == expected  # now "auto" uses it
+    generated._MODULES.clear()
+    module.write_text("garbage")
+    assert engine.compile(strategy, kernel="generated").counts(path) == expected
+    assert "def gate_counts" in module.read_text()
+
+
+def test_kernel_choice_is_checked():
+    strategy = fk.GatingStrategy()
+    strategy.add_gate(gates.PolygonGate("P", [Dimension("A"), Dimension("B")],
+                                        [(0, 0), (1, np.inf), (1, 1)]), gate_path=("root",))
+    with pytest.raises(ValueError, match="unknown kernel"):
+        engine.compile(strategy, kernel="fast")
+    plan = engine.compile(strategy, kernel="generated")
+    assert "evaluated exactly" in codegen.supported(plan.program)
+    data = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="no generated kernel"):
+        plan.counts(engine.EventData(
+            data=data, pnn=["A", "B"], pns=["", ""], mask=np.full(2, np.uint64(2**64 - 1)),
+            scale=np.ones(2), decades=np.zeros(2), log0=np.zeros(2), value_range=np.ones(2),
+            gain=np.ones(2), fluoro_indices=[0, 1]))
