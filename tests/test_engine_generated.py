@@ -21,6 +21,8 @@ from _flowkit_reference import assert_same_as_flowkit
 from flowkit import Dimension, gates
 from flowkit import transforms as T
 from flowkit._models.dimension import RatioDimension
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from immunoprofile import engine
 from immunoprofile.engine import codegen, generated
@@ -181,3 +183,20 @@ def test_kernel_choice_is_checked():
             data=data, pnn=["A", "B"], pns=["", ""], mask=np.full(2, np.uint64(2**64 - 1)),
             scale=np.ones(2), decades=np.zeros(2), log0=np.zeros(2), value_range=np.ones(2),
             gain=np.ones(2), fluoro_indices=[0, 1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights=st.lists(st.floats(-50, 50), min_size=1, max_size=8),
+       signs=st.lists(st.sampled_from([-1.0, 1.0]), min_size=8, max_size=8),
+       domain=st.sampled_from([2.0**50, 1e6, 3.7e12]))
+def test_input_limit_keeps_compensated_values_within_their_domain(weights, signs, domain):
+    """Channel values within the limit make compensated values within the domain, summed
+    as the kernels sum them (left to right)."""
+    values = (("combination", tuple(range(len(weights)))),)
+    limit = codegen.input_limit(values, {0: domain}, np.array(weights))
+    assert limit is not None and limit > 0
+    terms = [np.float64(limit) * s * np.float64(w)
+             for s, w in zip(signs[:len(weights)], weights, strict=True)]
+    total = terms[0] + terms[1] if len(terms) == 2 else sum(terms[1:], terms[0])
+    assert abs(total) <= domain
+    assert codegen.input_limit(values, {0: domain}, np.array([np.nan] + weights[1:])) is None

@@ -63,16 +63,22 @@ class Layout:
     values : tuple
         Per program value: ``("channel", slot)``, ``("combination", (slots...))`` or
         ``("ratio", slot_a, slot_b)``; the weights and ratio constants are arguments.
+    limit : float
+        A power of two: decoded channel values up to this magnitude keep every channel and
+        compensated value within its tests' domain (see :func:`input_limit`); events
+        beyond it are marked.
     """
 
     plain: tuple[bool, ...]
     values: tuple
+    limit: float
 
 
-def layout_of(bound: Bound) -> Layout:
-    """The :class:`Layout` of a binding (see :func:`.compiler.bind`)."""
+def layout_of(bound: Bound, program: Program) -> Layout | None:
+    """The :class:`Layout` of a binding (see :func:`.compiler.bind`); None when its
+    compensation weights are not all finite (the generic kernel gates such a tube)."""
     (cols, mask, scale, decades, _log0, _range, gain, val_kind, _rows, val_a, val_b,
-     coef_start, coef_chan) = bound.args[:13]
+     coef_start, coef_chan, coef_w) = bound.args[:14]
     plain = tuple(bool(mask[c] == K.NO_MASK and scale[c] == 1.0 and not decades[c] > 0.0
                        and (gain[c] == 1.0 or gain[c] == 0.0)) for c in range(cols.size))
     values = []
@@ -84,7 +90,56 @@ def layout_of(bound: Bound) -> Layout:
             values.append(("ratio", int(val_a[k]), int(val_b[k])))
         else:
             values.append(("channel", int(val_a[k])))
-    return Layout(plain, tuple(values))
+    limit = input_limit(tuple(values), value_domains(program), coef_w)
+    return None if limit is None else Layout(plain, tuple(values), limit)
+
+
+def value_domains(program: Program) -> dict[int, float]:
+    """Per value that a mapped test reads, the smallest domain of those tests (and of the
+    slab bounds of a polygon on a transformed axis): within it every test is exact."""
+    domain: dict[int, float] = {}
+
+    def narrow(value: int, bound: float) -> None:
+        domain[value] = min(domain.get(value, math.inf), bound)
+
+    for gate in program.gates:
+        for t in list(gate.tests) + list(gate.y_tests) + [t for t in gate.edge_lt if t]:
+            narrow(t.value, t.mapped.domain)
+        if gate.kind == K.POLYGON and not _identity_axes(program, gate):
+            narrow(program.axes[gate.axes[0]][0], gate.slab_domain)
+    return domain
+
+
+def input_limit(values: tuple, domains: dict[int, float], coef_w: np.ndarray) -> float | None:
+    """The largest power of two up to which every channel read by a checked value can go.
+
+    A channel value must stay within its domain ``D``; a compensated value
+    ``sum(x_j * w_j)`` (one rounding per product and per sum) stays within ``D`` when
+    every ``|x_j| <= D / (sum |w_j| * (1 + 2**-40))``. The smallest such bound is rounded
+    down to a power of two, so that tubes whose spillover matrices differ a little share
+    one generated kernel. None when a weight is not finite.
+    """
+    limit = math.inf
+    weight = 0
+    for k, spec in enumerate(values):
+        if spec[0] == "ratio":
+            continue  # a ratio is checked itself
+        n_terms = len(spec[1]) if spec[0] == "combination" else 0
+        weights = np.asarray(coef_w[weight:weight + n_terms], dtype=np.float64)
+        weight += n_terms
+        if k not in domains:
+            continue
+        if not np.all(np.isfinite(weights)):
+            return None
+        total = float(np.sum(np.abs(weights)))
+        limit = min(limit, domains[k] / (total * (1 + 2.0**-40)) if total > 0 else domains[k])
+    if not math.isfinite(limit):
+        return math.inf
+    return math.ldexp(1.0, math.frexp(limit)[1] - 1)
+
+
+def _identity_axes(program: Program, gate: GateProgram) -> bool:
+    return all(program.transforms[program.axes[a][1]].kind == IDENTITY for a in gate.axes)
 
 
 def _lit(x: float) -> str:
@@ -114,19 +169,10 @@ class _Writer:
         self.domain: dict[int, float] = {}
         self.unsure: list[str] = []  # per-event flags of gates that left it unsettled
         self._bands: set[str] = set()
-        for gate in program.gates:
-            tests = list(gate.tests) + list(gate.y_tests) + [t for t in gate.edge_lt if t]
-            for t in tests:
-                self._narrow(t.value, t.mapped.domain)
-            if gate.kind == K.POLYGON and not self._identity(gate):
-                self._narrow(program.axes[gate.axes[0]][0], gate.slab_domain)
-
-    def _narrow(self, value: int, domain: float) -> None:
-        self.domain[value] = min(self.domain.get(value, math.inf), domain)
+        self.domain = value_domains(program)
 
     def _identity(self, gate: GateProgram) -> bool:
-        return all(self.program.transforms[self.program.axes[a][1]].kind == IDENTITY
-                   for a in gate.axes)
+        return _identity_axes(self.program, gate)
 
     def emit(self, line: str) -> None:
         self.lines.append(line)
@@ -151,10 +197,29 @@ class _Writer:
                         expr = f"({expr} + {term})"
                     self.emit(f"v{k} = {expr}")
 
-    def abnormal(self) -> str:
-        """An expression that is True when a value lies outside its tests' domain."""
-        inside = [f"(abs(v{k}) <= {_lit(d)})" for k, d in sorted(self.domain.items())]
+    def abnormal(self, stored: dict[int, str]) -> str:
+        """An expression that is True when a value may lie outside its tests' domain.
+
+        A ratio is checked itself; a channel or compensated channel through the stored
+        values it is made of, against the layout's input limit (a power of two, so the
+        comparison is in the file's own type: for float32 data twice as fast as in
+        float64).
+        """
+        limit = _lit(self.layout.limit)
+        inside = [f"(abs({stored[c]}) <= {limit})" for c in self.checked_channels()]
+        inside += [f"(abs(v{k}) <= {_lit(d)})" for k, d in sorted(self.domain.items())
+                   if self.layout.values[k][0] == "ratio"]
         return "(not (" + " & ".join(inside) + "))" if inside else "False"
+
+    def checked_channels(self) -> list[int]:
+        """Channel slots whose stored values are checked against the input limit."""
+        slots = set()
+        for k, spec in enumerate(self.layout.values):
+            if k in self.domain and spec[0] == "channel":
+                slots.add(spec[1])
+            elif k in self.domain and spec[0] == "combination":
+                slots.update(spec[1])
+        return sorted(slots) if math.isfinite(self.layout.limit) else []
 
     def test(self, test: Test) -> str:
         """Name of the pass flag of a mapped range test (values within the domain)."""
@@ -237,6 +302,14 @@ class _Writer:
         px, py = f"v{vx}", f"v{vy}"
         verts = gate.vertices
         n = len(verts)
+        # "py >= vertex y", once per distinct y: ay <= py < by is ge(ay) & not ge(by)
+        ys = sorted({float(y) for y in verts[:, 1]})
+        for r, y in enumerate(ys):
+            self.emit(f"y{g}_{r} = {py} >= {_lit(y)}")
+
+        def between(low: float, high: float) -> str:
+            return f"y{g}_{ys.index(float(low))} & (not y{g}_{ys.index(float(high))})"
+
         flips = []
         for k in range(n):
             (ax, ay), (bx, by) = verts[k], verts[(k + 1) % n]
@@ -252,9 +325,9 @@ class _Writer:
                           f"({px} - {_lit(ax)}) * {_lit(by - ay)}")
                 up, down = f"(e{g}_{k} > 0.0)", f"(e{g}_{k} < 0.0)"
             if ay < by:
-                flips.append(f"(({_lit(ay)} <= {py}) & ({py} < {_lit(by)}) & {up})")
+                flips.append(f"({between(ay, by)} & {up})")
             else:
-                flips.append(f"(({_lit(by)} <= {py}) & ({py} < {_lit(ay)}) & {down})")
+                flips.append(f"({between(by, ay)} & {down})")
         self.emit(f"c{g} = c{g} & (" + (" ^ ".join(flips) if flips else "False") + ")")
 
     def polygon(self, g: int, gate: GateProgram, parent: str) -> None:
@@ -337,7 +410,11 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
     n_gates = len(program.gates)
     n_words = (n_gates + 63) // 64
     body = list(writer.lines)
-    body.append("u = " + " | ".join([writer.abnormal()] + writer.unsure))
+    plain = [c for c, p in enumerate(layout.plain) if p]
+    decoded = [c for c, p in enumerate(layout.plain) if not p]
+    stored = {c: f"raw[{row}, j]" for row, c in enumerate(plain)}
+    stored.update({c: f"x{c}" for c in decoded})
+    body.append("u = " + " | ".join([writer.abnormal(stored)] + writer.unsure))
     body.append("ok = not u")
     body += [f"k{g} += m{g} & ok" for g in range(n_gates)]
     body.append("flg[j] = u")
@@ -348,8 +425,6 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
                  for g in range(64 * w, min(64 * w + 64, n_gates))]
         words.append(f"bits[{w}, r] = " + " | ".join(parts))
 
-    plain = [c for c, p in enumerate(layout.plain) if p]
-    decoded = [c for c, p in enumerate(layout.plain) if not p]
     n_weights = sum(len(v[1]) for v in layout.values if v[0] == "combination")
     ratios = [k for k, v in enumerate(layout.values) if v[0] == "ratio"]
 

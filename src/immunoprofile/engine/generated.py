@@ -71,9 +71,13 @@ def _path(source: str) -> tuple[str, Path]:
 
 
 def source_for(program: Program, bound: Bound) -> str | None:
-    """The generated module's source for this binding, or None (left to the generic
-    kernel, see :func:`.codegen.supported`)."""
-    return codegen.kernel_source(program, codegen.layout_of(bound))
+    """The generated module's source for this binding, or None: the generic kernel gates
+    it (see :func:`.codegen.supported`; or the tube's compensation weights are not all
+    finite)."""
+    if codegen.supported(program) is not None:
+        return None
+    layout = codegen.layout_of(bound, program)
+    return None if layout is None else codegen.kernel_source(program, layout)
 
 
 def is_built(source: str) -> bool:
@@ -167,3 +171,4 @@ def run_generated(module: ModuleType, data: np.ndarray, n: int, bound: Bound,
         if bits is not None:
             bits[:, index] = words
     return counts, int(index.size)
+
