@@ -19,8 +19,6 @@ TFR risk and the study's statistics: :mod:`immunoprofile.predict`,
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import (
     FCSReadError,
     GatingError,
@@ -29,15 +27,35 @@ from .errors import (
     PanelError,
     TemplateError,
 )
-from .io.fcs import Tube, read_tube
-from .io.fcs_reader import FCSData, read_fcs
-from .pipeline import BatchResult, gate_batch, gate_sample, write_results
-from .report import plot_gates, write_report
 
-try:
-    __version__ = version("immunoprofile")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
+#: The package's version (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
+#: Public names and the modules that define them, imported on first use (PEP 562): the
+#: command line imports only what a command needs, so ``immunoprofile gate`` starts
+#: without pandas, Numba, FlowKit or matplotlib.
+_LAZY = {
+    "Tube": ".io.fcs", "read_tube": ".io.fcs",
+    "FCSData": ".io.fcs_reader", "read_fcs": ".io.fcs_reader",
+    "BatchResult": ".pipeline", "gate_batch": ".pipeline", "gate_sample": ".pipeline",
+    "write_results": ".pipeline",
+    "plot_gates": ".report", "write_report": ".report",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BatchResult",

@@ -29,6 +29,15 @@ def main() -> None:
     per µL and the CD4/CD8 ratio."""
 
 
+def _allow_kernel_builds(quiet: bool) -> None:
+    """Let this command compile missing kernels ahead of time (once per machine), so that
+    later runs start without Numba (see :mod:`immunoprofile._aot`)."""
+    from . import _aot
+
+    _aot.allow_builds(None if quiet else lambda message: click.echo(f"note: {message}",
+                                                                    err=True))
+
+
 def _check_writable(out_dir: Path) -> None:
     """Fail before any gating when the output folder cannot be written (exit 2)."""
     import tempfile
@@ -70,6 +79,7 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
     from .pipeline import gate_batch, write_results
 
     _check_writable(out_dir)
+    _allow_kernel_builds(quiet)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -115,11 +125,12 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
     if not quiet:
         run = result.run["samples"]
         resumed = f", {run['resumed']} kept from the stopped run" if run["resumed"] else ""
-        click.echo(f"{run['counted']} tubes counted{resumed}, {len(result.profiles)} "
-                   f"patients, {run['failed']} failed — results in {out_dir}", err=True)
+        click.echo(f"{run['counted']} tubes counted{resumed}, "
+                   f"{len(result.tables['profiles'])} patients, {run['failed']} failed — "
+                   f"results in {out_dir}", err=True)
     if not result.ok:
-        for row in result.errors.itertuples():
-            click.echo(f"error: {row.error}", err=True)
+        for error in result.tables["errors"]["error"]:
+            click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_SAMPLES_FAILED)
 
 
@@ -305,6 +316,7 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     """
     from .pipeline import TubeFailure, gate_tube_file, save_tube_result
 
+    _allow_kernel_builds(quiet=False)
     result = gate_tube_file(fcs_file, sample_id, tube=tube, templates=templates,
                             engine=engine)
     try:
@@ -347,10 +359,10 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
         raise _UsageError(str(exc)) from None
     write_results(result, out_dir)
     run = result.run["samples"]
-    click.echo(f"{run['counted']} tubes counted, {len(result.profiles)} patients, "
+    click.echo(f"{run['counted']} tubes counted, {len(result.tables['profiles'])} patients, "
                f"{run['failed']} failed — results in {out_dir}", err=True)
-    for row in result.errors.itertuples():
-        click.echo(f"error: {row.error}", err=True)
+    for error in result.tables["errors"]["error"]:
+        click.echo(f"error: {error}", err=True)
 
 
 @main.command("report")

@@ -15,21 +15,22 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .counting import count_gate_events
 from .errors import GatingError, ImmunoprofileError, first_line
-from .gating.compiled_gating import gate_tube_compiled
+from .gating.compiled_gating import count_tube_compiled
 from .gating.flowkit_gating import MAX_GATES, gate_tube
 from .gating.templates import template_checksums
-from .io.atomic import atomic_write_csv, atomic_write_text
+from .io.atomic import atomic_write_text
 from .io.fcs import read_tube
 from .io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
+from .io.table import Table
 from .panels import detect_panel
 from .profile import (
     BEAD_GATE,
@@ -39,6 +40,9 @@ from .profile import (
     sample_table,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ERROR_COLUMNS = ["file", "error"]
 #: Gating engines: the compiled Numba engine (default) and FlowKit, the reference.
 ENGINES = ("compiled", "flowkit")
@@ -46,13 +50,18 @@ ENGINES = ("compiled", "flowkit")
 
 @dataclass
 class GatedTube:
-    """What gating one tube returns (picklable, so worker processes can send it back)."""
+    """What gating one tube returns (picklable, so worker processes can send it back).
+
+    ``gate_events`` holds the events in each of ``gate_ids`` (parent-ANDed): the compiled
+    engine's kernel counts them as it gates; FlowKit's memberships are counted by the
+    counting kernel (:func:`immunoprofile.counting.count_gate_events`).
+    """
 
     request: TubeRequest
     tube: str
     gate_ids: list[str]
     parents: list[str | None]
-    bitmask: np.ndarray
+    gate_events: np.ndarray
     events: int
     has_spillover: bool
     simulated: bool
@@ -69,7 +78,6 @@ class TubeFailure:
     error: str
 
 
-@dataclass
 class BatchResult:
     """The tables of one batch.
 
@@ -85,18 +93,45 @@ class BatchResult:
         One row per counted tube: events, beads, lymphocytes, QC flags.
     run : dict
         Provenance: versions, template checksums, manifest, parameters, timings.
+    tables : dict of str to Table
+        The same four tables as :class:`~immunoprofile.io.table.Table` (what
+        :func:`write_results` writes; the DataFrames are made from them on first use).
     """
 
-    populations: pd.DataFrame
-    profiles: pd.DataFrame
-    errors: pd.DataFrame
-    samples: pd.DataFrame
-    run: dict = field(default_factory=dict)
+    NAMES = ("populations", "profiles", "samples", "errors")
+
+    def __init__(self, populations: Table, profiles: Table, errors: Table, samples: Table,
+                 run: dict | None = None):
+        self.tables = {"populations": populations, "profiles": profiles,
+                       "samples": samples, "errors": errors}
+        self.run = run if run is not None else {}
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        if name not in self._frames:
+            self._frames[name] = self.tables[name].to_pandas()
+        return self._frames[name]
+
+    @property
+    def populations(self) -> pd.DataFrame:
+        return self._frame("populations")
+
+    @property
+    def profiles(self) -> pd.DataFrame:
+        return self._frame("profiles")
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return self._frame("samples")
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        return self._frame("errors")
 
     @property
     def ok(self) -> bool:
         """True when every file was processed."""
-        return self.errors.empty
+        return len(self.tables["errors"]) == 0
 
 
 def _check_engine(engine: str) -> None:
@@ -111,11 +146,13 @@ def _gate_one(request: TubeRequest, templates: str | None, engine: str,
     panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
     if engine == "flowkit":
         memberships = gate_tube(tube, panel, templates)
+        gate_ids, parents = memberships.gate_ids, memberships.parents
+        gate_events = count_gate_events([memberships.bitmask], MAX_GATES)[0, :len(gate_ids)]
     else:
-        memberships = gate_tube_compiled(tube, panel, templates)
+        gate_ids, parents, gate_events = count_tube_compiled(tube, panel, templates)
     simulated = str(tube.metadata.get("immunoprofile_simulated", "")).upper() == "TRUE"
-    return GatedTube(request=request, tube=panel.tube, gate_ids=memberships.gate_ids,
-                     parents=memberships.parents, bitmask=memberships.bitmask,
+    return GatedTube(request=request, tube=panel.tube, gate_ids=gate_ids, parents=parents,
+                     gate_events=np.asarray(gate_events, dtype=np.int64),
                      events=tube.event_count, has_spillover=tube.has_spillover,
                      simulated=simulated, seconds=time.perf_counter() - start,
                      keywords=dict(tube.metadata) if keep_keywords else None)
@@ -141,15 +178,14 @@ def _gate_or_fail(request: TubeRequest, templates: str | None,
 
 
 def _count(gated: Sequence[GatedTube], base: Path) -> tuple[list[CountedTube], list[TubeFailure]]:
-    """Count every gate of every tube in one kernel call; refuse tubes without beads."""
-    counts = count_gate_events([g.bitmask for g in gated], MAX_GATES)
+    """Line gated tubes up for the tables; refuse tubes without beads."""
     counted, failures = [], []
-    for g, row in zip(gated, counts, strict=True):
+    for g in gated:
         r = g.request
         tube = CountedTube(
             sample_id=r.sample_id, file=_short(str(r.path), base), patient_id=r.patient_id,
             tube=g.tube, gate_ids=g.gate_ids, parents=g.parents,
-            gate_events=row[: len(g.gate_ids)].copy(), events=g.events,
+            gate_events=np.asarray(g.gate_events, dtype=np.int64).copy(), events=g.events,
             beads_per_test=r.beads_per_test, volume_ul=r.volume_ul, alc=r.alc,
             has_spillover=g.has_spillover, keywords=g.keywords,
         )
@@ -211,9 +247,10 @@ def gate_batch(
         and the file name.
     resume_dir : str or Path, optional
         Folder where each gated tube is kept as it finishes (``.npz``, keyed by the
-        sample id). A tube already there, made from the same file content (SHA-256),
-        templates, engine and immunoprofile version, is not gated again: a batch stopped
-        part-way (Ctrl-C, SIGKILL) and started again resumes. ``immunoprofile gate`` uses
+        sample id). A tube already there, made from the same file (size, modification
+        time and a SHA-256 of its first 64 KiB), templates, engine and immunoprofile
+        version, is not gated again: a batch stopped part-way (Ctrl-C, SIGKILL) and
+        started again resumes. ``immunoprofile gate`` uses
         ``OUT/.work/resume`` and removes it when the run completes.
 
     Returns
@@ -341,8 +378,8 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
     t_count = time.perf_counter()
 
     base = manifest_path.parent.resolve()
-    errors = pd.DataFrame(
-        [(_short(f.file, base), f.error) for f in failures], columns=ERROR_COLUMNS)
+    errors = Table({"file": [_short(f.file, base) for f in failures],
+                    "error": [f.error for f in failures]}, {"file": "str", "error": "str"})
     total = len(parsed.requests)
     run = {
         "immunoprofile_run": 1,
@@ -377,14 +414,25 @@ class _Resume:
                        "immunoprofile": __version__, "keep_keywords": keep_keywords}
         self.engine, self.keep_keywords = engine, keep_keywords
 
+    #: Bytes at the start of a file whose checksum identifies it with its size and
+    #: modification time: its HEADER and TEXT (acquisition date and times, $TOT, the
+    #: spillover) and the first events.
+    HEAD_BYTES = 1 << 16
+
     def provenance(self, request: TubeRequest) -> dict:
+        """What a kept tube must match: the file (size, modification time and a SHA-256 of
+        its first 64 KiB), the templates, engine, version, options and the manifest's tube.
+
+        Not the whole file's checksum: hashing every byte of every tube took longer than
+        gating them. A file rewritten in any way gets a new modification time.
+        """
         import hashlib
 
-        digest = hashlib.sha256()
+        stat = request.path.stat()
         with open(request.path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return {**self.common, "sha256": digest.hexdigest(), "tube": request.tube}
+            head = hashlib.sha256(handle.read(self.HEAD_BYTES)).hexdigest()
+        return {**self.common, "file": [stat.st_size, stat.st_mtime_ns, head],
+                "tube": request.tube}
 
     def gate(self, request: TubeRequest, template_arg: str | None) -> GatedTube | TubeFailure:
         try:
@@ -401,7 +449,7 @@ class _Resume:
         if isinstance(result, GatedTube):
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                save_tube_result(result, path, provenance)
+                save_tube_result(result, path, provenance, durable=False)
             except OSError:
                 pass  # keeping it only saves time on a rerun
         return result
@@ -443,10 +491,9 @@ def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     written = {}
-    for name, table in (("populations", result.populations), ("profiles", result.profiles),
-                        ("samples", result.samples), ("errors", result.errors)):
+    for name in ("populations", "profiles", "samples", "errors"):
         path = out / f"{name}.csv"
-        atomic_write_csv(path, table)
+        atomic_write_text(path, result.tables[name].to_csv())
         written[name] = path
     result.run.setdefault("timings_s", {})["write"] = round(time.perf_counter() - t0, 3)
     run_path = out / "run.json"
@@ -507,12 +554,14 @@ def gate_sample(
     counted, failures = _count([gated], path.resolve().parent)
     if failures:
         raise GatingError(failures[0].error)
-    return population_table(counted)
+    return population_table(counted).to_pandas()
 
 
 # --- one job per tube (the Snakemake workflow) ------------------------------------------------
-#: Format tag of a tube result file (``.npz``) written by :func:`save_tube_result`.
-TUBE_RESULT_FORMAT = "immunoprofile-tube-result/1"
+#: Format tag of a tube result file (``.npz``) written by :func:`save_tube_result`: events
+#: per gate. The first format held per-event membership bitmasks; it is still read.
+TUBE_RESULT_FORMAT = "immunoprofile-tube-result/2"
+_TUBE_RESULT_FORMATS = (TUBE_RESULT_FORMAT, "immunoprofile-tube-result/1")
 
 
 def tube_result_key(sample_id: str) -> str:
@@ -556,27 +605,27 @@ def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
 
 
 def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
-                     provenance: dict | None = None) -> None:
-    """Write one tube's gating result (membership bitmask or failure) atomically as .npz;
-    ``provenance`` (what the result depends on) is stored with it."""
+                     provenance: dict | None = None, durable: bool = True) -> None:
+    """Write one tube's gating result (events per gate, or the failure) atomically as .npz;
+    ``provenance`` (what the result depends on) is stored with it. ``durable=False``
+    skips flushing it to disk (a resume cache: a damaged entry is gated again)."""
     import io as _io
 
     from .io.atomic import atomic_write_bytes
 
     if isinstance(result, TubeFailure):
         meta = {"format": TUBE_RESULT_FORMAT, "failure": result.error, "file": result.file}
-        bitmask = np.zeros((0, 0), dtype=np.uint32)
     else:
         meta = {"format": TUBE_RESULT_FORMAT, "sample_id": result.request.sample_id,
                 "tube": result.tube, "gate_ids": result.gate_ids, "parents": result.parents,
+                "gate_events": [int(e) for e in result.gate_events],
                 "events": result.events, "has_spillover": result.has_spillover,
                 "simulated": result.simulated, "seconds": result.seconds,
                 "keywords": result.keywords}
-        bitmask = result.bitmask
     meta["provenance"] = provenance
     buffer = _io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)), bitmask=bitmask)
-    atomic_write_bytes(path, buffer.getvalue())
+    np.savez(buffer, meta=np.array(json.dumps(meta)))
+    atomic_write_bytes(path, buffer.getvalue(), durable=durable)
 
 
 def load_tube_result(path: str | Path, request: TubeRequest,
@@ -584,14 +633,15 @@ def load_tube_result(path: str | Path, request: TubeRequest,
     """Read a file written by :func:`save_tube_result` for the manifest row ``request``;
     an unreadable or mismatched file becomes that tube's failure. With ``provenance``,
     a result made from anything else (another file content, template, engine, version)
-    gives None: it must be gated again."""
+    gives None: it must be gated again. A result of the first format (per-event membership
+    bitmasks) is counted here."""
     import zipfile
 
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            bitmask = np.ascontiguousarray(data["bitmask"])
-        if not isinstance(meta, dict) or meta.get("format") != TUBE_RESULT_FORMAT:
+            bitmask = np.ascontiguousarray(data["bitmask"]) if "bitmask" in data else None
+        if not isinstance(meta, dict) or meta.get("format") not in _TUBE_RESULT_FORMATS:
             raise ValueError("wrong format tag")
         if provenance is not None and meta.get("provenance") != provenance:
             return None
@@ -599,13 +649,23 @@ def load_tube_result(path: str | Path, request: TubeRequest,
             return TubeFailure(str(request.path), str(meta["failure"]))
         if meta["sample_id"] != request.sample_id:
             raise ValueError(f"it holds sample {meta['sample_id']}")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        n_gates = len(meta["gate_ids"])
+        if meta["format"] == TUBE_RESULT_FORMAT:
+            gate_events = np.array(meta["gate_events"], dtype=np.int64)
+        else:
+            if bitmask is None or bitmask.ndim != 1:
+                raise ValueError("no membership bitmask")
+            gate_events = count_gate_events([bitmask.astype(np.uint32)], MAX_GATES)[0]
+        gate_events = gate_events[:n_gates]
+        if gate_events.size != n_gates or np.any(gate_events < 0):
+            raise ValueError("its gate counts do not match its gates")
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         return TubeFailure(str(request.path), (
             f"{request.path.name}: its gating result {Path(path).name} is unreadable "
             f"({first_line(exc)}) — delete it and run the workflow again"))
     return GatedTube(request=request, tube=meta["tube"], gate_ids=meta["gate_ids"],
-                     parents=meta["parents"], bitmask=bitmask, events=int(meta["events"]),
-                     has_spillover=bool(meta["has_spillover"]),
+                     parents=meta["parents"], gate_events=gate_events,
+                     events=int(meta["events"]), has_spillover=bool(meta["has_spillover"]),
                      simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
                      keywords=meta.get("keywords"))
 

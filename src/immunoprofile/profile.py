@@ -1,17 +1,19 @@
 """Per-sample and per-patient tables: populations, tube summaries and immune profiles.
 
 Every number here comes from the counting kernels in :mod:`immunoprofile.counting`: this
-module only lines the inputs up as arrays (one value per row) and the results as tables.
+module only lines the inputs up as arrays (one value per row) and the results as tables
+(:class:`~immunoprofile.io.table.Table`: written as CSV without pandas, and turned into
+DataFrames on request).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .counting import (
     cd4_cd8_ratio,
@@ -28,6 +30,7 @@ from .counting.qc import (
     MIN_LYMPHOCYTE_EVENTS,
     MIN_POPULATION_EVENTS,
 )
+from .io.table import Table
 from .panels import PANELS
 
 POPULATION_COLUMNS = [
@@ -38,6 +41,10 @@ SAMPLE_COLUMNS = [
     "sample_id", "file", "patient_id", "tube", "events", "bead_events", "lymphocyte_events",
     "population", "population_events", "beads_per_test", "volume_ul", "alc", "qc_flags",
 ]
+POPULATION_KINDS = dict(zip(POPULATION_COLUMNS, ["str"] * 4 + ["int"] * 2 + ["float"] * 5,
+                            strict=True))
+SAMPLE_KINDS = dict(zip(SAMPLE_COLUMNS, ["str"] * 4 + ["int"] * 3 + ["str", "int"]
+                        + ["float"] * 3 + ["str"], strict=True))
 PROFILE_COLUMNS = [
     "patient_id", "nk_per_ul", "cd4_per_ul", "cd8_per_ul", "cd3_per_ul", "lymphocytes_per_ul",
     "cd4_cd8_ratio", "qc_flags",
@@ -104,7 +111,7 @@ class CountedTube:
         return inside
 
 
-def population_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
+def population_table(tubes: Sequence[CountedTube]) -> Table:
     """One row per sample × gate with events, percentages and absolute counts.
 
     Parameters
@@ -113,7 +120,7 @@ def population_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
 
     Returns
     -------
-    pandas.DataFrame
+    Table
         Columns :data:`POPULATION_COLUMNS`. ``cells_per_ul`` (single-platform, cells/µL)
         and ``cells_per_ul_dual`` (dual-platform, cells/µL) are given for the lymphocyte
         gate and the gates within it; ``count_cv`` is the Poisson CV of the single-platform
@@ -154,7 +161,7 @@ def population_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
     rows["cells_per_ul"] = list(cells)
     rows["cells_per_ul_dual"] = list(dual)
     rows["count_cv"] = list(cv)
-    return pd.DataFrame(rows, columns=POPULATION_COLUMNS)
+    return Table(rows, POPULATION_KINDS)
 
 
 def sample_flags(tube: CountedTube) -> list[str]:
@@ -171,7 +178,7 @@ def sample_flags(tube: CountedTube) -> list[str]:
     return flags
 
 
-def sample_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
+def sample_table(tubes: Sequence[CountedTube]) -> Table:
     """One row per tube: events, bead and lymphocyte events, its population, QC flags."""
     records = []
     for tube in tubes:
@@ -184,35 +191,35 @@ def sample_table(tubes: Sequence[CountedTube]) -> pd.DataFrame:
             "beads_per_test": tube.beads_per_test, "volume_ul": tube.volume_ul,
             "alc": tube.alc, "qc_flags": ";".join(sample_flags(tube)),
         })
-    table = pd.DataFrame.from_records(records, columns=SAMPLE_COLUMNS)
+    table = Table.from_records(records, SAMPLE_KINDS)
     if any(tube.keywords is not None for tube in tubes):  # only when asked: they may be PHI
-        table["fcs_keywords"] = [json.dumps(t.keywords, sort_keys=True, default=str)
-                                 if t.keywords is not None else "" for t in tubes]
+        table.add_column("fcs_keywords", [json.dumps(t.keywords, sort_keys=True, default=str)
+                                          if t.keywords is not None else "" for t in tubes],
+                         "str")
     return table
 
 
-def _lookup(populations: pd.DataFrame, column: str) -> dict[tuple[str, str, str], float]:
+def _lookup(populations: Table, column: str) -> dict[tuple[str, str, str], float]:
     keys = zip(populations["patient_id"], populations["tube"], populations["population"],
                strict=True)
-    return dict(zip(keys, populations[column].astype(float), strict=True))
+    return dict(zip(keys, (float(v) for v in populations[column]), strict=True))
 
 
-def profile_table(populations: pd.DataFrame, samples: pd.DataFrame,
-                  patients: Sequence[str]) -> pd.DataFrame:
+def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -> Table:
     """One row per patient: the immune profile and its QC flags.
 
     Parameters
     ----------
-    populations : pandas.DataFrame
+    populations : Table
         From :func:`population_table`.
-    samples : pandas.DataFrame
+    samples : Table
         From :func:`sample_table`.
     patients : sequence of str
         Every patient of the batch, failed ones included (their values are empty).
 
     Returns
     -------
-    pandas.DataFrame
+    Table
         Columns :data:`PROFILE_COLUMNS`: NK, CD4+ T, CD8+ T from their own tubes, CD3+ and
         lymphocytes as the mean over the patient's tubes (cells/µL), the CD4/CD8 ratio,
         dual-platform twins (``*_dual``), per-tube CD3+ and lymphocyte counts with their
@@ -220,6 +227,9 @@ def profile_table(populations: pd.DataFrame, samples: pd.DataFrame,
     """
     single = _lookup(populations, "cells_per_ul")
     dual = _lookup(populations, "cells_per_ul_dual")
+    tube_rows: dict[str, list[dict]] = {}
+    for row in samples.rows():
+        tube_rows.setdefault(row["patient_id"], []).append(row)
     n = len(patients)
     out: dict[str, np.ndarray] = {c: np.full(n, np.nan) for c in PROFILE_COLUMNS
                                   if c not in ("patient_id", "qc_flags")}
@@ -240,8 +250,9 @@ def profile_table(populations: pd.DataFrame, samples: pd.DataFrame,
         dual_lymph = [dual.get((patient, t, LYMPHOCYTE_GATE), np.nan) for t in _TUBE_COLUMN]
         out["cd3_per_ul_dual"][p] = _nanmean(dual_cd3)
         out["lymphocytes_per_ul_dual"][p] = _nanmean(dual_lymph)
-        alcs = samples.loc[samples["patient_id"] == patient, "alc"].astype(float).dropna()
-        out["alc"][p] = alcs.iloc[0] if len(alcs) else np.nan
+        alcs = [float(r["alc"]) for r in tube_rows.get(patient, [])
+                if not math.isnan(float(r["alc"]))]
+        out["alc"][p] = alcs[0] if alcs else np.nan
     per_tube_cd3 = np.column_stack([out[f"cd3_per_ul_{t}_tube"] for t in _TUBE_COLUMN])
     per_tube_lymph = np.column_stack([out[f"lymphocytes_per_ul_{t}_tube"] for t in _TUBE_COLUMN])
     out["cd3_per_ul"] = _row_nanmean(per_tube_cd3)
@@ -257,8 +268,8 @@ def profile_table(populations: pd.DataFrame, samples: pd.DataFrame,
     flags_by_patient = []
     for p, patient in enumerate(patients):
         flags: list[str] = []
-        mine = samples[samples["patient_id"] == patient]
-        present = set(mine["tube"])
+        mine = tube_rows.get(patient, [])
+        present = {r["tube"] for r in mine}
         flags += [f"MISSING_TUBE:{t}" for t in _TUBE_COLUMN if t not in present]
         if out["cd3_tube_spread"][p] > MAX_TUBE_SPREAD:
             flags.append("CD3_TUBE_DISAGREEMENT")
@@ -266,11 +277,13 @@ def profile_table(populations: pd.DataFrame, samples: pd.DataFrame,
             flags.append("LYMPHOCYTE_TUBE_DISAGREEMENT")
         if abs(out["cd4_plus_cd8_to_cd3"][p] - 1.0) > MAX_CD4_CD8_SUM_MISMATCH:
             flags.append("CD4_CD8_SUM_MISMATCH")
-        for tube, tube_flags in zip(mine["tube"], mine["qc_flags"], strict=True):
-            flags += [f"{tube}:{f}" for f in str(tube_flags).split(";") if f]
+        for r in mine:
+            flags += [f"{r['tube']}:{f}" for f in str(r["qc_flags"]).split(";") if f]
         flags_by_patient.append(";".join(flags))
-    table = pd.DataFrame({"patient_id": list(patients), **out, "qc_flags": flags_by_patient})
-    return table[PROFILE_COLUMNS]
+    columns = {"patient_id": list(patients), **{c: list(out[c]) for c in out},
+               "qc_flags": flags_by_patient}
+    kinds = {c: "str" if c in ("patient_id", "qc_flags") else "float" for c in PROFILE_COLUMNS}
+    return Table({c: columns[c] for c in PROFILE_COLUMNS}, kinds)
 
 
 def _nanmean(values: Sequence[float]) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 from .._numba import kernel
 
 
-@kernel
+@kernel(args=[("f8", 1)] * 4, returns=("f8", 1))
 def _single_platform(population_events, bead_events, beads_per_test, volume_ul):
     out = np.empty(population_events.size, dtype=np.float64)
     for i in range(out.size):
@@ -30,7 +30,7 @@ def _single_platform(population_events, bead_events, beads_per_test, volume_ul):
     return out
 
 
-@kernel
+@kernel(args=[("f8", 1)] * 3, returns=("f8", 1))
 def _dual_platform(population_events, lymphocyte_events, alc):
     out = np.empty(population_events.size, dtype=np.float64)
     for i in range(out.size):
@@ -41,7 +41,7 @@ def _dual_platform(population_events, lymphocyte_events, alc):
     return out
 
 
-@kernel
+@kernel(args=[("f8", 1)] * 2, returns=("f8", 1))
 def _ratio(numerator, denominator):
     out = np.empty(numerator.size, dtype=np.float64)
     for i in range(out.size):
@@ -52,7 +52,7 @@ def _ratio(numerator, denominator):
     return out
 
 
-@kernel
+@kernel(args=[("f8", 1)] * 2, returns=("f8", 1))
 def _poisson_cv(population_events, bead_events):
     out = np.empty(population_events.size, dtype=np.float64)
     for i in range(out.size):

@@ -9,7 +9,7 @@ import numpy as np
 from .._numba import kernel
 
 
-@kernel
+@kernel(args=[("u4", 1), ("i8", 1), ("int", 0)], returns=("i8", 2))
 def _count_gate_events(bitmask, offsets, n_gates):
     n_samples = offsets.size - 1
     counts = np.zeros((n_samples, n_gates), dtype=np.int64)
@@ -50,4 +50,4 @@ def count_gate_events(bitmasks: Sequence[np.ndarray], n_gates: int) -> np.ndarra
         flat = np.concatenate([np.asarray(b, dtype=np.uint32) for b in bitmasks])
     else:
         flat = np.zeros(0, dtype=np.uint32)
-    return _count_gate_events(flat, offsets, np.int64(n_gates))
+    return _count_gate_events(np.ascontiguousarray(flat), offsets, int(n_gates))

@@ -40,7 +40,7 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-@kernel
+@kernel(args=[("f8", 1), ("i8", 1), ("int", 0)], returns=("f8", 1))
 def _relative_spread(values, group, n_groups):
     lo = np.full(n_groups, np.inf)
     hi = np.full(n_groups, -np.inf)
@@ -85,4 +85,4 @@ def relative_spread(values, group, n_groups: int) -> np.ndarray:
         raise ValueError("values and group must have the same length")
     if grp.size and (grp.min() < 0 or grp.max() >= n_groups):
         raise ValueError("group indices must lie in 0 … n_groups−1")
-    return _relative_spread(vals, grp, np.int64(n_groups))
+    return _relative_spread(vals, grp, int(n_groups))

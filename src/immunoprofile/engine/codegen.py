@@ -40,7 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernel as K
+from ..io.events import NO_MASK
+from . import opcodes as K
 from .compiler import Bound, GateProgram, Program, Test
 from .transforms import IDENTITY
 
@@ -79,7 +80,7 @@ def layout_of(bound: Bound, program: Program) -> Layout | None:
     compensation weights are not all finite (the generic kernel gates such a tube)."""
     (cols, mask, scale, decades, _log0, _range, gain, val_kind, _rows, val_a, val_b,
      coef_start, coef_chan, coef_w) = bound.args[:14]
-    plain = tuple(bool(mask[c] == K.NO_MASK and scale[c] == 1.0 and not decades[c] > 0.0
+    plain = tuple(bool(mask[c] == NO_MASK and scale[c] == 1.0 and not decades[c] > 0.0
                        and (gain[c] == 1.0 or gain[c] == 0.0)) for c in range(cols.size))
     values = []
     for k, kind in enumerate(val_kind):

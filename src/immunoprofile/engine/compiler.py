@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..io.events import EventData
-from . import kernel as K
+from . import opcodes as K
 from .thresholds import DOMAIN, NonMonotoneTest, RangeTest, range_test
 from .transforms import (
     IDENTITY,
@@ -100,6 +100,9 @@ class Program:
     transforms: list[TransformSpec]
     axes: list[tuple[int, int]]
     comp_matrices: dict[str, CompMatrix]
+    #: (start per axis, table of positive, of negative values): the bracket tables of
+    #: the kernel's polygon test, computed once when lowering (see :func:`bracket_tables`)
+    brackets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def _gate_order(strategy, sample_id) -> list[tuple[GateKey, object]]:
@@ -427,8 +430,10 @@ def lower(strategy, sample_id: str | None = None) -> Program:
             raise Unsupported(f"compensation {ref!r} is not a square spillover matrix")
         matrices[ref] = CompMatrix(np.asarray(matrix.matrix, dtype=np.float64),
                                    list(matrix.detectors), list(matrix.fluorochromes))
-    return Program(lowering.gates, lowering.values, lowering.transforms, lowering.axes,
-                   matrices)
+    program = Program(lowering.gates, lowering.values, lowering.transforms, lowering.axes,
+                      matrices)
+    program.brackets = bracket_tables(program)
+    return program
 
 
 # --------------------------------------------------------------------------- binding
@@ -550,8 +555,12 @@ def _inverse(matrix) -> np.ndarray:
     return np.linalg.inv(np.asarray(matrix.matrix, dtype=np.float64))
 
 
-def _bracket_tables(program: Program):
-    """Per axis, the transform at the bracket table's untransformed grid (see kernel)."""
+def bracket_tables(program: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per axis, the transform at the bracket table's untransformed grid (see kernel).
+
+    Evaluated by the compiled transforms (Numba): done once, when lowering, and kept in
+    the program, so that binding a stored program to a tube needs no Numba.
+    """
     start, pos, neg = [], [], []
     offset = 0
     cells = np.arange(K.BRACKET_CELLS + 1, dtype=np.int64)
@@ -587,7 +596,9 @@ def program_arrays(program: Program) -> tuple:
     lut_y_arr = np.concatenate(lut_y) if lut_y else np.empty(0)
     axis_value = np.array([a for a, _ in program.axes], dtype=np.int64)
     axis_xform = np.array([x for _, x in program.axes], dtype=np.int64)
-    bracket_start, bracket_pos, bracket_neg = _bracket_tables(program)
+    if program.brackets is None:
+        program.brackets = bracket_tables(program)
+    bracket_start, bracket_pos, bracket_neg = program.brackets
     tests = [t for g in program.gates for t in g.tests]
     ytest, g_ytest_start, edge_lt = [], [0], []
     g_dir_start, edge_dir = [], []

@@ -1,10 +1,12 @@
 """Kernels generated per strategy (:mod:`.codegen`): written to disk, compiled, run.
 
-A generated module is a plain ``.py`` file in the kernel cache (``kernels/`` beside the
-stored programs), named by a digest of its source and of the versions it was built with,
-so Numba's own on-disk cache (``cache=True``) keeps its machine code between runs like any
-other kernel of the package. The file is written atomically; a damaged or foreign one is
-rewritten.
+A generated module is a plain ``.py`` file in the kernel cache (``kernels/``, see
+:func:`immunoprofile._aot.kernel_dir`), named by a digest of its source and of the code it
+calls, so Numba's own on-disk cache (``cache=True``) keeps its machine code between runs
+like any other kernel of the package. The file is written atomically; a damaged or foreign
+one is rewritten. Where an ahead-of-time build of it exists (:mod:`immunoprofile._aot`:
+the command line builds them), that runs instead, without importing Numba; so does the
+generic kernel that settles the events the generated one marks.
 
 Running one is :func:`run_generated`: blocks are spread over threads for large tubes (the
 kernels release the GIL), and the events the generated kernel marks are gated again by the
@@ -13,8 +15,8 @@ generic kernel (:mod:`.kernel`), whose answers replace the fast ones.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,7 @@ from types import ModuleType
 
 import numpy as np
 
+from .. import _aot
 from ..io.atomic import atomic_write_text
 from . import codegen
 from .compiler import Bound, Program
@@ -33,40 +36,32 @@ _LOCK = threading.Lock()
 #: Below this many events per thread a tube is not split over threads.
 EVENTS_PER_THREAD = 200_000
 
+_INT64 = (np.dtype(np.int64), 1, False)
+
 
 def kernel_dir() -> Path:
-    """Where generated kernels are kept: ``$IMMUNOPROFILE_CACHE/kernels``, else the user
-    cache (``~/.cache/immunoprofile/kernels``)."""
-    env = os.environ.get("IMMUNOPROFILE_CACHE")
-    if env:
-        return Path(env) / "kernels"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "immunoprofile" / "kernels"
-
-
-def _versions() -> tuple[str, ...]:
-    import numba
-
-    from .. import __version__
-    return (__version__, numba.__version__, np.__version__, _kernel_digest())
+    """Where generated kernels are kept (see :func:`immunoprofile._aot.kernel_dir`)."""
+    return _aot.kernel_dir()
 
 
 _DIGEST: list[str] = []
 
 
-def _kernel_digest() -> str:
-    """Digest of the code generated modules call (a change there must not reuse a build)."""
+def kernel_digest() -> str:
+    """Digest of the code generated modules are written by and call (a change there must
+    not reuse a module written or built before)."""
     if not _DIGEST:
-        import hashlib
-
         here = Path(__file__).parent
-        text = b"".join((here / name).read_bytes() for name in ("kernel.py", "codegen.py"))
+        names = ("kernel.py", "codegen.py", "opcodes.py", "transform_kernels.py")
+        text = b"".join((here / name).read_bytes() for name in names)
         _DIGEST.append(hashlib.sha256(text).hexdigest()[:16])
     return _DIGEST[0]
 
 
 def _path(source: str) -> tuple[str, Path]:
-    key = codegen.source_key(source, *_versions())
+    from .. import __version__
+
+    key = codegen.source_key(source, __version__, kernel_digest())
     return key, kernel_dir() / f"{key}.py"
 
 
@@ -88,7 +83,8 @@ def is_built(source: str) -> bool:
 
 
 def load_module(source: str) -> ModuleType:
-    """Import the generated module with this source (writing it first if needed)."""
+    """Import the generated module with this source (writing it first if needed); its
+    kernels are Numba's, compiled just in time."""
     key, path = _path(source)
     with _LOCK:
         module = _MODULES.get(key)
@@ -111,14 +107,52 @@ def load_module(source: str) -> ModuleType:
         return module
 
 
-def run_generated(module: ModuleType, data: np.ndarray, n: int, bound: Bound,
+class GeneratedKernel:
+    """A strategy's generated kernels for one layout: ahead-of-time builds where there are
+    (or may be made), Numba's just-in-time ones otherwise."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self._compiled: dict[tuple, object] = {}
+
+    def function(self, name: str, args: tuple, outputs: tuple[int, ...]):
+        """``gate_counts`` or ``gate_bits`` for these arguments' types."""
+        spec = _aot.argument_spec(args, outputs)
+        if spec is not None:
+            key = (name, spec)
+            if key not in self._compiled:
+                self._compiled[key] = _aot.compiled(
+                    "gating", (self.source, kernel_digest(), name),
+                    lambda: getattr(load_module(self.source), name), args, outputs, _INT64,
+                    "a strategy's gating kernel")
+            function = self._compiled[key]
+            if function is not None:
+                return function
+        return getattr(load_module(self.source), name)
+
+
+def generic_kernel(args: tuple):
+    """The generic kernel (serial) for these arguments: ahead of time where built."""
+    function = _aot.compiled(
+        "generic", (kernel_digest(),), _jit_generic, args, (len(args) - 1,), _INT64,
+        "the generic gating kernel")
+    return function if function is not None else _jit_generic()
+
+
+def _jit_generic():
+    from .kernel import gate_blocks_serial
+
+    return gate_blocks_serial
+
+
+def run_generated(kernel: GeneratedKernel, data: np.ndarray, n: int, bound: Bound,
                   bits: np.ndarray | None, threads: int) -> tuple[np.ndarray, int]:
     """Counts per gate of ``n`` events, exact, filling ``bits`` when given.
 
     Parameters
     ----------
-    module : module
-        From :func:`load_module`.
+    kernel : GeneratedKernel
+        The strategy's generated kernels for this layout.
     data : numpy.ndarray
         (events, channels) in the tube's stored type.
     n : int
@@ -137,21 +171,20 @@ def run_generated(module: ModuleType, data: np.ndarray, n: int, bound: Bound,
     marked : int
         Events the generated kernel left to the generic one, events.
     """
-    from .kernel import gate_blocks_serial
-
     cols, mask, scale, decades, log0, value_range, gain = bound.args[:7]
     coef_w, val_ratio = bound.args[13], bound.args[14]
     marked = np.empty(n, dtype=np.int64)  # pages are touched only where written
     n_blocks = (n + codegen.BLOCK - 1) // codegen.BLOCK
     chunks = max(1, min(threads, n // EVENTS_PER_THREAD, n_blocks))
     edges = [n_blocks * i // chunks for i in range(chunks + 1)]
+    common = (cols, mask, scale, decades, log0, value_range, gain, coef_w, val_ratio, marked)
+    sample = (data, n, 0, 1) + common + ((bits,) if bits is not None else ())
+    function = kernel.function("gate_counts" if bits is None else "gate_bits", sample,
+                               (13, 14) if bits is not None else (13,))
 
     def chunk(i: int) -> np.ndarray:
-        args = (data, n, edges[i], edges[i + 1], cols, mask, scale, decades, log0,
-                value_range, gain, coef_w, val_ratio, marked)
-        if bits is None:
-            return module.gate_counts(*args)
-        return module.gate_bits(*args, bits)
+        args = (data, n, edges[i], edges[i + 1]) + common
+        return function(*args) if bits is None else function(*args, bits)
 
     if chunks == 1:
         parts = [chunk(0)]
@@ -167,8 +200,8 @@ def run_generated(module: ModuleType, data: np.ndarray, n: int, bound: Bound,
         rows = np.ascontiguousarray(data[index], dtype=np.float64)
         words = np.zeros((bits.shape[0], index.size) if bits is not None else (0, 0),
                          dtype=np.uint64)
-        counts = counts + gate_blocks_serial(rows, index.size, *bound.args, words)
+        args = (rows, int(index.size)) + tuple(bound.args) + (words,)
+        counts = counts + generic_kernel(args)(*args)
         if bits is not None:
             bits[:, index] = words
     return counts, int(index.size)
-

@@ -31,39 +31,29 @@ import numba
 import numpy as np
 
 from ..io.events import NO_MASK
-from .transforms import IDENTITY, transform_value
+from .opcodes import (  # noqa: F401 - re-exported: the kernel's codes
+    AND,
+    BOOLEAN,
+    BRACKET_CELLS,
+    BRACKET_HIGH_BITS,
+    BRACKET_LOW_BITS,
+    BRACKET_SHIFT,
+    EDGE_HORIZONTAL,
+    EDGE_SLOPED,
+    EDGE_VERTICAL,
+    ELLIPSOID,
+    NOT,
+    OR,
+    POLYGON,
+    RECT,
+    VALUE_CHANNEL,
+    VALUE_COMBINATION,
+    VALUE_RATIO,
+)
+from .transform_kernels import transform_value
+from .transforms import IDENTITY
 
 BLOCK = 4096
-
-# Gate kinds
-RECT = 0
-POLYGON = 1
-ELLIPSOID = 2
-BOOLEAN = 3
-
-# Value kinds
-VALUE_CHANNEL = 0
-VALUE_COMBINATION = 1
-VALUE_RATIO = 2
-
-# Boolean operations
-AND = 0
-OR = 1
-NOT = 2
-
-# Polygon edge kinds
-EDGE_HORIZONTAL = 0
-EDGE_VERTICAL = 1
-EDGE_SLOPED = 2
-
-
-#: Bracket tables: |v| from 2**-10 to 2**24, 64 cells per binade (float64 bit pattern).
-BRACKET_LOW_BITS = int(np.float64(2.0**-10).view(np.int64))
-BRACKET_HIGH_BITS = int(np.float64(2.0**24).view(np.int64))
-BRACKET_SHIFT = 46
-BRACKET_CELLS = (BRACKET_HIGH_BITS - BRACKET_LOW_BITS) >> BRACKET_SHIFT
-
-
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")

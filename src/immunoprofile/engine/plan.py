@@ -8,13 +8,11 @@ import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from ..io.events import EventData, read_events
 from . import codegen, generated
 from .compiler import Bound, GateKey, Program, Unsupported, bind, lower
-from .kernel import gate_blocks_parallel, gate_blocks_serial
 
 #: Below this many events a tube is gated on one thread (threads cost more than they save).
 PARALLEL_MIN_EVENTS = 200_000
@@ -28,6 +26,15 @@ KERNELS = ("auto", "generated", "generic")
 #: second, once per machine: Numba caches it); smaller ones use the generic kernel until
 #: the generated one exists.
 GENERATED_MIN_EVENTS = 100_000
+
+
+def default_threads() -> int:
+    """Threads a large tube is spread over by default: ``$NUMBA_NUM_THREADS``, else one per
+    CPU (Numba's own default)."""
+    try:
+        return max(1, int(os.environ.get("NUMBA_NUM_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
 
 
 class EngineFallbackWarning(UserWarning):
@@ -179,13 +186,17 @@ class GatingPlan:
         data = events.data
         if data.ndim != 2 or n == 0:
             data = np.zeros((max(n, 0), max(len(events.pnn), 1)), dtype=np.float64)
-        use_threads = threads if threads is not None else numba.config.NUMBA_NUM_THREADS
-        module = self._generated_kernel(layout, bound, n)
-        if module is not None:
+        use_threads = threads if threads is not None else default_threads()
+        kernel = self._generated_kernel(layout, bound, n)
+        if kernel is not None:
             bits = np.empty((n_words, n), dtype=np.uint64) if want_bits else None
-            counts, self.marked_events = generated.run_generated(module, data, n, bound, bits,
+            counts, self.marked_events = generated.run_generated(kernel, data, n, bound, bits,
                                                                  use_threads)
             return counts, bits if bits is not None else np.zeros((0, 0), dtype=np.uint64)
+        import numba  # the generic kernel is compiled by Numba just in time
+
+        from .kernel import gate_blocks_parallel, gate_blocks_serial
+
         bits = np.empty((n_words, n if want_bits else 0), dtype=np.uint64)
         self.marked_events = 0
         if use_threads > 1 and n >= PARALLEL_MIN_EVENTS:
@@ -203,9 +214,9 @@ class GatingPlan:
         """The strategy's generated kernel for this layout, or None for the generic one."""
         if self.kernel == "generic":
             return None
-        module = self._generated.get(layout)
-        if module is not None:
-            return module
+        kernel = self._generated.get(layout)
+        if kernel is not None:
+            return kernel
         if layout not in self._sources:
             self._sources[layout] = generated.source_for(self._program, bound)
         source = self._sources[layout]
@@ -216,8 +227,8 @@ class GatingPlan:
             return None  # (or the tube's compensation weights are not all finite)
         if self.kernel == "auto" and n < GENERATED_MIN_EVENTS and not generated.is_built(source):
             return None
-        module = self._generated[layout] = generated.load_module(source)
-        return module
+        kernel = self._generated[layout] = generated.GeneratedKernel(source)
+        return kernel
 
     def counts(self, sample, threads: int | None = None) -> dict[GateKey, int]:
         """Events in every gate (parent-ANDed).
@@ -227,7 +238,7 @@ class GatingPlan:
         sample : flowkit.Sample, EventData, str or Path
             The tube; a path is read with :func:`read_events` (memory-mapped).
         threads : int, optional
-            Threads for large tubes (default: all Numba threads).
+            Threads for large tubes (default: :func:`default_threads`).
 
         Returns
         -------

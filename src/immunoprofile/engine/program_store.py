@@ -10,6 +10,7 @@ gives ``None`` (the caller compiles afresh), never a wrong plan.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -25,7 +26,7 @@ from .thresholds import RangeTest
 from .transforms import TransformSpec
 
 #: Bumped whenever the meaning of a stored program changes.
-FORMAT = 2
+FORMAT = 3
 
 
 def cache_dir() -> Path:
@@ -56,6 +57,16 @@ def _array(a) -> list | None:
     return None if a is None else np.asarray(a, dtype=np.float64).tolist()
 
 
+def _packed(a: np.ndarray) -> str:
+    """A long float64 array as base64 of its little-endian bytes (exact, and quick to
+    read back)."""
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f8").tobytes()).decode("ascii")
+
+
+def _unpacked(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f8").astype(np.float64)
+
+
 def _test(t: Test | None) -> dict | None:
     if t is None:
         return None
@@ -81,6 +92,9 @@ def _untest(d: dict | None) -> Test | None:
 
 def program_to_json(program: Program) -> str:
     """Serialise a program (floats round-trip exactly through JSON's ``repr``)."""
+    from .compiler import bracket_tables
+
+    brackets = program.brackets if program.brackets is not None else bracket_tables(program)
     gates = []
     for g in program.gates:
         gates.append({
@@ -108,6 +122,8 @@ def program_to_json(program: Program) -> str:
         "comp_matrices": {ref: {"matrix": _array(m.matrix), "detectors": m.detectors,
                                 "fluorochromes": m.fluorochromes}
                           for ref, m in program.comp_matrices.items()},
+        "brackets": {"start": np.asarray(brackets[0]).tolist(), "pos": _packed(brackets[1]),
+                     "neg": _packed(brackets[2])},
     })
 
 
@@ -153,7 +169,11 @@ def program_from_json(text: str) -> Program:
     matrices = {ref: CompMatrix(_arr(m["matrix"]), list(m["detectors"]),
                                 list(m["fluorochromes"]))
                 for ref, m in data["comp_matrices"].items()}
-    return Program(gates, values, transforms, [tuple(a) for a in data["axes"]], matrices)
+    b = data["brackets"]
+    brackets = (np.asarray(b["start"], dtype=np.int64), _unpacked(b["pos"]),
+                _unpacked(b["neg"]))
+    return Program(gates, values, transforms, [tuple(a) for a in data["axes"]], matrices,
+                   brackets)
 
 
 def load_program(key: str) -> Program | None:

@@ -72,13 +72,52 @@ def gate_tube_compiled(tube: Tube, panel: Panel, templates: str | None = None,
     GatingError
         The template cannot be applied to this file.
     """
+    plan, membership = _run(tube, panel, templates, threads, want_bits=True)
+    gate_ids, parents = _names(plan)
+    bitmask = membership.bitmask[0].astype(np.uint32) if len(gate_ids) else \
+        np.zeros(tube.event_count, dtype=np.uint32)
+    return GateMemberships(gate_ids=gate_ids, parents=parents, bitmask=bitmask)
+
+
+def count_tube_compiled(tube: Tube, panel: Panel, templates: str | None = None,
+                        threads: int | None = 1) -> tuple[list[str], list[str | None],
+                                                          np.ndarray]:
+    """Events in each gate of one tube, counted by the compiled engine's kernel itself
+    (no per-event memberships are kept: what ``immunoprofile gate`` needs).
+
+    Parameters and errors as for :func:`gate_tube_compiled`.
+
+    Returns
+    -------
+    gate_ids : list of str
+        Gate IDs in hierarchy order.
+    parents : list of str or None
+        Each gate's parent gate ID.
+    gate_events : numpy.ndarray
+        int64, events in each gate (parent-ANDed).
+    """
+    plan, counts = _run(tube, panel, templates, threads, want_bits=False)
+    gate_ids, parents = _names(plan)
+    return gate_ids, parents, np.array([counts[key] for key in plan.gate_ids],
+                                       dtype=np.int64)
+
+
+def _names(plan: engine.GatingPlan) -> tuple[list[str], list[str | None]]:
+    gate_ids = [name for name, _ in plan.gate_ids]
+    parents = [path[-1] if len(path) > 1 else None for _, path in plan.gate_ids]
+    return gate_ids, parents
+
+
+def _run(tube: Tube, panel: Panel, templates: str | None, threads: int | None,
+         want_bits: bool):
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
     plan = _plan_for(panel.tube, mapping, templates)
     if len(plan.gate_ids) > MAX_GATES:
         raise GatingError(f"template for {panel.tube} has more than {MAX_GATES} gates")
+    source = tube.sample if not plan.compiled else tube.events
     try:
-        membership = plan.membership(tube.sample if not plan.compiled else tube.events,
-                                     threads=threads)
+        result = plan.membership(source, threads=threads) if want_bits else \
+            plan.counts(source, threads=threads)
     except (LookupError, ValueError) as exc:
         raise GatingError(f"{tube.path.name}: the template cannot be applied to this tube: "
                           f"{first_line(exc)}") from None
@@ -88,8 +127,4 @@ def gate_tube_compiled(tube: Tube, panel: Panel, templates: str | None = None,
         # the FlowKit fallback: as flowkit_gating reports FlowKit's failures
         raise GatingError(f"{tube.path.name}: FlowKit could not gate this tube: "
                           f"{first_line(exc)}") from None
-    gate_ids = [name for name, _ in plan.gate_ids]
-    parents = [path[-1] if len(path) > 1 else None for _, path in plan.gate_ids]
-    bitmask = membership.bitmask[0].astype(np.uint32) if len(gate_ids) else \
-        np.zeros(tube.event_count, dtype=np.uint32)
-    return GateMemberships(gate_ids=gate_ids, parents=parents, bitmask=bitmask)
+    return plan, result

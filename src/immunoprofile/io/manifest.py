@@ -15,12 +15,12 @@ alc            absolute lymphocyte count from the haematology analyser, ×10⁹/
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-
-import pandas as pd
 
 from ..errors import ManifestError
 
@@ -100,6 +100,28 @@ def _number(value, column: str, row_label: str, *, default: float = math.nan,
     return number
 
 
+def _read_csv(raw: bytes, name: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Column names (stripped, lower case) and rows of a manifest, every field text.
+
+    As a spreadsheet writes CSV: UTF-8 with or without a byte-order mark, any line ends,
+    quoted fields, spaces after commas ignored. A short row is padded with blanks, a long
+    one cut to the header; a blank line is a blank row; a header cell left empty (a
+    trailing comma) is a column named ``unnamed: N``.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+        records = list(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ManifestError(f"{name}: not a readable CSV file ({exc})") from None
+    if not records:
+        raise ManifestError(f"{name}: not a readable CSV file (no columns: it is empty)")
+    columns = [cell.strip().lower() or f"unnamed: {i}" for i, cell in enumerate(records[0])]
+    width = len(columns)
+    rows = [dict(zip(columns, (record + [""] * width)[:width], strict=True))
+            for record in records[1:]]
+    return columns, rows
+
+
 def find_manifest(samples_dir: str | Path, manifest: str | Path | None = None) -> Path:
     """Locate the manifest of a samples folder.
 
@@ -152,32 +174,26 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
         raw = path.read_bytes()
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
-    try:
-        # index_col=False: a trailing comma (as spreadsheets write) is not an index column.
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                            index_col=False, skip_blank_lines=False)
-    except Exception as exc:
-        raise ManifestError(f"{path.name}: not a readable CSV file ({exc})") from None
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    if len(set(table.columns)) != len(table.columns):
+    columns, rows = _read_csv(raw, path.name)
+    if len(set(columns)) != len(columns):
         raise ManifestError(f"{path.name}: a column name appears twice "
-                            f"({', '.join(table.columns)})")
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+                            f"({', '.join(columns)})")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise ManifestError(
             f"{path.name}: missing column(s) {', '.join(missing)} (columns found: "
-            f"{', '.join(table.columns) or 'none'}); expected file, patient_id, tube, "
+            f"{', '.join(columns) or 'none'}); expected file, patient_id, tube, "
             "beads_per_test, volume_ul, alc"
         )
     result = Manifest(path=path, sha256=hashlib.sha256(raw).hexdigest())
     base = path.parent
     listed: set[Path] = set()
-    for position, (_, row) in enumerate(table.iterrows()):
+    for position, row in enumerate(rows):
         line = position + 2  # header is line 1
         file_text = str(row["file"]).strip()
         row_label = f"{path.name} line {line}"
         if not file_text:
-            if any(str(v).strip() for v in row.values):
+            if any(str(v).strip() for v in row.values()):
                 result.problems.append((row_label, "the 'file' column is empty"))
             continue
         patient = str(row["patient_id"]).strip()
