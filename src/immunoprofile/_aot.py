@@ -69,6 +69,11 @@ def allow_builds(notify: Callable[[str], None] | None = None) -> None:
     _BUILDS["notify"] = notify
 
 
+def builds_allowed() -> bool:
+    """Whether this process builds missing modules (see :func:`allow_builds`)."""
+    return bool(_BUILDS["allowed"])
+
+
 def enabled() -> bool:
     """False when ``IMMUNOPROFILE_AOT=off``: only just-in-time kernels are used."""
     return os.environ.get("IMMUNOPROFILE_AOT", "") != "off"
@@ -232,8 +237,9 @@ def _build(name: str, exports: Sequence[tuple[str, Callable, object]]) -> None:
             build_dir.rmdir()
 
 
-#: One argument of a compiled signature: a dtype (None for an int), dimensions, and
-#: whether the kernel only reads it.
+#: One argument of a compiled signature: a dtype (None for an int), dimensions, whether
+#: the kernel only reads it, and optionally ``"A"``: any strides and alignment (else
+#: C-contiguous).
 ArgSpec = tuple
 
 
@@ -247,16 +253,17 @@ def check_arguments(args: Sequence, spec: Sequence[ArgSpec]) -> bool:
     ----------
     args : sequence
         The arguments.
-    spec : sequence of (numpy.dtype or None, int, bool)
-        Per argument: the dtype (None: a Python int), the dimensions, and whether it is
-        only read (output arrays must be writable).
+    spec : sequence of :data:`ArgSpec`
+        Per argument: the dtype (None: a Python int), the dimensions, whether it is only
+        read (output arrays must be writable), and ``"A"`` where any strides are allowed.
     """
-    for arg, (dtype, ndim, read_only) in zip(args, spec, strict=True):
+    for arg, (dtype, ndim, read_only, *layout) in zip(args, spec, strict=True):
         if dtype is None:
             if type(arg) is not int:
                 return False
         elif (getattr(arg, "ndim", -1) != ndim or arg.dtype != dtype
-              or not arg.flags.c_contiguous or not (read_only or arg.flags.writeable)):
+              or not (layout == ["A"] or arg.flags.c_contiguous)
+              or not (read_only or arg.flags.writeable)):
             return False
     return True
 
@@ -266,27 +273,33 @@ def signature(result: ArgSpec, args: Sequence[ArgSpec]):
     from numba import types
     from numba.np.numpy_support import from_dtype
 
-    def one(dtype, ndim, read_only):
+    def one(dtype, ndim, read_only, layout="C"):
         if dtype is None:
             return types.int64
-        return types.Array(from_dtype(dtype), ndim, "C", readonly=read_only)
+        # "A": any strides, possibly unaligned (the channel-pair view of the events)
+        return types.Array(from_dtype(dtype), ndim, layout, readonly=read_only,
+                           aligned=layout == "C")
 
     return one(*result)(*(one(*a) for a in args))
 
 
 def argument_spec(args: Sequence, outputs: Sequence[int] = ()) -> tuple | None:
     """The :data:`ArgSpec` of each argument, or None when one cannot be passed to a
-    compiled function (not an int or a native, C-contiguous array)."""
+    compiled function (not an int or a native array; an output not C-contiguous)."""
     spec = []
     for i, arg in enumerate(args):
         if type(arg) is int:
             spec.append((None, 0, True))
             continue
         flags = getattr(arg, "flags", None)
-        if flags is None or not flags.c_contiguous or not arg.dtype.isnative \
-                or arg.dtype.kind not in "biuf":
+        if flags is None or not arg.dtype.isnative or arg.dtype.kind not in "biuf":
             return None
-        spec.append((arg.dtype, arg.ndim, i not in outputs))
+        if flags.c_contiguous:
+            spec.append((arg.dtype, arg.ndim, i not in outputs))
+        elif i in outputs:
+            return None
+        else:
+            spec.append((arg.dtype, arg.ndim, True, "A"))
     return tuple(spec)
 
 

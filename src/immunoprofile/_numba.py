@@ -75,8 +75,9 @@ def _group_module(group: str):
     """The ahead-of-time build of every kernel of ``group`` (None: use the JIT)."""
     if not _aot.enabled():
         return None
-    if group in _MODULES:
-        return _MODULES[group]
+    key = (group, _aot.builds_allowed())  # a module missing earlier may be built now
+    if key in _MODULES:
+        return _MODULES[key]
     with _LOCK:
         kernels = sorted(_GROUPS.get(group, []), key=lambda k: k.__name__)
         options = repr(sorted((k, sorted(v) if isinstance(v, set) else v)
@@ -88,7 +89,7 @@ def _group_module(group: str):
                      _aot.signature(k.returns, k.args)) for k in kernels]
 
         module = _aot.load_or_build(name, exports, f"the {group} kernels")
-        _MODULES[group] = module
+        _MODULES[key] = module
         return module
 
 
@@ -109,7 +110,8 @@ def kernel(*, args: Sequence[tuple[str, int]], returns: tuple[str, int],
     def wrap(func: Callable) -> Kernel:
         compiled = Kernel(func, args, returns, group)
         _GROUPS.setdefault(group, []).append(compiled)
-        _MODULES.pop(group, None)
+        for key in [k for k in _MODULES if k[0] == group]:
+            del _MODULES[key]
         return compiled
 
     return wrap

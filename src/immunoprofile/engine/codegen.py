@@ -68,16 +68,22 @@ class Layout:
         A power of two: decoded channel values up to this magnitude keep every channel and
         compensated value within its tests' domain (see :func:`input_limit`); events
         beyond it are marked.
+    pairs : tuple of (int, int)
+        Slots of plain channels stored side by side (columns c and c + 1) in 4-byte data:
+        both are read with one 8-byte load (see :func:`pair_words`).
     """
 
     plain: tuple[bool, ...]
     values: tuple
     limit: float
+    pairs: tuple[tuple[int, int], ...] = ()
 
 
-def layout_of(bound: Bound, program: Program) -> Layout | None:
+def layout_of(bound: Bound, program: Program, pairable: bool = False) -> Layout | None:
     """The :class:`Layout` of a binding (see :func:`.compiler.bind`); None when its
-    compensation weights are not all finite (the generic kernel gates such a tube)."""
+    compensation weights are not all finite (the generic kernel gates such a tube).
+    ``pairable``: the data are C-ordered 4-byte values, little-endian (adjacent channels
+    can then be read in pairs)."""
     (cols, mask, scale, decades, _log0, _range, gain, val_kind, _rows, val_a, val_b,
      coef_start, coef_chan, coef_w) = bound.args[:14]
     plain = tuple(bool(mask[c] == NO_MASK and scale[c] == 1.0 and not decades[c] > 0.0
@@ -92,7 +98,30 @@ def layout_of(bound: Bound, program: Program) -> Layout | None:
         else:
             values.append(("channel", int(val_a[k])))
     limit = input_limit(tuple(values), value_domains(program), coef_w)
-    return None if limit is None else Layout(plain, tuple(values), limit)
+    if limit is None:
+        return None
+    pairs = []
+    if pairable:
+        slot_of = {int(cols[c]): c for c in range(cols.size) if plain[c]}
+        taken: set[int] = set()
+        for column in sorted(slot_of):
+            if column in taken or column + 1 not in slot_of or column + 1 in taken:
+                continue
+            pairs.append((slot_of[column], slot_of[column + 1]))
+            taken |= {column, column + 1}
+    return Layout(plain, tuple(values), limit, tuple(pairs))
+
+
+def pair_words(data: np.ndarray) -> np.ndarray:
+    """The 8-byte words starting at every 4-byte value of each event but its last:
+    ``words[i, c]`` holds channels ``c`` and ``c + 1`` of event ``i`` (a strided,
+    unaligned view of ``data``, no copy). Reading two channels with one load halves
+    the scalar copy out of the row-major FCS matrix, the kernel's largest single cost."""
+    n, p = data.shape
+    if p < 2:
+        return np.zeros((1, 1), dtype=np.uint64)
+    return np.ndarray((n, p - 1), dtype=np.uint64, buffer=data, offset=0,
+                      strides=(data.strides[0], data.itemsize))
 
 
 def value_domains(program: Program) -> dict[int, float]:
@@ -121,6 +150,7 @@ def input_limit(values: tuple, domains: dict[int, float], coef_w: np.ndarray) ->
     one generated kernel. None when a weight is not finite.
     """
     limit = math.inf
+    checked = False
     weight = 0
     for k, spec in enumerate(values):
         if spec[0] == "ratio":
@@ -132,10 +162,15 @@ def input_limit(values: tuple, domains: dict[int, float], coef_w: np.ndarray) ->
             continue
         if not np.all(np.isfinite(weights)):
             return None
+        checked = True
         total = float(np.sum(np.abs(weights)))
-        limit = min(limit, domains[k] / (total * (1 + 2.0**-40)) if total > 0 else domains[k])
-    if not math.isfinite(limit):
-        return math.inf
+        with np.errstate(over="ignore"):
+            bound = domains[k] / (total * (1 + 2.0**-40)) if total > 0 else domains[k]
+        limit = min(limit, bound)
+    if not checked:
+        return math.inf  # no value has a domain: nothing to check
+    # tiny weights allow any finite input; infinite and NaN ones must still be caught
+    limit = min(limit, float(np.finfo(np.float64).max))
     return math.ldexp(1.0, math.frexp(limit)[1] - 1)
 
 
@@ -357,7 +392,10 @@ class _Writer:
                 self._bands.add(name)
             return name
 
-        flips, opens = [], []
+        # Per band (bands exclude each other): the XOR of its counted edges, and whether
+        # the event lies within a slab of one of them.
+        flips: dict[int, list[str]] = {}
+        opens: dict[int, list[str]] = {}
         for k in range(n):
             kind = gate.edge_kinds[k]
             if kind == K.EDGE_HORIZONTAL:
@@ -365,19 +403,24 @@ class _Writer:
             bands = [int(b) for b in np.nonzero(gate.edge_dirs[k])[0]]
             if kind == K.EDGE_VERTICAL:
                 left = self.test(gate.edge_lt[k])
-                crossed = " | ".join(band(b) for b in bands)
-                flips.append(f"(({crossed}) & {left})")
+                for b in bands:
+                    flips.setdefault(b, []).append(left)
                 continue
             for b in bands:
                 lo, hi = gate.slab_left[k, b], gate.slab_right[k, b]
                 name = f"l{g}_{k}_{b}"
                 self.emit(f"{name} = {px} <= {_lit(lo)}")
-                flips.append(f"({band(b)} & {name})")
-                opens.append(f"({band(b)} & (not {name}) & ({px} < {_lit(hi)}))")
+                flips.setdefault(b, []).append(name)
+                opens.setdefault(b, []).append(f"((not {name}) & ({px} < {_lit(hi)}))")
+
+        def per_band(terms: dict[int, list[str]], join: str, combine: str) -> str:
+            parts = [f"({band(b)} & ({join.join(terms[b])}))" for b in sorted(terms)]
+            return combine.join(parts) if parts else "False"
+
         if opens:
-            self.emit(f"u{g} = {parent} & c{g} & (" + " | ".join(opens) + ")")
+            self.emit(f"u{g} = {parent} & c{g} & ({per_band(opens, ' | ', ' | ')})")
             self.unsure.append(f"u{g}")
-        self.emit(f"c{g} = c{g} & (" + (" ^ ".join(flips) if flips else "False") + ")")
+        self.emit(f"c{g} = c{g} & ({per_band(flips, ' ^ ', ' ^ ')})")
 
 
 def supported(program: Program) -> str | None:
@@ -396,8 +439,9 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
     """Python source of a module with the strategy's kernels, or None (see module doc).
 
     The module defines ``gate_counts`` and ``gate_bits``, each
-    ``(data, n, b0, b1, cols, mask, scale, decades, log0, value_range, gain, coef_w,
-    val_ratio, marked[, bits]) -> int64[gates + 1]``: events of blocks ``b0 … b1-1`` in
+    ``(data, words, n, b0, b1, cols, mask, scale, decades, log0, value_range, gain, coef_w,
+    val_ratio, marked[, bits]) -> int64[gates + 1]`` (``words`` from :func:`pair_words`
+    when the layout has pairs): events of blocks ``b0 … b1-1`` in
     every gate, marked events left out, then how many were marked; their event indices
     are written to ``marked`` from position ``b0 * BLOCK`` on. ``gate_bits`` also writes
     the membership words (``bits[w, event]``, bit ``g % 64`` of word ``g // 64``).
@@ -411,9 +455,12 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
     n_gates = len(program.gates)
     n_words = (n_gates + 63) // 64
     body = list(writer.lines)
-    plain = [c for c, p in enumerate(layout.plain) if p]
+    paired = {c for pair in layout.pairs for c in pair}
+    plain = [c for c, p in enumerate(layout.plain) if p and c not in paired]
     decoded = [c for c, p in enumerate(layout.plain) if not p]
     stored = {c: f"raw[{row}, j]" for row, c in enumerate(plain)}
+    for k, (lo, hi) in enumerate(layout.pairs):
+        stored[lo], stored[hi] = f"halves[{k}, 2 * j]", f"halves[{k}, 2 * j + 1]"
     stored.update({c: f"x{c}" for c in decoded})
     body.append("u = " + " | ".join([writer.abnormal(stored)] + writer.unsure))
     body.append("ok = not u")
@@ -430,12 +477,14 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
     ratios = [k for k, v in enumerate(layout.values) if v[0] == "ratio"]
 
     def function(name: str, with_bits: bool) -> list[str]:
-        args = ("data, n, b0, b1, cols, mask, scale, decades, log0, value_range, gain, "
-                "coef_w, val_ratio, marked" + (", bits" if with_bits else ""))
+        args = ("data, words, n, b0, b1, cols, mask, scale, decades, log0, value_range, "
+                "gain, coef_w, val_ratio, marked" + (", bits" if with_bits else ""))
         i1, i2, i3, i4 = ("    " * d for d in range(1, 5))
         out = ["", "", '@numba.njit(cache=True, nogil=True, error_model="numpy")',
                f"def {name}({args}):",
                f"{i1}raw = np.empty(({max(len(plain), 1)}, BLOCK), data.dtype)",
+               f"{i1}pair = np.empty(({max(len(layout.pairs), 1)}, BLOCK), np.uint64)",
+               f"{i1}halves = pair.view(data.dtype)",
                f"{i1}dec = np.empty(({max(len(decoded), 1)}, BLOCK), np.float64)",
                f"{i1}flg = np.empty(BLOCK, np.uint8)"]
         out += [f"{i1}col{c} = cols[{c}]" for c in range(len(layout.plain))]
@@ -448,8 +497,10 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
                 f"{i1}for blk in range(b0, b1):",
                 f"{i2}s = blk * BLOCK",
                 f"{i2}nb = min(s + BLOCK, n) - s"]
-        if plain:  # stage 1: the channels, row by row (strided reads: scalar)
+        if plain or layout.pairs:  # stage 1: the channels, row by row (strided reads)
             out.append(f"{i2}for j in range(nb):")
+            out += [f"{i3}pair[{k}, j] = words[s + j, col{lo}]"
+                    for k, (lo, _) in enumerate(layout.pairs)]
             out += [f"{i3}raw[{row}, j] = data[s + j, col{c}]" for row, c in enumerate(plain)]
         for row, c in enumerate(decoded):
             out += [f"{i2}for j in range(nb):",
@@ -459,6 +510,7 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
                 f"{i2}for j in range(nb):",
                 f"{i3}r = s + j"]
         out += [f"{i3}x{c} = np.float64(raw[{row}, j])" for row, c in enumerate(plain)]
+        out += [f"{i3}x{c} = np.float64({stored[c]})" for pair in layout.pairs for c in pair]
         out += [f"{i3}x{c} = dec[{row}, j]" for row, c in enumerate(decoded)]
         out += [i3 + line for line in body]
         if with_bits:
@@ -488,6 +540,7 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
         f"BLOCK = {BLOCK}",
         f"N_GATES = {n_gates}",
         f"N_WORDS = {n_words}",
+        f"PAIRS = {len(layout.pairs)}",
     ]
     lines = header + function("gate_counts", False) + function("gate_bits", True)
     return "\n".join(lines) + "\n"

@@ -65,13 +65,19 @@ def _path(source: str) -> tuple[str, Path]:
     return key, kernel_dir() / f"{key}.py"
 
 
-def source_for(program: Program, bound: Bound) -> str | None:
-    """The generated module's source for this binding, or None: the generic kernel gates
-    it (see :func:`.codegen.supported`; or the tube's compensation weights are not all
-    finite)."""
+def pairable(data: np.ndarray) -> bool:
+    """Whether adjacent channels of ``data`` can be read in 8-byte pairs."""
+    return (data.ndim == 2 and data.dtype.itemsize == 4 and data.flags.c_contiguous
+            and data.dtype.isnative and sys.byteorder == "little")
+
+
+def source_for(program: Program, bound: Bound, data: np.ndarray | None = None) -> str | None:
+    """The generated module's source for this binding (and data layout), or None: the
+    generic kernel gates it (see :func:`.codegen.supported`; or the tube's compensation
+    weights are not all finite)."""
     if codegen.supported(program) is not None:
         return None
-    layout = codegen.layout_of(bound, program)
+    layout = codegen.layout_of(bound, program, data is not None and pairable(data))
     return None if layout is None else codegen.kernel_source(program, layout)
 
 
@@ -113,30 +119,49 @@ class GeneratedKernel:
 
     def __init__(self, source: str):
         self.source = source
-        self._compiled: dict[tuple, object] = {}
+        self.pairs = "\nPAIRS = 0\n" not in source
+        self._functions: dict[tuple, object] = {}
 
     def function(self, name: str, args: tuple, outputs: tuple[int, ...]):
         """``gate_counts`` or ``gate_bits`` for these arguments' types."""
-        spec = _aot.argument_spec(args, outputs)
-        if spec is not None:
-            key = (name, spec)
-            if key not in self._compiled:
-                self._compiled[key] = _aot.compiled(
+        key = (name, _aot.argument_spec(args, outputs), _aot.enabled(), _aot.builds_allowed())
+        function = self._functions.get(key)
+        if function is None:
+            if key[1] is not None:
+                function = _aot.compiled(
                     "gating", (self.source, kernel_digest(), name),
                     lambda: getattr(load_module(self.source), name), args, outputs, _INT64,
                     "a strategy's gating kernel")
-            function = self._compiled[key]
-            if function is not None:
-                return function
-        return getattr(load_module(self.source), name)
+            if function is None:
+                function = getattr(load_module(self.source), name)
+            self._functions[key] = function
+        return function
 
 
-def generic_kernel(args: tuple):
-    """The generic kernel (serial) for these arguments: ahead of time where built."""
-    function = _aot.compiled(
-        "generic", (kernel_digest(),), _jit_generic, args, (len(args) - 1,), _INT64,
-        "the generic gating kernel")
-    return function if function is not None else _jit_generic()
+_GENERIC: dict[tuple, object] = {}
+
+
+def generic_kernel(args: tuple, bound: Bound | None = None):
+    """The generic kernel (serial) for these arguments: ahead of time where built.
+
+    With ``bound``, the choice is kept on it: its arrays' types do not change, and the
+    marked rows and words are always float64 and uint64 (saves checking 70 arguments
+    per tube).
+    """
+    state = (_aot.enabled(), _aot.builds_allowed())
+    cached = getattr(bound, "generic_kernel", None)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    key = (_aot.argument_spec(args, (len(args) - 1,)),) + state
+    function = _GENERIC.get(key)
+    if function is None:
+        function = _aot.compiled(
+            "generic", (kernel_digest(),), _jit_generic, args, (len(args) - 1,), _INT64,
+            "the generic gating kernel") or _jit_generic()
+        _GENERIC[key] = function
+    if bound is not None:
+        bound.generic_kernel = (state, function)
+    return function
 
 
 def _jit_generic():
@@ -177,13 +202,14 @@ def run_generated(kernel: GeneratedKernel, data: np.ndarray, n: int, bound: Boun
     n_blocks = (n + codegen.BLOCK - 1) // codegen.BLOCK
     chunks = max(1, min(threads, n // EVENTS_PER_THREAD, n_blocks))
     edges = [n_blocks * i // chunks for i in range(chunks + 1)]
+    words = codegen.pair_words(data) if kernel.pairs else np.zeros((1, 1), dtype=np.uint64)
     common = (cols, mask, scale, decades, log0, value_range, gain, coef_w, val_ratio, marked)
-    sample = (data, n, 0, 1) + common + ((bits,) if bits is not None else ())
+    sample = (data, words, n, 0, 1) + common + ((bits,) if bits is not None else ())
     function = kernel.function("gate_counts" if bits is None else "gate_bits", sample,
-                               (13, 14) if bits is not None else (13,))
+                               (14, 15) if bits is not None else (14,))
 
     def chunk(i: int) -> np.ndarray:
-        args = (data, n, edges[i], edges[i + 1]) + common
+        args = (data, words, n, edges[i], edges[i + 1]) + common
         return function(*args) if bits is None else function(*args, bits)
 
     if chunks == 1:
@@ -191,7 +217,7 @@ def run_generated(kernel: GeneratedKernel, data: np.ndarray, n: int, bound: Boun
     else:
         with ThreadPoolExecutor(max_workers=chunks) as pool:
             parts = list(pool.map(chunk, range(chunks)))
-    counts = np.sum([p[:-1] for p in parts], axis=0)
+    counts = parts[0][:-1] if chunks == 1 else np.sum([p[:-1] for p in parts], axis=0)
     index = np.concatenate([marked[edges[i] * codegen.BLOCK:][:int(p[-1])]
                             for i, p in enumerate(parts)])
     if index.size:
@@ -201,7 +227,7 @@ def run_generated(kernel: GeneratedKernel, data: np.ndarray, n: int, bound: Boun
         words = np.zeros((bits.shape[0], index.size) if bits is not None else (0, 0),
                          dtype=np.uint64)
         args = (rows, int(index.size)) + tuple(bound.args) + (words,)
-        counts = counts + generic_kernel(args)(*args)
+        counts = counts + generic_kernel(args, bound)(*args)
         if bits is not None:
             bits[:, index] = words
     return counts, int(index.size)

@@ -173,7 +173,8 @@ class GatingPlan:
 
     def _run(self, sample, want_bits: bool, threads: int | None):
         events = self._events(sample)
-        layout = (tuple(events.pnn), tuple(events.pns), events.spill,
+        layout = (events.data.dtype.str, events.data.flags.c_contiguous,
+                  tuple(events.pnn), tuple(events.pns), events.spill,
                   tuple(events.fluoro_indices), tuple(events.null_channels),
                   events.mask.tobytes(), events.scale.tobytes(), events.decades.tobytes(),
                   events.log0.tobytes(), events.value_range.tobytes(), events.gain.tobytes())
@@ -187,7 +188,7 @@ class GatingPlan:
         if data.ndim != 2 or n == 0:
             data = np.zeros((max(n, 0), max(len(events.pnn), 1)), dtype=np.float64)
         use_threads = threads if threads is not None else default_threads()
-        kernel = self._generated_kernel(layout, bound, n)
+        kernel = self._generated_kernel(layout, bound, data, n)
         if kernel is not None:
             bits = np.empty((n_words, n), dtype=np.uint64) if want_bits else None
             counts, self.marked_events = generated.run_generated(kernel, data, n, bound, bits,
@@ -210,7 +211,7 @@ class GatingPlan:
             counts = gate_blocks_serial(data, n, *bound.args, bits)
         return counts, bits
 
-    def _generated_kernel(self, layout: tuple, bound: Bound, n: int):
+    def _generated_kernel(self, layout: tuple, bound: Bound, data: np.ndarray, n: int):
         """The strategy's generated kernel for this layout, or None for the generic one."""
         if self.kernel == "generic":
             return None
@@ -218,7 +219,7 @@ class GatingPlan:
         if kernel is not None:
             return kernel
         if layout not in self._sources:
-            self._sources[layout] = generated.source_for(self._program, bound)
+            self._sources[layout] = generated.source_for(self._program, bound, data)
         source = self._sources[layout]
         if source is None:
             reason = codegen.supported(self._program)
