@@ -200,3 +200,16 @@ def test_input_limit_keeps_compensated_values_within_their_domain(weights, signs
     total = terms[0] + terms[1] if len(terms) == 2 else sum(terms[1:], terms[0])
     assert abs(total) <= domain
     assert codegen.input_limit(values, {0: domain}, np.array([np.nan] + weights[1:])) is None
+
+
+def test_an_unwritable_kernel_cache_is_not_an_error(tmp_path, monkeypatch):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("IMMUNOPROFILE_CACHE", str(blocked))
+    data = np.random.default_rng(6).uniform(0, 100, size=(1_000, 2))
+    path = write_fcs(tmp_path / "t.fcs", data, ["A", "B"], datatype="D")
+    strategy = fk.GatingStrategy()
+    strategy.add_gate(gates.RectangleGate("G", [Dimension("A", range_min=12.5)]),
+                      gate_path=("root",))
+    counts = engine.compile(strategy, kernel="generated").counts(path)
+    assert counts[("G", ("root",))] == int((data[:, 0] >= 12.5).sum())

@@ -96,14 +96,17 @@ def load_module(source: str) -> ModuleType:
         module = _MODULES.get(key)
         if module is not None:
             return module
-        folder = path.parent
         try:
             current = path.read_text(encoding="utf-8") if path.exists() else None
         except OSError:
             current = None
         if current != source:
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, source)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path, source)
+            except OSError:  # the kernel cache cannot be written: a folder of this run's
+                path = _scratch() / path.name
+                atomic_write_text(path, source)
         name = f"immunoprofile_generated_{key}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
@@ -111,6 +114,18 @@ def load_module(source: str) -> ModuleType:
         spec.loader.exec_module(module)
         _MODULES[key] = module
         return module
+
+
+_SCRATCH: list[Path] = []
+
+
+def _scratch() -> Path:
+    """A temporary folder for generated modules when the kernel cache is not writable."""
+    if not _SCRATCH:
+        import tempfile
+
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="immunoprofile-kernels-")))
+    return _SCRATCH[0]
 
 
 class GeneratedKernel:

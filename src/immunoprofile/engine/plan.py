@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _aot
 from ..io.events import EventData, read_events
 from . import codegen, generated
 from .compiler import Bound, GateKey, Program, Unsupported, bind, lower
@@ -18,13 +19,14 @@ from .compiler import Bound, GateKey, Program, Unsupported, bind, lower
 PARALLEL_MIN_EVENTS = 200_000
 
 #: Kernels a plan can run: the strategy's own generated kernel (:mod:`.codegen`), the
-#: generic kernel (:mod:`.kernel`), or "auto": the generated one for a tube of at least
-#: :data:`GENERATED_MIN_EVENTS` events or once it is built, else the generic one.
+#: generic kernel (:mod:`.kernel`), or "auto": the generated one where it exists, where
+#: kernels are being built ahead of time (the command line), or for a tube of at least
+#: :data:`GENERATED_MIN_EVENTS` events; else the generic one.
 KERNELS = ("auto", "generated", "generic")
 
 #: Tubes this large pay for compiling a strategy's generated kernel on first use (about a
-#: second, once per machine: Numba caches it); smaller ones use the generic kernel until
-#: the generated one exists.
+#: second, once per machine: Numba caches it); in an open session smaller ones use the
+#: generic kernel until the generated one exists.
 GENERATED_MIN_EVENTS = 100_000
 
 
@@ -226,7 +228,8 @@ class GatingPlan:
             if self.kernel == "generated" and reason is not None:
                 raise ValueError(f"this strategy has no generated kernel: {reason}")
             return None  # (or the tube's compensation weights are not all finite)
-        if self.kernel == "auto" and n < GENERATED_MIN_EVENTS and not generated.is_built(source):
+        if self.kernel == "auto" and n < GENERATED_MIN_EVENTS \
+                and not generated.is_built(source) and not _aot.builds_allowed():
             return None
         kernel = self._generated[layout] = generated.GeneratedKernel(source)
         return kernel
