@@ -347,7 +347,7 @@ def test_stored_program_gates_identically(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.membership(path).bitmask,
                                   plan.membership(path).bitmask)
     # a damaged or foreign file is ignored, never trusted
-    stored = tmp_path / "programs" / "k.json"
+    stored = program_store.cache_dir() / "k.json"
     stored.write_text(stored.read_text()[:100])
     assert program_store.load_program("k") is None
     stored.write_text('{"format": 999}')

@@ -14,7 +14,6 @@ import base64
 import functools
 import hashlib
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -30,12 +29,11 @@ FORMAT = 3
 
 
 def cache_dir() -> Path:
-    """Where compiled programs are kept: ``$IMMUNOPROFILE_CACHE``, else the user cache."""
-    env = os.environ.get("IMMUNOPROFILE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "immunoprofile" / "programs"
+    """Where compiled programs are kept: ``programs/`` in the cache
+    (``$IMMUNOPROFILE_CACHE``, else ``~/.cache/immunoprofile``)."""
+    from .._aot import cache_root
+
+    return cache_root() / "programs"
 
 
 @functools.cache
