@@ -10,8 +10,9 @@ operations in the same order, so where it answers it gives the generic kernel's 
 for bit, and so FlowKit's.
 
 What it cannot settle without a transform or a slow path it does not guess: it marks the
-event, and :mod:`.fast_plan` hands the marked events (a few per thousand: those within a
-hair of a sloped polygon edge drawn on a transformed axis, and values outside the mapped
+event, and :func:`.generated.run_generated` hands the marked events (a few per hundred
+thousand: those within a hair of a sloped polygon edge drawn on a transformed axis, those
+in the bounding box of an ellipsoid on transformed axes, and values outside the mapped
 domain — NaN, infinities, magnitudes beyond ``DOMAIN``) to the generic kernel, whose
 answer replaces the fast one. An event is marked when any gate that holds it (its parent
 holds it) cannot settle it, so an unmarked event's every membership is exact.
@@ -24,8 +25,9 @@ transformed axes is written, but marks every event in its bounding box.
 Two stages per block of :data:`BLOCK` events:
 
 1. a scalar copy of the channels the gates read, out of the row-major FCS matrix into one
-   row per channel (strided reads do not vectorise; this is the stage's whole cost), with
-   ``$PnE``/``$PnG``/time-step decoding for channels that need it;
+   row per channel (strided reads do not vectorise well: gathers are slow), two adjacent
+   4-byte channels per 8-byte load (:func:`pair_words`), with ``$PnE``/``$PnG``/time-step
+   decoding for channels that need it;
 2. the vectorised pass: values (channels, compensated channels, ratios), range tests on
    untransformed values against bounds mapped from FlowKit's transforms
    (:mod:`.thresholds`), polygon winding by bands and slabs (see :mod:`.kernel`), Boolean
@@ -290,8 +292,10 @@ class _Writer:
             self.emit(f"m{g} = {parent} & {result}")
             return
         # A polygon's range tests are only its bounding box, a prefilter for the generic
-        # kernel: evaluated on every event, the winding rule below gives "outside" there
-        # anyway (every band is crossed by an even number of edges), so they are left out.
+        # kernel. Here the winding rule is evaluated on every event and says "outside"
+        # beyond the box anyway: on untransformed axes it is FlowKit's own formula, and by
+        # bands no crossing edge lies beyond the box (a band is crossed by an even number
+        # of edges), so they are left out.
         passes = [self.test(t) for t in gate.tests] if gate.kind != K.POLYGON else []
         self.emit(f"c{g} = " + (" & ".join(passes) if passes else "True"))
         if gate.kind == K.POLYGON:
