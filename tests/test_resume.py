@@ -69,3 +69,34 @@ def test_second_run_on_a_live_folder_is_refused(tmp_path):
     assert result.returncode == 2
     assert "another immunoprofile run" in result.stderr and "Traceback" not in result.stderr
     assert not (out / "profiles.csv").exists()
+
+
+def test_a_kept_tube_is_reused_only_while_its_file_is_unchanged(tmp_path):
+    """Kept tubes are matched by file size, modification time and the first 64 KiB: an
+    untouched file is reused, a rewritten one (new content, new time) is gated again."""
+    import shutil
+
+    from immunoprofile import gate_batch
+
+    samples = tmp_path / "samples"
+    shutil.copytree(SAMPLE_DATA, samples)
+    resume = tmp_path / "resume"
+    first = gate_batch(samples, resume_dir=resume)
+    again = gate_batch(samples, resume_dir=resume)
+    assert again.run["samples"]["resumed"] == 18
+    assert again.tables["populations"].to_csv() == first.tables["populations"].to_csv()
+    # another patient's NK tube written over P01's: same size, other content and time
+    (samples / "P01_nk.fcs").write_bytes((samples / "P02_nk.fcs").read_bytes())
+    changed = gate_batch(samples, resume_dir=resume)
+    assert changed.run["samples"]["resumed"] == 17
+    ours = changed.populations.set_index(["sample_id", "population"])["events"]
+    p02 = first.populations.set_index(["sample_id", "population"])["events"]
+    assert ours.loc["P01_nk"].tolist() == p02.loc["P02_nk"].tolist()
+    # a file restored with its old time but other bytes at its start is caught too
+    stat = (samples / "P03_nk.fcs").stat()
+    data = bytearray((samples / "P03_nk.fcs").read_bytes())
+    data[200:210] = b"x" * 10  # inside TEXT
+    (samples / "P03_nk.fcs").write_bytes(bytes(data))
+    os.utime(samples / "P03_nk.fcs", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = gate_batch(samples, resume_dir=resume)
+    assert again.run["samples"]["resumed"] == 17

@@ -206,6 +206,32 @@ def test_tube_result_files_are_safe_and_checked(tmp_path):
     assert isinstance(result, TubeFailure) and "unreadable" in result.error
 
 
+def test_tube_results_of_the_first_format_are_counted(tmp_path):
+    """Results written before events per gate were kept (per-event bitmasks) still load."""
+    import json
+
+    import numpy as np
+
+    from immunoprofile.io.manifest import TubeRequest
+    from immunoprofile.pipeline import GatedTube, TubeFailure, load_tube_result
+
+    request = TubeRequest(path=tmp_path / "x.fcs", sample_id="x", patient_id="P",
+                          tube=None, beads_per_test=1.0, volume_ul=1.0, alc=1.0)
+    meta = {"format": "immunoprofile-tube-result/1", "sample_id": "x", "tube": "nk",
+            "gate_ids": ["A", "B"], "parents": [None, "A"], "events": 4,
+            "has_spillover": True, "simulated": True, "seconds": 0.1, "keywords": None,
+            "provenance": None}
+    old = tmp_path / "old.npz"
+    np.savez(old, meta=np.array(json.dumps(meta)),
+             bitmask=np.array([1, 3, 0, 3], dtype=np.uint32))
+    result = load_tube_result(old, request)
+    assert isinstance(result, GatedTube)
+    assert result.gate_events.tolist() == [3, 2]
+    meta["gate_ids"] = ["A", "B", "C", "D", "E"] * 8  # more gates than a bitmask holds
+    np.savez(old, meta=np.array(json.dumps(meta)), bitmask=np.zeros(4, dtype=np.uint32))
+    assert isinstance(load_tube_result(old, request), TubeFailure)
+
+
 def re_ok(key: str) -> bool:
     import re
 
