@@ -81,7 +81,7 @@ class GateMembership(Mapping):
 
 
 class GatingPlan:
-    """A gating strategy compiled for the Numba kernel (see :func:`compile`).
+    """A gating strategy compiled for the Numba kernels (see :func:`compile`).
 
     Attributes
     ----------
@@ -310,7 +310,7 @@ def _flowkit_membership(results, key: GateKey) -> np.ndarray:
 
 def compile(strategy, sample_id: str | None = None,  # noqa: A001
             kernel: str = "auto") -> GatingPlan:
-    """Compile a FlowKit ``GatingStrategy`` for the Numba kernel.
+    """Compile a FlowKit ``GatingStrategy`` for the Numba kernels.
 
     Parameters
     ----------
