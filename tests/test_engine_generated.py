@@ -213,3 +213,90 @@ def test_an_unwritable_kernel_cache_is_not_an_error(tmp_path, monkeypatch):
                       gate_path=("root",))
     counts = engine.compile(strategy, kernel="generated").counts(path)
     assert counts[("G", ("root",))] == int((data[:, 0] >= 12.5).sum())
+
+
+def _on_polygon_edges(polygons, rng, per_edge=4):
+    """Events on every edge and vertex of each polygon, and 1-2 ulps beside them."""
+    points = []
+    for vertices, transform in polygons:
+        n = len(vertices)
+        for k in range(n):
+            a, b = vertices[k], vertices[(k + 1) % n]
+            for t in np.concatenate([[0.0, 0.5], rng.uniform(0, 1, per_edge - 2)]):
+                q = a + t * (b - a)
+                if transform is not None:
+                    q = transform.inverse(q.reshape(1, -1))[0]
+                for dx in (-2, -1, 0, 1, 2):
+                    for dy in (-1, 0, 1):
+                        points.append((q[0] + dx * np.spacing(q[0]),
+                                       q[1] + dy * np.spacing(q[1])))
+    return np.array(points)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_events_beside_polygon_vertices_and_edges(tmp_path, seed):
+    """FlowKit rejects a point outside the vertices' bounding box (inclusive) before it
+    winds; events within ulps of a vertex or an edge — on untransformed and logicle axes,
+    axis-parallel and sloped edges, complements — are where that, and FlowKit's rounding,
+    decide. Both kernels must agree with FlowKit on each of them."""
+    rng = np.random.default_rng(seed)
+    strategy = fk.GatingStrategy()
+    strategy.add_transform("logicle", LOGICLE)
+    polygons = []
+    for g in range(12):
+        transformed = g % 2 == 1
+        n = int(rng.integers(3, 8))
+        if transformed:
+            vertices = np.round(rng.uniform(0.2, 1.0, (n, 2)), int(rng.integers(1, 3)))
+        else:
+            vertices = np.round(rng.uniform(-1000, 60000, (n, 2)), -int(rng.integers(2, 4)))
+        if g % 4 < 2:  # axis-parallel edges only
+            xs, ys = vertices[:, 0], vertices[:, 1]
+            vertices = np.array([(xs[i // 2 * 2 % n], ys[(i + 1) // 2 * 2 % n])
+                                 for i in range(2 * (n // 2))])
+        ref = "logicle" if transformed else None
+        strategy.add_gate(gates.PolygonGate(
+            f"P{g}", [Dimension("A", transformation_ref=ref),
+                      Dimension("B", transformation_ref=ref)],
+            [tuple(v) for v in vertices], use_complement=bool(g % 3 == 2)), ("root",))
+        polygons.append((vertices, LOGICLE if transformed else None))
+    data = np.concatenate([_on_polygon_edges(polygons, rng),
+                           rng.uniform(-1000, 60000, (5_000, 2))])
+    path = write_fcs(tmp_path / "edges.fcs", data, ["A", "B"], datatype="D")
+    assert_same_as_flowkit(strategy, _sample(path), source=path)
+
+
+def test_a_point_one_ulp_outside_the_box_is_outside(tmp_path):
+    vertices = [(7.83189790216296, 5.718592324973173), (0.7733634594947136, 9.771695630814657),
+                (1.107412789221145, 4.920784319831157), (0.3050959749016091, 4.058204702043672),
+                (4.915757889048268, 8.563074483360563)]
+    strategy = fk.GatingStrategy()
+    strategy.add_gate(gates.PolygonGate("P", [Dimension("A"), Dimension("B")], vertices),
+                      ("root",))
+    left = np.nextafter(vertices[3][0], -np.inf)
+    data = np.array([[left, vertices[3][1]], [vertices[3][0], vertices[3][1]], [3.0, 7.5]])
+    path = write_fcs(tmp_path / "box.fcs", data, ["A", "B"], datatype="D")
+    assert_same_as_flowkit(strategy, _sample(path), source=path)
+    inside = engine.compile(strategy).membership(path)[("P", ("root",))]
+    assert not inside[0] and inside[2]
+
+
+def test_a_vertical_edge_product_that_underflows_does_not_count(tmp_path):
+    """(px - ax) * (by - ay) rounds to zero for px a subnormal away from ax: FlowKit then
+    does not count the edge, and neither may the kernels."""
+    dy = 0.25
+    vertices = [(-1.0, 0.0), (1.0, 0.0), (1.0, 2 * dy), (0.0, 2 * dy), (0.0, dy), (-1.0, dy)]
+    strategy = fk.GatingStrategy()
+    strategy.add_gate(gates.PolygonGate("P", [Dimension("A"), Dimension("B")], vertices),
+                      ("root",))
+    data = np.array([[-5e-324, 1.5 * dy], [-1e-320, 1.5 * dy], [-0.5, 1.5 * dy],
+                     [0.5, 1.5 * dy]])
+    path = write_fcs(tmp_path / "vertical.fcs", data, ["A", "B"], datatype="D")
+    assert_same_as_flowkit(strategy, _sample(path), source=path)
+
+
+def test_weights_too_large_for_any_bound_leave_the_tube_to_the_generic_kernel():
+    values = (("combination", (0, 1)),)
+    assert codegen.input_limit(values, {0: 2.0**50}, np.array([1e308, 1e308])) is None
+    tiny = codegen.input_limit(values, {0: 2.0**50}, np.array([1e-310, 0.0]))
+    assert tiny is not None and 0 < tiny < np.inf

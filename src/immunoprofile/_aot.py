@@ -239,7 +239,7 @@ def _build(name: str, exports: Sequence[tuple[str, Callable, object]]) -> None:
 
 #: One argument of a compiled signature: a dtype (None for an int), dimensions, whether
 #: the kernel only reads it, and optionally ``"A"``: any strides and alignment (else
-#: C-contiguous).
+#: C-contiguous and aligned).
 ArgSpec = tuple
 
 
@@ -262,7 +262,7 @@ def check_arguments(args: Sequence, spec: Sequence[ArgSpec]) -> bool:
             if type(arg) is not int:
                 return False
         elif (getattr(arg, "ndim", -1) != ndim or arg.dtype != dtype
-              or not (layout == ["A"] or arg.flags.c_contiguous)
+              or not (layout == ["A"] or (arg.flags.c_contiguous and arg.flags.aligned))
               or not (read_only or arg.flags.writeable)):
             return False
     return True
@@ -294,11 +294,11 @@ def argument_spec(args: Sequence, outputs: Sequence[int] = ()) -> tuple | None:
         flags = getattr(arg, "flags", None)
         if flags is None or not arg.dtype.isnative or arg.dtype.kind not in "biuf":
             return None
-        if flags.c_contiguous:
+        if flags.c_contiguous and flags.aligned:
             spec.append((arg.dtype, arg.ndim, i not in outputs))
         elif i in outputs:
             return None
-        else:
+        else:  # strided, or mapped at an odd offset in its file
             spec.append((arg.dtype, arg.ndim, True, "A"))
     return tuple(spec)
 

@@ -149,7 +149,8 @@ def input_limit(values: tuple, domains: dict[int, float], coef_w: np.ndarray) ->
     ``sum(x_j * w_j)`` (one rounding per product and per sum) stays within ``D`` when
     every ``|x_j| <= D / (sum |w_j| * (1 + 2**-40))``. The smallest such bound is rounded
     down to a power of two, so that tubes whose spillover matrices differ a little share
-    one generated kernel. None when a weight is not finite.
+    one generated kernel. None (the generic kernel gates the tube) when a weight is not
+    finite or the weights are too large for any bound.
     """
     limit = math.inf
     checked = False
@@ -165,14 +166,18 @@ def input_limit(values: tuple, domains: dict[int, float], coef_w: np.ndarray) ->
         if not np.all(np.isfinite(weights)):
             return None
         checked = True
-        total = float(np.sum(np.abs(weights)))
         with np.errstate(over="ignore"):
-            bound = domains[k] / (total * (1 + 2.0**-40)) if total > 0 else domains[k]
+            total = float(np.sum(np.abs(weights))) * (1 + 2.0**-40)
+        if not math.isfinite(total):
+            return None  # weights this large: the generic kernel decides every event
+        bound = domains[k] / total if total > 0 else domains[k]
         limit = min(limit, bound)
     if not checked:
         return math.inf  # no value has a domain: nothing to check
     # tiny weights allow any finite input; infinite and NaN ones must still be caught
     limit = min(limit, float(np.finfo(np.float64).max))
+    if not limit > 0:
+        return None
     return math.ldexp(1.0, math.frexp(limit)[1] - 1)
 
 
@@ -291,11 +296,11 @@ class _Writer:
                 result = "(" + " | ".join(refs) + ")"
             self.emit(f"m{g} = {parent} & {result}")
             return
-        # A polygon's range tests are only its bounding box, a prefilter for the generic
-        # kernel. Here the winding rule is evaluated on every event and says "outside"
-        # beyond the box anyway: on untransformed axes it is FlowKit's own formula, and by
-        # bands no crossing edge lies beyond the box (a band is crossed by an even number
-        # of edges), so they are left out.
+        # A polygon's range tests are its vertices' bounding box (flowutils rejects points
+        # outside it before winding). Untransformed polygons test it below (in x: the
+        # crossing tests imply it in y); by bands and slabs an event beyond it is left of
+        # every crossing edge of its band (an even number), right of every one, or marked
+        # (within a slab), so transformed polygons need not test it.
         passes = [self.test(t) for t in gate.tests] if gate.kind != K.POLYGON else []
         self.emit(f"c{g} = " + (" & ".join(passes) if passes else "True"))
         if gate.kind == K.POLYGON:
@@ -335,8 +340,8 @@ class _Writer:
         flips it whichever way it goes. An edge counts only while ay <= py < by (up) or
         by <= py < ay (down), so the other direction's test is left out, and a horizontal
         edge never counts. For a vertical edge ``(bx - ax) * (py - ay)`` is a signed zero
-        whenever it counts (py is then finite), which decides nothing, and the other
-        product's sign is the sign of ``px - ax``.
+        whenever it counts (py is then finite), which decides nothing. A point outside the
+        vertices' bounding box is outside (flowutils rejects it before winding).
         """
         (vx, _), (vy, _) = (self.program.axes[a] for a in gate.axes)
         px, py = f"v{vx}", f"v{vy}"
@@ -355,11 +360,17 @@ class _Writer:
             (ax, ay), (bx, by) = verts[k], verts[(k + 1) % n]
             if ay == by:
                 continue
-            if ax == bx:
-                # value = ±0 - (px - ax) * (by - ay); an upward edge (by > ay) counts when
-                # it is > 0, a downward one when it is < 0: both exactly when px < ax
-                # (the sign of a difference of doubles is the sign of the exact one)
+            if ax == bx and abs(by - ay) >= 1.0:
+                # value = ±0 - t with t = (px - ax) * (by - ay): > 0 exactly when t < 0.
+                # With |by - ay| >= 1, t cannot round to zero unless px == ax (a nonzero
+                # difference of doubles is at least the smallest one), so t < 0 for an
+                # upward edge, t > 0 for a downward one, is px < ax either way.
                 up = down = f"({px} < {_lit(ax)})"
+            elif ax == bx:
+                # a short vertical edge: t itself (it may underflow to zero, and then,
+                # as in FlowKit, the edge does not count)
+                term = f"(({px} - {_lit(ax)}) * {_lit(by - ay)})"
+                up, down = f"({term} < 0.0)", f"({term} > 0.0)"
             else:
                 self.emit(f"e{g}_{k} = {_lit(bx - ax)} * ({py} - {_lit(ay)}) - "
                           f"({px} - {_lit(ax)}) * {_lit(by - ay)}")
@@ -368,7 +379,11 @@ class _Writer:
                 flips.append(f"({between(ay, by)} & {up})")
             else:
                 flips.append(f"({between(by, ay)} & {down})")
-        self.emit(f"c{g} = c{g} & (" + (" ^ ".join(flips) if flips else "False") + ")")
+        # flowutils' bounding box: in y the crossing tests imply it (a point below every
+        # vertex or at or above the highest crosses no edge); in x it is tested
+        xs = verts[:, 0]
+        box = f"({px} >= {_lit(np.min(xs))}) & ({px} <= {_lit(np.max(xs))})"
+        self.emit(f"c{g} = c{g} & {box} & (" + (" ^ ".join(flips) if flips else "False") + ")")
 
     def polygon(self, g: int, gate: GateProgram, parent: str) -> None:
         """Bands and slabs (see kernel._polygon_column); events between a sloped edge's

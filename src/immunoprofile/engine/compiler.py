@@ -281,10 +281,13 @@ class _Lowering:
                 raise Unsupported(f"polygon {key[0]!r} has a NaN vertex")
             axes = [self.axis(v, x) for v, x in dims]
             if np.all(np.isfinite(vertices)):
-                tests = [self._bounding_test(v, x, vertices[:, j])
+                # flowutils rejects a point outside the vertices' bounding box (inclusive)
+                # before winding: that box is the gate's first test, exactly
+                tests = [self.test(v, x, float(np.min(vertices[:, j])),
+                                   float(np.nextafter(np.max(vertices[:, j]), np.inf)))
                          for j, (v, x) in enumerate(dims)]
             else:
-                tests = []  # no bounding box to trust: every event is tested exactly
+                tests = []  # an infinite vertex: every event is tested exactly (box too)
             program = GateProgram(key, K.POLYGON, parent,
                                   complement=bool(gate.use_complement), tests=tests, axes=axes,
                                   vertices=np.ascontiguousarray(vertices),

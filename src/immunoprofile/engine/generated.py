@@ -52,7 +52,8 @@ def kernel_digest() -> str:
     not reuse a module written or built before)."""
     if not _DIGEST:
         here = Path(__file__).parent
-        names = ("kernel.py", "codegen.py", "opcodes.py", "transform_kernels.py")
+        names = ("kernel.py", "codegen.py", "opcodes.py", "transform_kernels.py",
+                 "transforms.py", "../io/events.py")
         text = b"".join((here / name).read_bytes() for name in names)
         _DIGEST.append(hashlib.sha256(text).hexdigest()[:16])
     return _DIGEST[0]

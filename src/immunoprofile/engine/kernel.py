@@ -188,9 +188,28 @@ def _is_left(ax, ay, bx, by, px, py):
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _winding_odd(px, py, verts, start, stop):
-    # flowutils' points_in_polygon: winding number (Sunday), inside when odd.
-    wind = 0
+    # flowutils' points_in_polygon: outside the vertices' bounding box (inclusive, found
+    # as its C code finds it) a point is outside; else the winding number (Sunday),
+    # inside when odd.
     n = stop - start
+    min_x = verts[start, 0]
+    max_x = min_x
+    min_y = verts[start, 1]
+    max_y = min_y
+    for k in range(1, n):
+        vx = verts[start + k, 0]
+        vy = verts[start + k, 1]
+        if vx < min_x:
+            min_x = vx
+        elif vx > max_x:
+            max_x = vx
+        if vy < min_y:
+            min_y = vy
+        elif vy > max_y:
+            max_y = vy
+    if px < min_x or px > max_x or py < min_y or py > max_y:
+        return False
+    wind = 0
     for k in range(n):
         ax = verts[start + k, 0]
         ay = verts[start + k, 1]

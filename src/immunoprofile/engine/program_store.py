@@ -25,7 +25,7 @@ from .thresholds import RangeTest
 from .transforms import TransformSpec
 
 #: Bumped whenever the meaning of a stored program changes.
-FORMAT = 3
+FORMAT = 4
 
 
 def cache_dir() -> Path:
