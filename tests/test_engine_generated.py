@@ -300,3 +300,24 @@ def test_weights_too_large_for_any_bound_leave_the_tube_to_the_generic_kernel():
     assert codegen.input_limit(values, {0: 2.0**50}, np.array([1e308, 1e308])) is None
     tiny = codegen.input_limit(values, {0: 2.0**50}, np.array([1e-310, 0.0]))
     assert tiny is not None and 0 < tiny < np.inf
+
+
+def test_auto_leaves_a_layout_whose_events_are_mostly_marked_to_the_generic_kernel(tmp_path):
+    """Long sloped edges on a logicle axis make wide slabs: most events are marked, so
+    "auto" stops using the generated kernel for that layout (answers do not change)."""
+    rng = np.random.default_rng(9)
+    x = LOGICLE.inverse(rng.uniform(0.3, 0.9, size=(120_000, 1)))[:, 0]
+    y = LOGICLE.inverse(rng.uniform(0.3, 0.9, size=(120_000, 1)))[:, 0]
+    path = write_fcs(tmp_path / "wide.fcs", np.stack([x, y], axis=1), ["A", "B"],
+                     datatype="D")
+    strategy = fk.GatingStrategy()
+    strategy.add_transform("logicle", LOGICLE)
+    dims = [Dimension("A", transformation_ref="logicle"),
+            Dimension("B", transformation_ref="logicle")]
+    strategy.add_gate(gates.PolygonGate("Tri", dims, [(0.3, 0.3), (0.9, 0.35), (0.35, 0.9)]),
+                      ("root",))
+    plan = engine.compile(strategy)
+    first = plan.counts(path)
+    assert plan.marked_events > engine.plan.MARKED_SHARE * 120_000
+    assert plan.counts(path) == first and plan.marked_events == 0  # the generic kernel
+    assert_same_as_flowkit(strategy, _sample(path), source=path)

@@ -24,6 +24,11 @@ PARALLEL_MIN_EVENTS = 200_000
 #: :data:`GENERATED_MIN_EVENTS` events; else the generic one.
 KERNELS = ("auto", "generated", "generic")
 
+#: Under "auto", a layout whose tubes the generated kernel leaves more than this share of
+#: events marked is gated by the generic kernel alone from then on (both give the same
+#: answers; marking most events only adds work).
+MARKED_SHARE = 0.25
+
 #: Tubes this large pay for compiling a strategy's generated kernel on first use (about a
 #: second, once per machine: Numba caches it); in an open session smaller ones use the
 #: generic kernel until the generated one exists.
@@ -95,7 +100,8 @@ class GatingPlan:
         Which kernel gates (see :data:`KERNELS`); every kernel gives the same membership.
     marked_events : int
         Events of the last tube that the generated kernel left to the generic one
-        (within a hair of a sloped edge on a transformed axis, or NaN, infinite or huge).
+        (within a hair of a sloped edge on a transformed axis, or NaN, infinite or huge);
+        a diagnostic: when threads share a plan, the last tube of any of them.
     """
 
     def __init__(self, strategy, sample_id: str | None = None, *,
@@ -110,6 +116,7 @@ class GatingPlan:
         self._bound: dict[tuple, Bound] = {}
         self._generated: dict[tuple, object] = {}
         self._sources: dict[tuple, str | None] = {}
+        self._given_up: set[tuple] = set()
         self.marked_events = 0
         self._checked: set[str] = set()
         self._flowkit_lock = threading.Lock()  # a FlowKit strategy caches per sample
@@ -195,6 +202,10 @@ class GatingPlan:
             bits = np.empty((n_words, n), dtype=np.uint64) if want_bits else None
             counts, self.marked_events = generated.run_generated(kernel, data, n, bound, bits,
                                                                  use_threads)
+            if self.kernel == "auto" and self.marked_events > MARKED_SHARE * n:
+                # slabs this wide (long sloped edges on a transformed axis) leave most of
+                # the work to the generic kernel anyway: use it alone for this layout
+                self._given_up.add(layout)
             return counts, bits if bits is not None else np.zeros((0, 0), dtype=np.uint64)
         import numba  # the generic kernel is compiled by Numba just in time
 
@@ -216,6 +227,8 @@ class GatingPlan:
     def _generated_kernel(self, layout: tuple, bound: Bound, data: np.ndarray, n: int):
         """The strategy's generated kernel for this layout, or None for the generic one."""
         if self.kernel == "generic":
+            return None
+        if self.kernel == "auto" and layout in self._given_up:  # see MARKED_SHARE
             return None
         kernel = self._generated.get(layout)
         if kernel is not None:
