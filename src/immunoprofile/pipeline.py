@@ -78,6 +78,12 @@ class TubeFailure:
     error: str
 
 
+def _frame_property(name: str) -> property:
+    """A :class:`BatchResult` table as a pandas DataFrame, made on first use."""
+    return property(lambda self: self._frame(name),
+                    doc=f"``{name}`` as a pandas DataFrame (made on first use).")
+
+
 class BatchResult:
     """The tables of one batch.
 
@@ -112,21 +118,10 @@ class BatchResult:
             self._frames[name] = self.tables[name].to_pandas()
         return self._frames[name]
 
-    @property
-    def populations(self) -> pd.DataFrame:
-        return self._frame("populations")
-
-    @property
-    def profiles(self) -> pd.DataFrame:
-        return self._frame("profiles")
-
-    @property
-    def samples(self) -> pd.DataFrame:
-        return self._frame("samples")
-
-    @property
-    def errors(self) -> pd.DataFrame:
-        return self._frame("errors")
+    populations = _frame_property("populations")
+    profiles = _frame_property("profiles")
+    samples = _frame_property("samples")
+    errors = _frame_property("errors")
 
     @property
     def ok(self) -> bool:
@@ -378,8 +373,9 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
     t_count = time.perf_counter()
 
     base = manifest_path.parent.resolve()
-    errors = Table({"file": [_short(f.file, base) for f in failures],
-                    "error": [f.error for f in failures]}, {"file": "str", "error": "str"})
+    errors = Table(dict(zip(ERROR_COLUMNS, ([_short(f.file, base) for f in failures],
+                                            [f.error for f in failures]), strict=True)),
+                   dict.fromkeys(ERROR_COLUMNS, "str"))
     total = len(parsed.requests)
     run = {
         "immunoprofile_run": 1,
@@ -491,7 +487,7 @@ def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     written = {}
-    for name in ("populations", "profiles", "samples", "errors"):
+    for name in BatchResult.NAMES:
         path = out / f"{name}.csv"
         atomic_write_text(path, result.tables[name].to_csv())
         written[name] = path

@@ -126,6 +126,11 @@ def pair_words(data: np.ndarray) -> np.ndarray:
                       strides=(data.strides[0], data.itemsize))
 
 
+def reads_pairs(source: str) -> bool:
+    """Whether a generated module (its source) reads channel pairs (:func:`pair_words`)."""
+    return "\nPAIRS = 0\n" not in source
+
+
 def value_domains(program: Program) -> dict[int, float]:
     """Per value that a mapped test reads, the smallest domain of those tests (and of the
     slab bounds of a polygon on a transformed axis): within it every test is exact."""
@@ -209,10 +214,9 @@ class _Writer:
         self.layout = layout
         self.lines: list[str] = []
         self._tests: dict[tuple, str] = {}
-        self.domain: dict[int, float] = {}
+        self.domain = value_domains(program)
         self.unsure: list[str] = []  # per-event flags of gates that left it unsettled
         self._bands: set[str] = set()
-        self.domain = value_domains(program)
 
     def _identity(self, gate: GateProgram) -> bool:
         return _identity_axes(self.program, gate)

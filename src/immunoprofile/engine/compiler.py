@@ -447,6 +447,9 @@ class Bound:
 
     args: tuple
     n_gates: int
+    #: the generic kernel chosen for these arrays' types, with the state it was chosen
+    #: in (see :func:`.generated.generic_kernel`)
+    generic_kernel: tuple | None = None
 
 
 def _find_channel(label: str, events: EventData, matrix) -> int:
@@ -584,6 +587,14 @@ def bracket_tables(program: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.array(start, dtype=np.int64), np.concatenate(pos), np.concatenate(neg)
 
 
+def brackets_of(program: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A program's bracket tables: kept from lowering, or computed now (a program built
+    without :func:`lower`)."""
+    if program.brackets is None:
+        program.brackets = bracket_tables(program)
+    return program.brackets
+
+
 def program_arrays(program: Program) -> tuple:
     """The tube-independent kernel arrays (transforms, axes, tests, gates)."""
     xf_kind = np.array([t.kind for t in program.transforms], dtype=np.int64)
@@ -599,9 +610,7 @@ def program_arrays(program: Program) -> tuple:
     lut_y_arr = np.concatenate(lut_y) if lut_y else np.empty(0)
     axis_value = np.array([a for a, _ in program.axes], dtype=np.int64)
     axis_xform = np.array([x for _, x in program.axes], dtype=np.int64)
-    if program.brackets is None:
-        program.brackets = bracket_tables(program)
-    bracket_start, bracket_pos, bracket_neg = program.brackets
+    bracket_start, bracket_pos, bracket_neg = brackets_of(program)
     tests = [t for g in program.gates for t in g.tests]
     ytest, g_ytest_start, edge_lt = [], [0], []
     g_dir_start, edge_dir = [], []

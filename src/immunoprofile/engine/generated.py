@@ -135,7 +135,7 @@ class GeneratedKernel:
 
     def __init__(self, source: str):
         self.source = source
-        self.pairs = "\nPAIRS = 0\n" not in source
+        self.pairs = codegen.reads_pairs(source)
         self._functions: dict[tuple, object] = {}
 
     def function(self, name: str, args: tuple, outputs: tuple[int, ...]):
@@ -165,7 +165,7 @@ def generic_kernel(args: tuple, bound: Bound | None = None):
     per tube).
     """
     state = (_aot.enabled(), _aot.builds_allowed())
-    cached = getattr(bound, "generic_kernel", None)
+    cached = bound.generic_kernel if bound is not None else None
     if cached is not None and cached[0] == state:
         return cached[1]
     key = (_aot.argument_spec(args, (len(args) - 1,)),) + state

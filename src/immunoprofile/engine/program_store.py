@@ -90,9 +90,9 @@ def _untest(d: dict | None) -> Test | None:
 
 def program_to_json(program: Program) -> str:
     """Serialise a program (floats round-trip exactly through JSON's ``repr``)."""
-    from .compiler import bracket_tables
+    from .compiler import brackets_of
 
-    brackets = program.brackets if program.brackets is not None else bracket_tables(program)
+    brackets = brackets_of(program)
     gates = []
     for g in program.gates:
         gates.append({
