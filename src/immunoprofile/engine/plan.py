@@ -207,21 +207,23 @@ class GatingPlan:
                 # the work to the generic kernel anyway: use it alone for this layout
                 self._given_up.add(layout)
             return counts, bits if bits is not None else np.zeros((0, 0), dtype=np.uint64)
-        import numba  # the generic kernel is compiled by Numba just in time
-
-        from .kernel import gate_blocks_parallel, gate_blocks_serial
-
         bits = np.empty((n_words, n if want_bits else 0), dtype=np.uint64)
         self.marked_events = 0
-        if use_threads > 1 and n >= PARALLEL_MIN_EVENTS:
-            previous = numba.get_num_threads()
-            numba.set_num_threads(min(use_threads, numba.config.NUMBA_NUM_THREADS))
-            try:
-                counts = gate_blocks_parallel(data, n, *bound.args, bits)
-            finally:
-                numba.set_num_threads(previous)
-        else:
-            counts = gate_blocks_serial(data, n, *bound.args, bits)
+        if use_threads <= 1 or n < PARALLEL_MIN_EVENTS:
+            # serial: the kernel compiled ahead of time where it is built (no Numba
+            # import). Not cached on ``bound``: that choice is for float64 marked rows.
+            args = (data, n) + tuple(bound.args) + (bits,)
+            return generated.generic_kernel(args)(*args), bits
+        import numba  # the parallel generic kernel is compiled by Numba just in time
+
+        from .kernel import gate_blocks_parallel
+
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(use_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            counts = gate_blocks_parallel(data, n, *bound.args, bits)
+        finally:
+            numba.set_num_threads(previous)
         return counts, bits
 
     def _generated_kernel(self, layout: tuple, bound: Bound, data: np.ndarray, n: int):
