@@ -8,6 +8,8 @@ import io
 import flowkit as fk
 import numpy as np
 import pytest
+from _flowkit_reference import flowkit_membership
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,9 +22,6 @@ from immunoprofile.engine.plain import (
     gating_ml,
     lower_plain,
 )
-
-from _flowkit_reference import flowkit_membership
-from conftest import REPO
 
 SAMPLE = str(REPO / "sample_data" / "P02_cd4.fcs")
 D = PlainDimension
