@@ -4,13 +4,14 @@ import shlex
 from pathlib import Path
 
 from immunoprofile.errors import ImmunoprofileError
-from immunoprofile.gating.templates import template_dir
+from immunoprofile.gating.templates import adaptive_template_dir, template_dir
 from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
 from immunoprofile.pipeline import tube_result_key
 
 SAMPLES = config["samples"]
 OUT = os.path.normpath(config["output"])
 ENGINE = config.get("engine", "compiled")
+GATING = config.get("gating", "adaptive")
 THREADS = int(config.get("threads", 1))
 MEM_MB = int(config.get("mem_mb", 2000))
 TEMPLATES = config.get("templates", "")
@@ -28,7 +29,8 @@ except ImmunoprofileError as exc:
 
 # One result file per manifest row, named by a file-name-safe key of its sample id.
 TUBE_REQUESTS = {tube_result_key(r.sample_id): r for r in MANIFEST.requests}
-TEMPLATE_DIR = Path(TEMPLATES) if TEMPLATES else template_dir()
+TEMPLATE_DIR = Path(TEMPLATES) if TEMPLATES else \
+    adaptive_template_dir() if GATING == "adaptive" else template_dir()
 
 
 def option(flag, value):
@@ -37,7 +39,8 @@ def option(flag, value):
 
 
 GATE_OPTIONS = " ".join(filter(None, [option("--templates", TEMPLATES),
-                                      option("--engine", ENGINE)]))
+                                      option("--engine", ENGINE),
+                                      option("--gating", GATING)]))
 BATCH_OPTIONS = " ".join(filter(None, [option("--manifest", MANIFEST_PATH), GATE_OPTIONS]))
 
 

@@ -28,6 +28,7 @@ rule profiles:
         profiles=f"{OUT}/profiles.csv",
         samples=f"{OUT}/samples.csv",
         errors=f"{OUT}/errors.csv",
+        gates=f"{OUT}/gates.csv",
         run=f"{OUT}/run.json",
     log:
         f"{OUT}/logs/profiles.log",

@@ -15,7 +15,7 @@ from immunoprofile.pipeline import tube_result_key
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
-TABLES = ("populations.csv", "profiles.csv", "samples.csv", "errors.csv")
+TABLES = ("populations.csv", "profiles.csv", "samples.csv", "errors.csv", "gates.csv")
 
 pytest.importorskip("snakemake", reason="the workflow tests need Snakemake (the test extra)")
 

@@ -66,6 +66,11 @@ def _check_writable(out_dir: Path) -> None:
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
               show_default=True,
               help="Gating engine: the compiled Numba engine, or FlowKit (the reference).")
+@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+              show_default=True,
+              help="adaptive: place each gate from the tube's own events (the shipped "
+                   "adaptive templates, or --templates that declare it); fixed: every gate "
+                   "where its template puts it.")
 @click.option("--keep-keywords", is_flag=True,
               help="Copy each file's FCS TEXT keywords into samples.csv. They often hold "
                    "names, record numbers or dates of birth: off by default.")
@@ -73,8 +78,8 @@ def _check_writable(out_dir: Path) -> None:
               help="Gate every tube again, even those a stopped run already finished.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
-         templates: Path | None, engine: str, keep_keywords: bool, no_resume: bool,
-         quiet: bool) -> None:
+         templates: Path | None, engine: str, gating: str, keep_keywords: bool,
+         no_resume: bool, quiet: bool) -> None:
     """Gate and count every tube in SAMPLES_DIR listed in its manifest."""
     from .pipeline import gate_batch, write_results
 
@@ -107,7 +112,8 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
             try:
                 result = gate_batch(samples_dir, manifest, jobs=jobs, templates=templates,
                                     engine=engine, progress=progress,
-                                    keep_keywords=keep_keywords, resume_dir=resume_dir)
+                                    keep_keywords=keep_keywords, resume_dir=resume_dir,
+                                    gating=gating)
             finally:
                 if bar is not None:
                     bar.__exit__(None, None, None)
@@ -306,8 +312,13 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
               show_default=True, help="Gating engine.")
+@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+              show_default=True,
+              help="adaptive: place each gate from the tube's own events (the shipped "
+                   "adaptive templates, or --templates that declare it); fixed: every gate "
+                   "where its template puts it.")
 def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path: Path,
-                      templates: Path | None, engine: str) -> None:
+                      templates: Path | None, engine: str, gating: str) -> None:
     """Gate one FCS file (a workflow step; see the Snakefile).
 
     A tube that cannot be read or gated is recorded in the result file with its reason
@@ -318,7 +329,7 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
 
     _allow_kernel_builds(quiet=False)
     result = gate_tube_file(fcs_file, sample_id, tube=tube, templates=templates,
-                            engine=engine)
+                            engine=engine, gating=gating)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         save_tube_result(result, out_path)
@@ -342,8 +353,14 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
               default=None, help="Template folder used by gate-tube (for run.json).")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
               show_default=True, help="Engine used by gate-tube (for run.json).")
+@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+              show_default=True,
+              help="adaptive: place each gate from the tube's own events (the shipped "
+                   "adaptive templates, or --templates that declare it); fixed: every gate "
+                   "where its template puts it.")
 def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
-                   manifest: Path | None, templates: Path | None, engine: str) -> None:
+                   manifest: Path | None, templates: Path | None, engine: str,
+                   gating: str) -> None:
     """Count gated tubes and write every patient's profile (workflow step).
 
     Writes what ``immunoprofile gate`` writes, from the tube results of ``gate-tube``. Exits
@@ -354,7 +371,7 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
     _check_writable(out_dir)
     try:
         result = assemble_tube_results(samples_dir, results_dir, manifest,
-                                       templates=templates, engine=engine)
+                                       templates=templates, engine=engine, gating=gating)
     except ImmunoprofileError as exc:
         raise _UsageError(str(exc)) from None
     write_results(result, out_dir)

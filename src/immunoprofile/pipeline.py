@@ -15,7 +15,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +24,10 @@ import numpy as np
 
 from .counting import count_gate_events
 from .errors import GatingError, ImmunoprofileError, first_line
+from .gating.adaptive_gating import GATING_MODES
 from .gating.compiled_gating import count_tube_compiled
 from .gating.flowkit_gating import MAX_GATES, gate_tube
-from .gating.templates import template_checksums
+from .gating.templates import adaptive_template_dir, template_checksums, uses_adaptation
 from .io.atomic import atomic_write_text
 from .io.fcs import read_tube
 from .io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
@@ -68,6 +69,10 @@ class GatedTube:
     seconds: float
     keywords: dict | None = None
     resumed: bool = False
+    #: Adaptive gating: where each gate was placed (dicts, see ``gates.csv``) and the placed
+    #: gates as Gating-ML 2.0; None for fixed gates.
+    placements: list[dict] | None = None
+    gating_ml: str | None = None
 
 
 @dataclass
@@ -97,6 +102,9 @@ class BatchResult:
         ``file, error``: one row per file that could not be processed.
     samples : pandas.DataFrame
         One row per counted tube: events, beads, lymphocytes, QC flags.
+    gates : pandas.DataFrame
+        Adaptive gating: one row per placed gate of each tube (``gates.csv``; no rows with
+        fixed gates).
     run : dict
         Provenance: versions, template checksums, manifest, parameters, timings.
     tables : dict of str to Table
@@ -107,21 +115,28 @@ class BatchResult:
     NAMES = ("populations", "profiles", "samples", "errors")
 
     def __init__(self, populations: Table, profiles: Table, errors: Table, samples: Table,
-                 run: dict | None = None):
+                 run: dict | None = None, gates: Table | None = None,
+                 gating_ml: dict[str, str] | None = None):
         self.tables = {"populations": populations, "profiles": profiles,
                        "samples": samples, "errors": errors}
         self.run = run if run is not None else {}
+        #: Adaptive gating: ``gates.csv`` (one row per placed gate) and each tube's placed
+        #: gates as Gating-ML 2.0, by sample id; empty with fixed gates.
+        self.gate_table = gates
+        self.gating_ml = gating_ml or {}
         self._frames: dict[str, pd.DataFrame] = {}
 
     def _frame(self, name: str) -> pd.DataFrame:
         if name not in self._frames:
-            self._frames[name] = self.tables[name].to_pandas()
+            table = self.gate_table if name == "gates" else self.tables[name]
+            self._frames[name] = table.to_pandas() if table is not None else None
         return self._frames[name]
 
     populations = _frame_property("populations")
     profiles = _frame_property("profiles")
     samples = _frame_property("samples")
     errors = _frame_property("errors")
+    gates = _frame_property("gates")
 
     @property
     def ok(self) -> bool:
@@ -129,17 +144,36 @@ class BatchResult:
         return len(self.tables["errors"]) == 0
 
 
-def _check_engine(engine: str) -> None:
+def _check_engine(engine: str, gating: str = "fixed") -> None:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if gating not in GATING_MODES:
+        raise ValueError(f"unknown gating {gating!r}; use one of {', '.join(GATING_MODES)}")
+
+
+def resolve_templates(templates: str | Path | None, gating: str) -> str | None:
+    """The template folder a batch gates with: the user's, else the shipped adaptive
+    templates (``gating/adaptive/``) for adaptive gating, else the shipped fixed ones (None)."""
+    if templates is not None:
+        return str(templates)
+    return str(adaptive_template_dir()) if gating == "adaptive" else None
 
 
 def _gate_one(request: TubeRequest, templates: str | None, engine: str,
-              keep_keywords: bool = False) -> GatedTube:
+              keep_keywords: bool = False, gating: str = "fixed") -> GatedTube:
     start = time.perf_counter()
     tube = read_tube(request.path)
     panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
-    if engine == "flowkit":
+    placements = gating_ml = None
+    if gating == "adaptive" and uses_adaptation(panel.tube, templates):
+        from .gating.adaptive_gating import gate_tube_adaptive
+
+        adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine)
+        gate_ids, parents, gate_events = adaptive.gate_ids, adaptive.parents, \
+            adaptive.gate_events
+        placements = [asdict(p) for p in adaptive.placements]
+        gating_ml = adaptive.gating_ml
+    elif engine == "flowkit":
         memberships = gate_tube(tube, panel, templates)
         gate_ids, parents = memberships.gate_ids, memberships.parents
         gate_events = count_gate_events([memberships.bitmask], MAX_GATES)[0, :len(gate_ids)]
@@ -150,15 +184,17 @@ def _gate_one(request: TubeRequest, templates: str | None, engine: str,
                      gate_events=np.asarray(gate_events, dtype=np.int64),
                      events=tube.event_count, has_spillover=tube.has_spillover,
                      simulated=simulated, seconds=time.perf_counter() - start,
-                     keywords=dict(tube.metadata) if keep_keywords else None)
+                     keywords=dict(tube.metadata) if keep_keywords else None,
+                     placements=placements, gating_ml=gating_ml)
 
 
 def _gate_or_fail(request: TubeRequest, templates: str | None,
                   engine: str = "compiled",
-                  keep_keywords: bool = False) -> GatedTube | TubeFailure:
+                  keep_keywords: bool = False,
+                  gating: str = "fixed") -> GatedTube | TubeFailure:
     """Gate one tube; any failure becomes a :class:`TubeFailure` with a one-line reason."""
     try:
-        return _gate_one(request, templates, engine, keep_keywords)
+        return _gate_one(request, templates, engine, keep_keywords, gating)
     except ImmunoprofileError as exc:
         return TubeFailure(str(request.path), str(exc))
     except MemoryError:
@@ -183,6 +219,7 @@ def _count(gated: Sequence[GatedTube], base: Path) -> tuple[list[CountedTube], l
             gate_events=np.asarray(g.gate_events, dtype=np.int64).copy(), events=g.events,
             beads_per_test=r.beads_per_test, volume_ul=r.volume_ul, alc=r.alc,
             has_spillover=g.has_spillover, keywords=g.keywords,
+            uncertain_gates=_uncertain_gates(g, r),
         )
         if not math.isnan(r.beads_per_test) and tube.events_in(BEAD_GATE) == 0:
             failures.append(TubeFailure(str(r.path), (
@@ -192,6 +229,37 @@ def _count(gated: Sequence[GatedTube], base: Path) -> tuple[list[CountedTube], l
             continue
         counted.append(tube)
     return counted, failures
+
+
+def _uncertain_gates(g: GatedTube, request: TubeRequest) -> tuple[str, ...]:
+    """Gates to flag ``GATE_UNCERTAIN``; beads only matter in a tube that has them."""
+    if not g.placements:
+        return ()
+    return tuple(p["gate_id"] for p in g.placements
+                 if p["status"] == "uncertain"
+                 and not (p["gate_id"] == BEAD_GATE and math.isnan(request.beads_per_test)))
+
+
+def gate_table(gated: Sequence[GatedTube]) -> Table:
+    """One row per adaptively placed gate of each tube (``gates.csv``).
+
+    Columns: ``sample_id``, ``gate``, ``method`` (``valley``, ``cluster``, ``beads``,
+    ``scale``, or ``seed`` for a gate kept where the template put it), ``status``
+    (``placed``, ``fallback``, ``seed`` or ``uncertain``), ``confidence`` (0–1: a valley's
+    depth relative to its peaks, the share of a cluster's density kept), ``position`` (the
+    placed gate in words: channels and bounds in signal units and logicle units) and
+    ``reason`` (why a placement is uncertain or fell back).
+    """
+    columns = ["sample_id", "gate", "method", "status", "confidence", "position", "reason"]
+    rows: dict[str, list] = {c: [] for c in columns}
+    for g in gated:
+        for p in g.placements or ():
+            rows["sample_id"].append(g.request.sample_id)
+            rows["gate"].append(p["gate_id"])
+            for c in ("method", "status", "confidence", "position", "reason"):
+                rows[c].append(p[c])
+    kinds = {c: "float" if c == "confidence" else "str" for c in columns}
+    return Table(rows, kinds)
 
 
 def _versions() -> dict[str, str]:
@@ -216,6 +284,7 @@ def gate_batch(
     progress: Callable[[int, int], None] | None = None,
     keep_keywords: bool = False,
     resume_dir: str | Path | None = None,
+    gating: str = "adaptive",
 ) -> BatchResult:
     """Gate and count every tube of a samples folder.
 
@@ -247,6 +316,11 @@ def gate_batch(
         version, is not gated again: a batch stopped part-way (Ctrl-C, SIGKILL) and
         started again resumes. ``immunoprofile gate`` uses
         ``OUT/.work/resume`` and removes it when the run completes.
+    gating : {"adaptive", "fixed"}
+        ``adaptive`` (default): each gate that declares it is placed from the tube's own
+        events (the shipped adaptive templates, ``gating/adaptive/``, unless ``templates``
+        is given); ``fixed``: every gate where its template puts it (the shipped fixed
+        templates, ``gating/``).
 
     Returns
     -------
@@ -257,27 +331,28 @@ def gate_batch(
     ManifestError
         No manifest, or one that is not a manifest (missing columns).
     ValueError
-        ``jobs`` < 1 or an unknown engine.
+        ``jobs`` < 1, an unknown engine or gating mode.
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
-    _check_engine(engine)
+    _check_engine(engine, gating)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     samples_dir = Path(samples_dir)
     manifest_path = find_manifest(samples_dir, manifest)
     parsed = read_manifest(manifest_path, samples_dir)
-    template_arg = str(templates) if templates is not None else None
+    template_arg = resolve_templates(templates, gating)
     template_checksums(template_arg)  # a missing or unreadable template fails here, once
 
     failures: list[TubeFailure] = []
     gated: list[GatedTube] = []
     requests = parsed.requests
     resume = None if resume_dir is None else \
-        _Resume(Path(resume_dir), template_checksums(template_arg), engine, keep_keywords)
+        _Resume(Path(resume_dir), template_checksums(template_arg), engine, keep_keywords,
+                gating)
 
     def gate_one(request: TubeRequest) -> GatedTube | TubeFailure:
-        return _gate_resumable(resume, request, template_arg, engine, keep_keywords)
+        return _gate_resumable(resume, request, template_arg, engine, keep_keywords, gating)
     total = len(requests)
     done = 0
 
@@ -305,7 +380,7 @@ def gate_batch(
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
             futures = [pool.submit(_gate_resumable, resume, r, template_arg, engine,
-                                   keep_keywords) for r in requests]
+                                   keep_keywords, gating) for r in requests]
             for request, future in zip(requests, futures, strict=True):
                 try:
                     collect(future.result())
@@ -314,7 +389,8 @@ def gate_batch(
                         f"{request.path.name}: the worker process gating it stopped "
                         f"({type(exc).__name__}) — out of memory? Retry with fewer --jobs")))
     result = assemble_batch(parsed, gated, failures, template_arg=template_arg, engine=engine,
-                            started=started, seconds_gating=time.perf_counter() - t0)
+                            started=started, seconds_gating=time.perf_counter() - t0,
+                            gating=gating)
     result.run["parameters"] = {"samples_dir": str(samples_dir), "jobs": jobs}
     return result
 
@@ -322,7 +398,7 @@ def gate_batch(
 def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
                    failures: Sequence[TubeFailure], *, template_arg: str | None = None,
                    engine: str = "compiled", started: datetime | None = None,
-                   seconds_gating: float = float("nan")) -> BatchResult:
+                   seconds_gating: float = float("nan"), gating: str = "fixed") -> BatchResult:
     """Count gated tubes and build the batch's tables (the second half of :func:`gate_batch`).
 
     The Snakemake workflow gates each tube in its own job (:func:`gate_listed_tube`) and
@@ -344,6 +420,8 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
         When the batch started (UTC).
     seconds_gating : float
         Wall time spent reading and gating, s.
+    gating : {"adaptive", "fixed"}
+        Gating mode used, for the provenance.
 
     Returns
     -------
@@ -382,6 +460,7 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
         "started_utc": started.isoformat(timespec="seconds"),
         "versions": _versions(),
         "engine": engine,
+        "gating": gating,
         "templates": {"directory": template_arg or "shipped",
                       "sha256": template_checksums(template_arg)},
         "manifest": {"path": str(manifest_path), "sha256": parsed.sha256,
@@ -395,20 +474,25 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
                       "gating_per_tube": {g.request.sample_id: round(g.seconds, 4)
                                           for g in gated}},
     }
+    adaptive = [g for g in unique if g.placements is not None]
     return BatchResult(populations=populations, profiles=profiles, errors=errors,
-                       samples=samples, run=run)
+                       samples=samples, run=run,
+                       gates=gate_table(adaptive),
+                       gating_ml={g.request.sample_id: g.gating_ml for g in adaptive
+                                  if g.gating_ml})
 
 
 class _Resume:
     """Per-tube results kept as they finish, reused when nothing they depend on changed."""
 
-    def __init__(self, folder: Path, checksums: dict, engine: str, keep_keywords: bool):
+    def __init__(self, folder: Path, checksums: dict, engine: str, keep_keywords: bool,
+                 gating: str = "fixed"):
         from . import __version__
 
         self.folder = folder
-        self.common = {"templates": checksums, "engine": engine,
+        self.common = {"templates": checksums, "engine": engine, "gating": gating,
                        "immunoprofile": __version__, "keep_keywords": keep_keywords}
-        self.engine, self.keep_keywords = engine, keep_keywords
+        self.engine, self.keep_keywords, self.gating = engine, keep_keywords, gating
 
     #: Bytes at the start of a file whose checksum identifies it with its size and
     #: modification time: its HEADER and TEXT (acquisition date and times, $TOT, the
@@ -434,14 +518,16 @@ class _Resume:
         try:
             provenance = self.provenance(request)
         except OSError:  # unreadable: the reader reports why
-            return _gate_or_fail(request, template_arg, self.engine, self.keep_keywords)
+            return _gate_or_fail(request, template_arg, self.engine, self.keep_keywords,
+                                 self.gating)
         path = self.folder / f"{tube_result_key(request.sample_id)}.npz"
         if path.exists():
             kept = load_tube_result(path, request, provenance)
             if isinstance(kept, GatedTube):
                 kept.resumed = True
                 return kept
-        result = _gate_or_fail(request, template_arg, self.engine, self.keep_keywords)
+        result = _gate_or_fail(request, template_arg, self.engine, self.keep_keywords,
+                               self.gating)
         if isinstance(result, GatedTube):
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -452,11 +538,12 @@ class _Resume:
 
 
 def _gate_resumable(resume: _Resume | None, request: TubeRequest, template_arg: str | None,
-                    engine: str, keep_keywords: bool) -> GatedTube | TubeFailure:
+                    engine: str, keep_keywords: bool,
+                    gating: str = "fixed") -> GatedTube | TubeFailure:
     """Gate one tube, reusing a kept result when there is one (module level, so worker
     processes can take it)."""
     if resume is None:
-        return _gate_or_fail(request, template_arg, engine, keep_keywords)
+        return _gate_or_fail(request, template_arg, engine, keep_keywords, gating)
     return resume.gate(request, template_arg)
 
 
@@ -466,6 +553,15 @@ def _short(file: str, base: Path) -> str:
         return path.resolve().relative_to(base).as_posix()
     except (ValueError, OSError):
         return file
+
+
+def gates_xml_path(out_dir: str | Path, sample_id: str) -> Path:
+    """``OUT/gates/<sample_id>.xml``: a tube's placed gates (a sample id that would leave
+    the folder, with ``..`` or an absolute path, is written under its safe key)."""
+    parts = Path(sample_id).parts
+    if not parts or Path(sample_id).is_absolute() or ".." in parts:
+        return Path(out_dir) / "gates" / f"{tube_result_key(sample_id)}.xml"
+    return Path(out_dir) / "gates" / f"{sample_id}.xml"
 
 
 def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
@@ -481,7 +577,9 @@ def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
     -------
     dict
         ``{table name: path written}``: ``populations.csv``, ``profiles.csv``,
-        ``samples.csv``, ``errors.csv`` and ``run.json``.
+        ``samples.csv``, ``errors.csv``, ``gates.csv`` (no rows with fixed gates),
+        ``run.json`` and, with adaptive gating, every tube's placed gates in
+        ``gates/<sample_id>.xml``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -491,6 +589,13 @@ def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
         path = out / f"{name}.csv"
         atomic_write_text(path, result.tables[name].to_csv())
         written[name] = path
+    if result.gate_table is not None:
+        written["gates"] = out / "gates.csv"
+        atomic_write_text(written["gates"], result.gate_table.to_csv())
+    for sample_id, text in result.gating_ml.items():
+        path = gates_xml_path(out, sample_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
     result.run.setdefault("timings_s", {})["write"] = round(time.perf_counter() - t0, 3)
     run_path = out / "run.json"
     atomic_write_text(run_path, json.dumps(result.run, indent=1, default=str) + "\n")
@@ -508,6 +613,7 @@ def gate_sample(
     alc: float | None = None,
     templates: str | Path | None = None,
     engine: str = "compiled",
+    gating: str = "adaptive",
 ) -> pd.DataFrame:
     """Gate and count one FCS tube, for use in a notebook.
 
@@ -529,6 +635,8 @@ def gate_sample(
         Folder of Gating-ML templates to use instead of the shipped ones.
     engine : {"compiled", "flowkit"}
         Gating engine (see :func:`gate_batch`).
+    gating : {"adaptive", "fixed"}
+        Gating mode (see :func:`gate_batch`).
 
     Returns
     -------
@@ -545,8 +653,8 @@ def gate_sample(
         path=path.resolve(), sample_id=path.stem, patient_id=patient_id or path.stem,
         tube=tube, beads_per_test=math.nan if beads_per_test is None else float(beads_per_test),
         volume_ul=float(volume_ul), alc=math.nan if alc is None else float(alc))
-    _check_engine(engine)
-    gated = _gate_one(request, str(templates) if templates is not None else None, engine)
+    _check_engine(engine, gating)
+    gated = _gate_one(request, resolve_templates(templates, gating), engine, gating=gating)
     counted, failures = _count([gated], path.resolve().parent)
     if failures:
         raise GatingError(failures[0].error)
@@ -572,8 +680,8 @@ def tube_result_key(sample_id: str) -> str:
 
 
 def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
-                   templates: str | Path | None = None,
-                   engine: str = "compiled") -> GatedTube | TubeFailure:
+                   templates: str | Path | None = None, engine: str = "compiled",
+                   gating: str = "adaptive") -> GatedTube | TubeFailure:
     """Gate one FCS file for the workflow; a failure is returned, not raised.
 
     Only gating happens here (which events fall in which gate); the counting inputs of the
@@ -591,13 +699,14 @@ def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
     templates : str or Path, optional
         Folder of Gating-ML templates instead of the shipped ones.
     engine : {"compiled", "flowkit"}
+    gating : {"adaptive", "fixed"}
     """
-    _check_engine(engine)
+    _check_engine(engine, gating)
     path = Path(path)
     request = TubeRequest(path=path.resolve(), sample_id=sample_id, patient_id="",
                           tube=tube, beads_per_test=math.nan, volume_ul=math.nan,
                           alc=math.nan)
-    return _gate_or_fail(request, str(templates) if templates is not None else None, engine)
+    return _gate_or_fail(request, resolve_templates(templates, gating), engine, gating=gating)
 
 
 def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
@@ -617,7 +726,8 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
                 "gate_events": [int(e) for e in result.gate_events],
                 "events": result.events, "has_spillover": result.has_spillover,
                 "simulated": result.simulated, "seconds": result.seconds,
-                "keywords": result.keywords}
+                "keywords": result.keywords, "placements": result.placements,
+                "gating_ml": result.gating_ml}
     meta["provenance"] = provenance
     buffer = _io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta)))
@@ -663,13 +773,14 @@ def load_tube_result(path: str | Path, request: TubeRequest,
                      parents=meta["parents"], gate_events=gate_events,
                      events=int(meta["events"]), has_spillover=bool(meta["has_spillover"]),
                      simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
-                     keywords=meta.get("keywords"))
+                     keywords=meta.get("keywords"), placements=meta.get("placements"),
+                     gating_ml=meta.get("gating_ml"))
 
 
 def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
                           manifest: str | Path | None = None, *,
                           templates: str | Path | None = None,
-                          engine: str = "compiled") -> BatchResult:
+                          engine: str = "compiled", gating: str = "adaptive") -> BatchResult:
     """Build the batch tables from per-tube result files (``{tube_result_key}.npz``).
 
     A listed tube without a result file becomes an error row ("not gated"), so a batch
@@ -682,7 +793,7 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
     results_dir : str or Path
         Folder of ``.npz`` files from :func:`save_tube_result`, named by
         :func:`tube_result_key` of the sample id.
-    manifest, templates, engine
+    manifest, templates, engine, gating
         As for :func:`gate_batch`.
     """
     t0 = time.perf_counter()
@@ -698,8 +809,9 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
         result = load_tube_result(path, request)
         (gated if isinstance(result, GatedTube) else failures).append(result)
     result = assemble_batch(parsed, gated, failures,
-                            template_arg=str(templates) if templates is not None else None,
-                            engine=engine, seconds_gating=time.perf_counter() - t0)
+                            template_arg=resolve_templates(templates, gating),
+                            engine=engine, seconds_gating=time.perf_counter() - t0,
+                            gating=gating)
     result.run["parameters"] = {"samples_dir": str(samples_dir), "jobs": "one per tube",
                                 "results_dir": str(results_dir)}
     return result

@@ -78,6 +78,8 @@ class CountedTube:
     beads_per_test, volume_ul, alc : float
         Counting inputs (beads, µL, ×10⁹/L); NaN when not given.
     has_spillover : bool
+    uncertain_gates : tuple of str
+        Gates adaptive gating could not place with confidence.
     """
 
     sample_id: str
@@ -93,6 +95,8 @@ class CountedTube:
     alc: float
     has_spillover: bool = True
     keywords: dict | None = None
+    #: Gates whose adaptive placement was uncertain (flagged ``GATE_UNCERTAIN:<gate>``).
+    uncertain_gates: tuple[str, ...] = ()
 
     def events_in(self, gate_id: str) -> int:
         """Events in one gate (0 when the template has no such gate)."""
@@ -175,6 +179,7 @@ def sample_flags(tube: CountedTube) -> list[str]:
         flags.append("LOW_POPULATION_EVENTS")
     if not tube.has_spillover:
         flags.append("NO_SPILLOVER")
+    flags += [f"GATE_UNCERTAIN:{gate}" for gate in tube.uncertain_gates]
     return flags
 
 

@@ -35,6 +35,10 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
                                     f"more than {MAX_TUBE_SPREAD:.0%}",
     "CD4_CD8_SUM_MISMATCH": "CD4+ plus CD8+ T cells differ from CD3+ T cells by more than "
                             f"{MAX_CD4_CD8_SUM_MISMATCH:.0%}",
+    "GATE_UNCERTAIN": "adaptive gating could not place a gate with confidence (written "
+                      "GATE_UNCERTAIN:<gate>): a shallow valley between negative and positive "
+                      "cells, a population not found, or a gate outside the template's search "
+                      "range — the count is written; review the tube's gating plot",
     "MISSING_TUBE": "one of the patient's three tubes is absent or failed (written "
                     "MISSING_TUBE:<tube>); its values are empty",
 }

@@ -49,6 +49,20 @@ def template_dir() -> Path:
     raise TemplateError("gating templates not found: reinstall immunoprofile")
 
 
+def adaptive_template_dir() -> Path:
+    """Folder of the shipped adaptive templates (``gating/adaptive/``): the same gates at
+    seed positions, each declaring how it is placed from a tube's events."""
+    return template_dir() / "adaptive"
+
+
+def uses_adaptation(tube: str, directory: str | Path | None = None) -> bool:
+    """Whether a tube's template declares any adaptive placement (else adaptive gating
+    gates it exactly as written, by the fixed path)."""
+    from .adaptive_template import declares_adaptation
+
+    return declares_adaptation(template_path(tube, directory))
+
+
 def template_path(tube: str, directory: str | Path | None = None) -> Path:
     """Path of the Gating-ML template of a tube (``nk``, ``cd4``, ``cd8``).
 

@@ -1,0 +1,603 @@
+"""Placing a template's gates on one tube's events (adaptive gating).
+
+Each gate of an adaptive template (:mod:`.adaptive_template`) is placed from the events of
+its parent population, parents first, on a subsample of the tube (every k-th event, at most
+:data:`SUBSAMPLE` events: enough for the densities, a few milliseconds). What comes out is
+a set of plain gates on untransformed values (:mod:`immunoprofile.engine.plain`) that the
+compiled engine then counts on every event, and a :class:`GatePlacement` per gate that says
+where the gate went, how sure placement was and, when it was not, why.
+
+The methods, in a cytometrist's terms (attributes in ``gating/README.md``):
+
+``valley``
+    A 1-D threshold at the deepest density valley between the negative and the positive
+    peak, within the template's search range (openCyto ``mindensity``, flowDensity
+    ``deGate``). With one peak only — a rare positive population — the cut goes
+    ``tail-offset`` above the negative peak, or four of its standard deviations if that is
+    further (its upper tail). Uncertain when the valley is shallow (its density more than
+    ``1 - min-depth`` of the lower peak), when the cut falls outside the search range, or
+    when no negative peak is found.
+``cluster``
+    The lymphocytes on CD45 × SSC: the smoothed 2-D density's watershed basins; the CD45+
+    basin lowest in SSC (lymphocytes are the CD45+ cells of least side scatter, wherever
+    the scatter settings put them), joined by every basin at the same SSC (within a factor
+    ``ssc-band``) and CD45 within ``cd45-band`` of it (CD45-dim CLL cells, NK cells), cut
+    where the density falls below ``level`` of each basin's peak; the gate is the convex
+    hull of that region. Monocytes (higher SSC, their own basin), granulocytes, debris and
+    beads (already excluded) stay out. Uncertain when no CD45+ basin is found or the
+    region reaches the edge of the plotted range.
+``beads``
+    The compact cluster bright in every fluorescence channel of the gate, wherever its
+    scatter is: the topmost peak of each event's dimmest channel, cut at the valley below
+    it, then each channel's bound raised to six bead standard deviations below the bead
+    median. Uncertain when no such peak is found.
+``scale``
+    A scatter gate moved with the scatter gain: the population mode along the first
+    dimension — of the peaks at least a tenth as tall as the tallest, the one nearest its
+    ``expected`` value, within a factor ``search`` — and every coordinate of the gate is
+    multiplied by observed / expected.
+
+A gate without a declaration keeps its seed position (converted to untransformed values).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine.plain import PlainBoolean, PlainDimension, PlainGate, PlainPolygon, PlainRectangle
+from ..errors import GatingError
+from . import density as dn
+from .adaptive_template import Adaptation, AdaptiveTemplate, TemplateDimension, TemplateGate
+
+#: Most events placement looks at (the engine counts every event).
+SUBSAMPLE = 100_000
+#: Peaks lower than this share of the tallest are noise (1-D).
+_PEAK_SHARE = 0.003
+
+
+@dataclass
+class GatePlacement:
+    """Where one gate was placed, and how sure placement was.
+
+    Attributes
+    ----------
+    gate_id : str
+    method : str
+        The declared method, or ``"seed"`` for a gate kept at its template position.
+    status : {"placed", "fallback", "seed", "uncertain"}
+        ``fallback``: the documented fallback was used (e.g. one peak only);
+        ``uncertain``: the tube is flagged ``GATE_UNCERTAIN:<gate_id>``.
+    confidence : float
+        0–1: for a valley, its depth relative to the lower peak; for a cluster or beads,
+        the share of the density kept; NaN for a seed gate.
+    position : str
+        The placed gate in words (channels, bounds in signal and scale units).
+    reason : str
+        Why the placement is uncertain or fell back ("" otherwise).
+    seed : list
+        The template's seed coordinates, for plots (bounds or vertices, scale units).
+    placed : list
+        The placed coordinates on the same scale, for plots.
+    """
+
+    gate_id: str
+    method: str
+    status: str
+    confidence: float = math.nan
+    position: str = ""
+    reason: str = ""
+    seed: list = field(default_factory=list)
+    placed: list = field(default_factory=list)
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the tube must be flagged for this gate."""
+        return self.status == "uncertain"
+
+
+@dataclass
+class Placement:
+    """A tube's placed gates (plain, for the engine and Gating-ML) and their reports."""
+
+    gates: list[PlainGate]
+    reports: list[GatePlacement]
+
+    def report(self, gate_id: str) -> GatePlacement:
+        """The report of one gate."""
+        return next(r for r in self.reports if r.gate_id == gate_id)
+
+
+ValuesOf = Callable[[TemplateDimension], np.ndarray]
+
+
+def _plain_dim(d: TemplateDimension) -> PlainDimension:
+    return PlainDimension(d.channel, d.compensated)
+
+
+def _raw(d: TemplateDimension, scale_value: float | None) -> float | None:
+    if scale_value is None:
+        return None
+    return float(d.from_scale(np.array([scale_value]))[0])
+
+
+def _fmt(d: TemplateDimension, scale_value: float) -> str:
+    raw = _raw(d, scale_value)
+    if d.transform is None:
+        return f"{raw:.6g}"
+    return f"{raw:.6g} ({scale_value:.4f} logicle)"
+
+
+class _Placer:
+    def __init__(self, template: AdaptiveTemplate, values: ValuesOf, n: int):
+        self.template = template
+        self.values = values
+        self.n = n
+        self.masks: dict[str, np.ndarray] = {}
+        self.gates: list[PlainGate] = []
+        self.reports: list[GatePlacement] = []
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ values
+    def raw(self, d: TemplateDimension) -> np.ndarray:
+        key = (d.channel, d.compensated)
+        if key not in self._cache:
+            self._cache[key] = self.values(d)
+        return self._cache[key]
+
+    def scaled(self, d: TemplateDimension) -> np.ndarray:
+        key = (d.channel, d.compensated, d.transform)
+        if key not in self._cache:
+            self._cache[key] = d.to_scale(self.raw(d))
+        return self._cache[key]
+
+    def parent_mask(self, gate: TemplateGate) -> np.ndarray:
+        if gate.parent_id is None:
+            return np.ones(self.n, dtype=bool)
+        return self.masks[gate.parent_id]
+
+    # ------------------------------------------------------------------ placing
+    def place(self, gate: TemplateGate) -> None:
+        parent = self.parent_mask(gate)
+        if gate.kind == "boolean":
+            plain = PlainBoolean(gate.gate_id, gate.parent_id, gate.op, gate.operands)
+            report = GatePlacement(gate.gate_id, "seed", "seed")
+        elif not gate.adaptations:
+            plain, report = self._seed(gate)
+        else:
+            methods = {a.method for a in gate.adaptations}
+            if methods == {"valley"}:
+                plain, report = self._valleys(gate, parent)
+            elif methods == {"cluster"} and gate.kind == "polygon":
+                plain, report = self._cluster(gate, parent, gate.adaptations[0])
+            elif methods == {"beads"} and gate.kind == "rectangle":
+                plain, report = self._beads(gate, parent, gate.adaptations[0])
+            elif methods == {"scale"}:
+                plain, report = self._scale(gate, parent, gate.adaptations[0])
+            else:
+                raise GatingError(f"{self.template.path}: gate {gate.gate_id}: methods "
+                                  f"{', '.join(sorted(methods))} cannot be combined or do "
+                                  f"not fit a {gate.kind} gate")
+        self.gates.append(plain)
+        self.reports.append(report)
+        self.masks[gate.gate_id] = parent & self._member(plain)
+
+    def _member(self, gate: PlainGate) -> np.ndarray:
+        if isinstance(gate, PlainBoolean):
+            parts = [self.masks[ref] ^ complement for ref, complement in gate.operands]
+            if gate.op == "not":
+                return ~parts[0]
+            out = parts[0].copy()
+            for p in parts[1:]:
+                out = (out & p) if gate.op == "and" else (out | p)
+            return out
+        dims = [self._template_dim(d) for d in gate.dimensions]
+        if isinstance(gate, PlainRectangle):
+            ok = np.ones(self.n, dtype=bool)
+            for d, (lo, hi) in zip(dims, gate.bounds, strict=True):
+                v = self.raw(d)
+                if lo is not None:
+                    ok &= v >= lo
+                if hi is not None:
+                    ok &= v < hi
+            return ok
+        x, y = (self.raw(d) for d in dims)
+        verts = np.asarray(gate.vertices)
+        box = ((x >= verts[:, 0].min()) & (x <= verts[:, 0].max())
+               & (y >= verts[:, 1].min()) & (y <= verts[:, 1].max()))
+        return box & dn.points_in_polygon(x, y, verts)
+
+    @staticmethod
+    def _template_dim(d: PlainDimension) -> TemplateDimension:
+        return TemplateDimension(d.channel, d.compensated, None)
+
+    # -- seed
+    def _seed(self, gate: TemplateGate) -> tuple[PlainGate, GatePlacement]:
+        if gate.kind == "rectangle":
+            bounds = tuple((_raw(d, d.lo), _raw(d, d.hi)) for d in gate.dimensions)
+            plain: PlainGate = PlainRectangle(gate.gate_id, gate.parent_id,
+                                              tuple(_plain_dim(d) for d in gate.dimensions),
+                                              bounds)
+            seed = [[d.lo, d.hi] for d in gate.dimensions]
+        else:
+            plain = PlainPolygon(gate.gate_id, gate.parent_id,
+                                 tuple(_plain_dim(d) for d in gate.dimensions),  # type: ignore
+                                 _raw_polygon(gate.dimensions, np.asarray(gate.vertices)))
+            seed = [list(v) for v in gate.vertices]
+        return plain, GatePlacement(gate.gate_id, "seed", "seed", seed=seed, placed=seed)
+
+    # -- valley
+    def _valleys(self, gate: TemplateGate, parent: np.ndarray):
+        if gate.kind != "rectangle":
+            raise GatingError(f"{self.template.path}: gate {gate.gate_id}: valley places "
+                              "rectangle (range) gates")
+        bounds = [(d.lo, d.hi) for d in gate.dimensions]
+        statuses, reasons, confidences, words = [], [], [], []
+        for adapt in gate.adaptations:
+            j = int(adapt.number("dimension", 0))
+            d = gate.dimensions[j]
+            side = "lo" if d.lo is not None else "hi"
+            seed = d.lo if side == "lo" else d.hi
+            cut, status, confidence, reason = valley_cut(
+                self.scaled(d)[parent], seed, adapt)
+            bounds[j] = (cut, d.hi) if side == "lo" else (d.lo, cut)
+            statuses.append(status)
+            confidences.append(confidence)
+            if reason:
+                reasons.append(f"{d.channel}: {reason}")
+            words.append(f"{d.channel} {'>=' if side == 'lo' else '<'} {_fmt(d, cut)}")
+        status = ("uncertain" if "uncertain" in statuses
+                  else "fallback" if "fallback" in statuses else "placed")
+        plain = PlainRectangle(gate.gate_id, gate.parent_id,
+                               tuple(_plain_dim(d) for d in gate.dimensions),
+                               tuple((_raw(d, lo), _raw(d, hi))
+                                     for d, (lo, hi) in zip(gate.dimensions, bounds,
+                                                            strict=True)))
+        return plain, GatePlacement(
+            gate.gate_id, "valley", status, float(np.nanmin(confidences)), "; ".join(words),
+            "; ".join(reasons), seed=[[d.lo, d.hi] for d in gate.dimensions],
+            placed=[list(b) for b in bounds])
+
+    # -- beads
+    def _beads(self, gate: TemplateGate, parent: np.ndarray, adapt: Adaptation):
+        dims = gate.dimensions
+        scaled = np.column_stack([self.scaled(d)[parent] for d in dims])
+        seeds = np.array([d.lo if d.lo is not None else np.nan for d in dims])
+        lows, status, confidence, reason = bead_bounds(scaled, seeds, adapt)
+        plain = PlainRectangle(gate.gate_id, gate.parent_id, tuple(_plain_dim(d) for d in dims),
+                               tuple((_raw(d, lo), None) for d, lo in zip(dims, lows,
+                                                                          strict=True)))
+        words = "; ".join(f"{d.channel} >= {_fmt(d, lo)}" for d, lo in zip(dims, lows,
+                                                                         strict=True))
+        return plain, GatePlacement(gate.gate_id, "beads", status, confidence, words, reason,
+                                    seed=[[d.lo, d.hi] for d in dims],
+                                    placed=[[lo, None] for lo in lows])
+
+    # -- scale
+    def _scale(self, gate: TemplateGate, parent: np.ndarray, adapt: Adaptation):
+        d0 = gate.dimensions[0]
+        if any(d.transform is not None for d in gate.dimensions):
+            raise GatingError(f"{self.template.path}: gate {gate.gate_id}: scale moves gates "
+                              "on untransformed (scatter) axes")
+        factor, status, confidence, reason = scale_factor(self.raw(d0)[parent], adapt)
+        if gate.kind == "polygon":
+            verts = np.asarray(gate.vertices) * factor
+            plain: PlainGate = PlainPolygon(
+                gate.gate_id, gate.parent_id,
+                tuple(_plain_dim(d) for d in gate.dimensions),  # type: ignore[arg-type]
+                tuple((float(x), float(y)) for x, y in verts))
+            seed, placed = [list(v) for v in gate.vertices], verts.tolist()
+        else:
+            bounds = tuple((None if d.lo is None else d.lo * factor,
+                            None if d.hi is None else d.hi * factor) for d in gate.dimensions)
+            plain = PlainRectangle(gate.gate_id, gate.parent_id,
+                                   tuple(_plain_dim(d) for d in gate.dimensions), bounds)
+            seed = [[d.lo, d.hi] for d in gate.dimensions]
+            placed = [list(b) for b in bounds]
+        return plain, GatePlacement(gate.gate_id, "scale", status, confidence,
+                                    f"scatter × {factor:.3f}", reason, seed=seed, placed=placed)
+
+    # -- cluster
+    def _cluster(self, gate: TemplateGate, parent: np.ndarray, adapt: Adaptation):
+        dx, dy = gate.dimensions
+        x = self.scaled(dx)[parent]
+        y = self.scaled(dy)[parent]
+        hull, status, confidence, reason = cluster_hull(x, y, dx.transform is not None,
+                                                        dy.transform is not None,
+                                                        np.asarray(gate.vertices), adapt,
+                                                        y_scale=dy)
+        hull = _densify(hull, 0.02)
+        raw = np.column_stack([dx.from_scale(hull[:, 0]), dy.from_scale(hull[:, 1])])
+        plain = PlainPolygon(gate.gate_id, gate.parent_id, (_plain_dim(dx), _plain_dim(dy)),
+                             tuple((float(a), float(b)) for a, b in raw))
+        return plain, GatePlacement(
+            gate.gate_id, "cluster", status, confidence,
+            f"{dx.channel} × {dy.channel}: {len(raw)}-vertex polygon around the cluster at "
+            f"{dx.channel} {_fmt(dx, float(np.mean(hull[:, 0])))}", reason,
+            seed=[list(v) for v in gate.vertices], placed=hull.tolist())
+
+
+def _raw_polygon(dims, verts_scaled: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """A seed polygon on transformed axes as an untransformed polygon (edges densified so
+    that the straight untransformed edges follow the transformed ones closely)."""
+    dense = _densify(verts_scaled, 0.01) if any(d.transform for d in dims) else verts_scaled
+    dense = np.asarray(dense, dtype=np.float64)
+    xs = dims[0].from_scale(dense[:, 0])
+    ys = dims[1].from_scale(dense[:, 1])
+    return tuple((float(a), float(b)) for a, b in zip(xs, ys, strict=True))
+
+
+def _densify(verts: np.ndarray, step: float) -> np.ndarray:
+    """Insert points along each edge so no segment is longer than ``step`` in x (scale
+    units; y is scaled by the polygon's own range)."""
+    verts = np.asarray(verts, dtype=np.float64)
+    span = np.ptp(verts, axis=0)
+    span[span == 0] = 1.0
+    out = []
+    n = len(verts)
+    for k in range(n):
+        a, b = verts[k], verts[(k + 1) % n]
+        rel = np.abs((b - a) / span)
+        pieces = max(1, int(np.ceil(max(rel[0], rel[1]) * 0.1 / step)))
+        for i in range(pieces):
+            out.append(a + (b - a) * (i / pieces))
+    return np.array(out)
+
+
+# ---------------------------------------------------------------------- 1-D methods
+
+def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, str, float, str]:
+    """A threshold between a negative and a positive population (scale units).
+
+    The cut is the lowest point of the density between the negative peak and the top of
+    the search range (of a flat floor, its middle): a valley between two peaks, or the gap
+    above the negative population where a positive one is rare. With no valley in the
+    range — the negative population's tail fills it — the cut goes in that tail
+    (``tail-offset`` above the peak, or four standard deviations of its lower half if that
+    is further), and is uncertain unless the tail has fallen below 5 % of the peak there.
+
+    Parameters
+    ----------
+    t : numpy.ndarray
+        The parent population's values on the dimension's scale (e.g. logicle).
+    seed : float
+        The template's threshold.
+    adapt : Adaptation
+        ``search`` (lo hi, default seed ± 0.15), ``tail-offset`` (0.1), ``min-depth``
+        (0.5), ``bandwidth`` (0.015).
+
+    Returns
+    -------
+    cut : float
+    status : {"placed", "fallback", "uncertain"}
+    confidence : float
+        1 − density at the cut / the lower of the two peaks (the negative peak alone when
+        there is no positive one).
+    reason : str
+    """
+    search = adapt.pair("search") or (seed - 0.15, seed + 0.15)
+    tail = adapt.number("tail-offset", 0.10)
+    min_depth = adapt.number("min-depth", 0.5)
+    bandwidth = adapt.number("bandwidth", 0.015)
+    t = t[np.isfinite(t)]
+    if t.size < 20:
+        return seed, "uncertain", 0.0, f"only {t.size} events to place the threshold on"
+    lo = min(search[0] - 0.3, float(np.quantile(t, 0.001)))
+    hi = max(search[1] + 0.3, float(np.quantile(t, 0.999)))
+    d = dn.density_1d(t, lo, hi, bins=int(np.clip((hi - lo) / 0.004, 100, 800)),
+                      bandwidth=bandwidth)
+    peaks = dn.peaks_1d(d, _PEAK_SHARE * d.density.max())
+    below = [p for p in peaks if d.centres[p] < search[1]]
+    if not below:
+        return search[0], "uncertain", 0.0, "no negative population below the search range"
+    neg = max(below, key=lambda p: d.density[p])
+    top = int(np.searchsorted(d.centres, search[1], side="right")) - 1
+    v = dn.valley_between(d, neg, top, search[0], search[1])
+    if v is None:
+        return search[0], "uncertain", 0.0, "the negative population lies above the search range"
+    above = [p for p in peaks if p > v]
+    pos = max(above, key=lambda p: d.density[p]) if above else None
+    floor = d.density[v]
+    ref = d.density[neg] if pos is None else min(d.density[neg], d.density[pos])
+    depth = float(1.0 - floor / ref)
+    cut = float(d.centres[v])
+    if floor <= 0.01 * d.density[neg] or (pos is not None and depth >= min_depth):
+        return cut, "placed", depth, ""
+    if v < top:  # a valley inside the range, but a shallow one: the populations overlap
+        return cut, "uncertain", depth, (
+            f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations overlap")
+    # No valley in the range: a cut in the negative population's upper tail.
+    peak = float(d.centres[neg])
+    left = t[t <= peak]
+    sd = float(np.sqrt(np.mean((left - peak) ** 2))) if left.size > 5 else bandwidth
+    cut = float(np.clip(peak + max(tail, 4.0 * sd), *search))
+    confidence = float(1.0 - d.at(cut) / d.density[neg])
+    if confidence >= 0.95:
+        return cut, "fallback", confidence, "no valley: cut in the negative population's tail"
+    return cut, "uncertain", confidence, (
+        "no valley in the search range, and the negative population's tail still holds "
+        f"{1 - confidence:.0%} of its peak density at the cut")
+
+
+def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
+                adapt: Adaptation) -> tuple[np.ndarray, str, float, str]:
+    """Per-channel lower bounds of the bead cluster (scale units).
+
+    Parameters
+    ----------
+    scaled : numpy.ndarray
+        (events, channels) of the parent population on each dimension's scale.
+    seeds : numpy.ndarray
+        The template's lower bounds.
+    adapt : Adaptation
+        ``search`` (lo hi of the dimmest channel's bead peak, default 0.6 1.2),
+        ``spread`` (bead standard deviations kept below the median, 6).
+    """
+    search = adapt.pair("search") or (0.6, 1.2)
+    spread = adapt.number("spread", 6.0)
+    finite = np.all(np.isfinite(scaled), axis=1)
+    m = np.min(scaled[finite], axis=1)
+    if m.size < 20:
+        return seeds, "uncertain", 0.0, "too few events to find the beads"
+    d = dn.density_1d(m, min(float(m.min()), search[0] - 0.3), max(float(m.max()), search[1]),
+                      bins=600, bandwidth=0.008)
+    peaks = dn.peaks_1d(d, max(_PEAK_SHARE * d.density.max(), 2.0))
+    top = [p for p in peaks if search[0] <= d.centres[p] <= search[1]]
+    if not top:
+        return seeds, "uncertain", 0.0, (
+            "no bead cluster (no event population bright in every channel) in the search "
+            f"range {search[0]:.2f}–{search[1]:.2f}")
+    # the brightest peak that is a population, not a few stray events
+    tallest = max(d.density[p] for p in top)
+    bead = max((p for p in top if d.density[p] >= 0.05 * tallest), key=lambda p: d.centres[p])
+    lower = [p for p in peaks if d.centres[p] < d.centres[bead]]
+    if lower:
+        below = max(lower, key=lambda p: d.centres[p])
+        v = dn.valley_between(d, below, bead)
+        cut = float(d.centres[v]) if v is not None else float(d.centres[bead]) - 0.1
+    else:
+        cut = float(d.centres[bead]) - 0.1
+    core = scaled[finite][m >= cut]
+    if core.shape[0] < 5:
+        return seeds, "uncertain", 0.0, "the bead cluster holds fewer than 5 events"
+    median = np.median(core, axis=0)
+    mad = 1.4826 * np.median(np.abs(core - median), axis=0)
+    lows = np.maximum(cut, median - spread * np.maximum(mad, 0.005))
+    confidence = 1.0 - d.at(cut) / d.density[bead]
+    return lows, "placed", float(confidence), ""
+
+
+def scale_factor(values: np.ndarray, adapt: Adaptation) -> tuple[float, str, float, str]:
+    """Observed / expected position of a scatter population's mode.
+
+    ``expected`` (required: the population mode the template was drawn for, signal units)
+    and ``search`` (factor, default 2.5: the mode is looked for within expected ÷ 2.5 to
+    × 2.5).
+    """
+    expected = adapt.number("expected", math.nan)
+    if not expected > 0:
+        raise GatingError("scale needs expected=\"…\" (the population's expected mode)")
+    window = adapt.number("search", 2.5)
+    v = values[np.isfinite(values) & (values > 0)]
+    if v.size < 20:
+        return 1.0, "uncertain", 0.0, "too few events to find the scatter mode"
+    lv = np.log10(v)
+    centre = math.log10(expected)
+    lo, hi = centre - math.log10(window), centre + math.log10(window)
+    d = dn.density_1d(lv, lo - 0.2, hi + 0.2, bins=300, bandwidth=0.02)
+    inside = (d.centres >= lo) & (d.centres <= hi)
+    tallest = float(d.density[inside].max()) if inside.any() else 0.0
+    # the population mode nearest the expected one, of those at least a tenth as tall as
+    # the tallest (granulocytes outnumber lymphocytes in non-CLL blood)
+    peaks = [p for p in dn.peaks_1d(d, 0.1 * tallest) if inside[p]] if tallest > 0 else []
+    if not peaks:
+        return 1.0, "uncertain", 0.0, (
+            f"no scatter mode within ÷{window:g}–×{window:g} of {expected:g}")
+    i = min(peaks, key=lambda p: abs(d.centres[p] - centre))
+    factor = float(10 ** (d.centres[i] - centre))
+    return factor, "placed", 1.0, ""
+
+
+# ---------------------------------------------------------------------- 2-D cluster
+
+def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transformed: bool,
+                 seed_vertices: np.ndarray, adapt: Adaptation,
+                 y_scale: TemplateDimension) -> tuple[np.ndarray, str, float, str]:
+    """The lymphocyte cluster's hull, in the gate's scale units (see the module docstring).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        CD45 (first dimension) on its scale.
+    y_raw : numpy.ndarray
+        SSC (second dimension), untransformed.
+    x_transformed, y_transformed : bool
+    seed_vertices : numpy.ndarray
+        The template polygon (scale units), used only as the fallback.
+    adapt : Adaptation
+        ``level`` (0.002), ``ssc-band`` (1.45), ``cd45-band`` (0.16), ``bins`` (128).
+    y_scale : TemplateDimension
+        The second dimension (for converting SSC back).
+    """
+    level = adapt.number("level", 0.002)
+    ssc_band = math.log10(adapt.number("ssc-band", 1.45))
+    cd45_band = adapt.number("cd45-band", 0.16)
+    bins = int(adapt.number("bins", 128))
+    ok = np.isfinite(x) & np.isfinite(y_raw)
+    x, y_raw = x[ok], y_raw[ok]
+    seed_scale = np.asarray(seed_vertices, dtype=np.float64)
+    if x.size < 50:
+        return seed_scale, "uncertain", 0.0, f"only {x.size} events to find the cluster"
+    # SSC on a log axis for the density: a scatter gain shifts it, it does not stretch it
+    y = y_raw if y_transformed else np.log10(np.clip(y_raw, 1.0, None))
+    xr = (float(np.quantile(x, 0.001)) - 0.05, float(np.quantile(x, 0.999)) + 0.05)
+    yr = (float(np.quantile(y, 0.001)) - 0.1, float(np.quantile(y, 0.999)) + 0.1)
+    dens = dn.density_2d(x, y, xr, yr, bins=bins, bandwidth=(0.012, 0.025))
+    labels, maxima = dn.basins_2d(dens.density)
+    flat = dens.density.ravel()
+    counts = dn.histogram_2d(x, y, xr, yr, bins)
+    mass = np.bincount(labels.ravel(), weights=counts.ravel(), minlength=flat.size)
+    mx = dens.x[maxima // bins]
+    my = dens.y[maxima % bins]
+    significant = mass[maxima] >= 0.005 * x.size
+    if not significant.any():
+        return seed_scale, "uncertain", 0.0, "no cell cluster found"
+    brightest = float(mx[significant].max())
+    positive = significant & (mx >= brightest - 0.25)
+    if not positive.any():
+        return seed_scale, "uncertain", 0.0, "no CD45+ cluster found"
+    primary = int(np.flatnonzero(positive)[np.argmin(my[positive])])
+    px, py = mx[primary], my[primary]
+    members = (np.abs(my - py) <= ssc_band) & (mx >= px - cd45_band) & \
+        (mx <= px + cd45_band) & (flat[maxima] > 0)
+    # A lone event's smoothed height: bins below a few of those are empty space, whose
+    # basin is arbitrary.
+    lone = 1.0 / (2 * np.pi * (0.012 / (dens.x[1] - dens.x[0])) * (0.025 / (dens.y[1] - dens.y[0])))
+    region = np.zeros(flat.size, dtype=bool)
+    flat_labels = labels.ravel()
+    for k in np.flatnonzero(members):
+        region |= (flat_labels == maxima[k]) & (flat >= max(level * flat[maxima[k]], 3 * lone))
+    kept_mass = float(counts.ravel()[region].sum())
+    region2 = region.reshape(bins, bins)
+    ix = np.flatnonzero(region2.any(axis=1))
+    # the hull only needs each column's lowest and highest bin (their outer corners)
+    low = np.argmax(region2[ix], axis=1)
+    high = bins - 1 - np.argmax(region2[ix, ::-1], axis=1)
+    hx = (dens.x[1] - dens.x[0]) / 2
+    hy = (dens.y[1] - dens.y[0]) / 2
+    corners = np.concatenate([np.column_stack([dens.x[ix] + sx * hx, dens.y[iy] + sy * hy])
+                              for iy, sy in ((low, -1), (high, 1)) for sx in (-1, 1)])
+    iy = np.concatenate([low, high])
+    hull = dn.convex_hull(corners)
+    if not y_transformed:
+        hull = np.column_stack([hull[:, 0], 10 ** hull[:, 1]])
+    status, reason = "placed", ""
+    if ix.min() == 0 or iy.min() == 0 or ix.max() == bins - 1 or iy.max() == bins - 1:
+        status, reason = "uncertain", "the cluster reaches the edge of the data's range"
+    confidence = kept_mass / max(float(mass[maxima[members]].sum()), 1.0)
+    return hull, status, float(confidence), reason
+
+
+def place_gates(template: AdaptiveTemplate, values: ValuesOf, n: int) -> Placement:
+    """Place every gate of a template on a tube's (subsampled) events.
+
+    Parameters
+    ----------
+    template : AdaptiveTemplate
+    values : callable
+        ``values(dimension)`` → the untransformed values (compensated as the dimension
+        says) of the subsampled events.
+    n : int
+        Events in the subsample.
+
+    Returns
+    -------
+    Placement
+    """
+    placer = _Placer(template, values, n)
+    for gate in template.gates:
+        placer.place(gate)
+    return Placement(placer.gates, placer.reports)
