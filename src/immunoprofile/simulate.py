@@ -717,22 +717,33 @@ def write_cohort(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     patients = list(patients if patients is not None else cohort_specs())
-    rows = ["file,patient_id,tube,beads_per_test,volume_ul,alc"]
+    rows: list[str] = []
     for p_index, patient in enumerate(patients):
         instrument = (random_instrument(seed + 1000 * p_index) if other_cytometer
                       else Instrument())
         volume = (stained_volume_ul(patient, beads_per_test, volume_ul) if dilute
                   else volume_ul)
         for t_index, tube in enumerate(TUBE_MARKERS):
-            name = f"{patient.patient_id}_{tube}.fcs"
             sim = simulate_tube(patient, tube, events=events, beads_per_test=beads_per_test,
                                 volume_ul=volume, instrument=instrument,
                                 seed=seed + 1000 * p_index + t_index)
-            write_tube(sim, out / name)
-            rows.append(f"{name},{patient.patient_id},{tube},{beads_per_test:g},"
-                        f"{volume:g},{patient.alc:.4g}")
+            rows.append(_write_listed(sim, out))
+    return _write_manifest(out, rows)
+
+
+def _write_listed(sim: SimulatedTube, out: Path) -> str:
+    """Write a tube as ``PATIENT_TUBE.fcs`` in ``out``; its manifest row."""
+    truth = sim.truth
+    name = f"{truth['patient_id']}_{truth['tube']}.fcs"
+    write_tube(sim, out / name)
+    return (f"{name},{truth['patient_id']},{truth['tube']},{truth['beads_per_test']:g},"
+            f"{truth['volume_ul']:g},{truth['alc']:.4g}")
+
+
+def _write_manifest(out: Path, rows: Sequence[str]) -> Path:
     manifest = out / "manifest.csv"
-    atomic_write_text(manifest, "\n".join(rows) + "\n")
+    atomic_write_text(manifest, "\n".join(["file,patient_id,tube,beads_per_test,volume_ul,alc",
+                                           *rows]) + "\n")
     return manifest
 
 
@@ -960,17 +971,11 @@ def write_envelope(out_dir: str | Path, n: int, *, seed: int = 0,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = ["file,patient_id,tube,beads_per_test,volume_ul,alc"]
+    rows: list[str] = []
     for index, case in enumerate(envelope_cases(n, seed)):
-        patient = case.patient
         for t_index, tube in enumerate(TUBE_MARKERS):
             tube_seed = int(np.random.SeedSequence([seed, index, t_index]).generate_state(1)[0])
             sim = case.simulate(tube, events=events, seed=tube_seed)
             sim.truth["envelope_case"] = {"seed": int(seed), "index": index}
-            name = f"{patient.patient_id}_{tube}.fcs"
-            write_tube(sim, out / name)
-            rows.append(f"{name},{patient.patient_id},{tube},{case.beads_per_test:.6g},"
-                        f"{case.volume_ul:g},{patient.alc:.4g}")
-    manifest = out / "manifest.csv"
-    atomic_write_text(manifest, "\n".join(rows) + "\n")
-    return manifest
+            rows.append(_write_listed(sim, out))
+    return _write_manifest(out, rows)
