@@ -155,7 +155,8 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
 def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_per_test: float,
              volume_ul: float, other_cytometer: bool, envelope: int | None) -> None:
     """Write a SIMULATED cohort (6 CLL patients × NK, CD4, CD8 tubes) with truth files and
-    manifest.csv into OUT_DIR."""
+    manifest.csv into OUT_DIR; with --envelope N, N random patients across the layout
+    envelope instead."""
     if envelope is None:
         from .simulate import write_cohort
 
