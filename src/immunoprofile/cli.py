@@ -153,15 +153,37 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
 @click.option("--other-cytometer", is_flag=True,
               help="Acquire on randomly set-up instruments (gains ±0.15 decade, spillover "
                    "across its realistic range).")
-def simulate(out_dir: Path, events: int, seed: int, beads_per_test: float, volume_ul: float,
-             other_cytometer: bool) -> None:
+@click.option("--envelope", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Instead of the cohort, N random patients across the layout envelope "
+                   "(gains ±0.5 decade, beads anywhere, dim CLL CD45, ...), each acquired on "
+                   "its own instrument; 30,000 events per tube unless --events is given.")
+@click.pass_context
+def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_per_test: float,
+             volume_ul: float, other_cytometer: bool, envelope: int | None) -> None:
     """Write a SIMULATED cohort (6 CLL patients × NK, CD4, CD8 tubes) with truth files and
-    manifest.csv into OUT_DIR."""
-    from .simulate import write_cohort
+    manifest.csv into OUT_DIR; with --envelope N, N random patients across the layout
+    envelope instead."""
+    if envelope is None:
+        from .simulate import write_cohort
 
-    manifest = write_cohort(out_dir, events=events, seed=seed, beads_per_test=beads_per_test,
-                            volume_ul=volume_ul, other_cytometer=other_cytometer)
-    click.echo(f"simulated cohort written: {manifest}", err=True)
+        manifest = write_cohort(out_dir, events=events, seed=seed,
+                                beads_per_test=beads_per_test, volume_ul=volume_ul,
+                                other_cytometer=other_cytometer)
+        click.echo(f"simulated cohort written: {manifest}", err=True)
+        return
+    given = [f"--{name.replace('_', '-')}" for name in ("beads_per_test", "volume_ul")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    given += ["--other-cytometer"] if other_cytometer else []
+    if given:
+        raise _UsageError(f"--envelope draws beads, blood volume and instrument for every "
+                          f"case itself: drop {', '.join(given)}")
+    from .simulate import write_envelope
+
+    if ctx.get_parameter_source("events") is click.core.ParameterSource.DEFAULT:
+        events = 30_000
+    manifest = write_envelope(out_dir, envelope, seed=seed, events=events)
+    click.echo(f"simulated envelope cases written ({envelope} patients × 3 tubes): "
+               f"{manifest}", err=True)
 
 
 def _fail(exc: ImmunoprofileError) -> None:

@@ -17,15 +17,44 @@ The model, step by step, for one tube:
 4. Fluorochrome amounts × the instrument's gain, spread into the detectors by the
    spillover matrix written in ``$SPILLOVER``, plus photon (shot) noise and electronic
    noise. The file holds these uncompensated signals, as a BD FACSCanto writes them.
+
+Where the populations sit and how wide they are is a :class:`Layout` (today's when none is
+given, so ``sample_data/`` stays byte for byte what it was); the instrument's gains and
+spillover are an :class:`Instrument`.
+
+**The layout envelope.** Gates that adapt to each tube (issue 12) are tested far beyond
+the nominal tube: :func:`envelope_case` / :func:`envelope_cases` draw seeded, reproducible
+cases (patient × instrument × layout × bead lot) across :data:`ENVELOPE`:
+
+- every fluorescence gain ±0.5 decade, independently; the scatter gain ±0.3 decade;
+  spillover across its realistic range (as :func:`random_instrument`);
+- beads at 10^4.0–10^5.3 in each fluorescence channel independently, as the instrument
+  shows them after compensation (the layout holds that less the gain), and at any scatter:
+  FSC 8,000–200,000 and SSC 4,000–200,000 as acquired, or — one case in three — right on
+  the lymphocytes;
+- monocyte SSC 2–5 × the T cells'; CLL cells' CD45 from 0.5 decade below the T cells to
+  level with them; every fluorescence log10 sd and every scatter sd ×0.7–1.5 (two
+  factors drawn separately);
+- patients: ALC 1–300 ×10⁹/L (log-uniform), CLL cells 0–99 % of the lymphocytes, CD4
+  20–2,500 and CD8 20–2,000 cells/µL (about one case in five below 50), NK 50–1,000,
+  monocytes 100–1,500, granulocytes 1,000–8,000 cells/µL; 40,000–60,000 beads per test;
+  blood volume stained as :func:`write_cohort` chooses it (:func:`stained_volume_ul`:
+  beads stay ≥ ~5 % of events).
+
+Events per tube stay fixed (30,000 by default); signals beyond the 18-bit range are
+clipped as the instrument does (beads at 10^5.3 with much FITC spilling into PE touch the
+top: under 1 % of their events). ``immunoprofile simulate DIR --envelope N`` writes N
+such cases × 3 tubes (:func:`write_envelope`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import flowio
 import numpy as np
@@ -172,8 +201,96 @@ class Instrument:
     )
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where the populations of a tube sit and how wide they are, beyond the instrument.
+
+    The defaults are the nominal tube of :data:`sample_data/` (a tube simulated with
+    ``Layout()`` has the same events as one simulated without a layout). Positions are
+    before the instrument's gains: a channel's signal is its amount × 10^gain offset.
+
+    Attributes
+    ----------
+    bead_fluorescence_log10 : tuple of float
+        log10 of the counting beads' mean fluorochrome amount in FITC, PE and PerCP-Cy5.5,
+        decades (signal units at nominal gain, before spillover).
+    bead_scatter : tuple of float
+        The beads' mean (FSC-A, SSC-A) at nominal scatter gain, linear units; their sd keeps
+        today's coefficient of variation (6.7 % FSC, 7.1 % SSC).
+    monocyte_ssc_ratio : float or None
+        Monocytes' mean SSC-A as a multiple of the T cells' (18,000 at nominal gain), ×;
+        their SSC sd keeps its 12 % CV. None keeps today's 75,000 (×4.2).
+    b_cell_cd45_offset : float
+        Shift of the CLL cells' (label ``b_cell``) log10 CD45 from today's 3.75 (0.2 decade
+        below the T cells' 3.95), decades: −0.3 puts them 0.5 decade below the T cells.
+    fluorescence_spread : float
+        Factor on every population's log10 sd of fluorescence (beads included), ×.
+    scatter_spread : float
+        Factor on every population's FSC and SSC sd (beads included; debris keeps its
+        shape), ×.
+    """
+
+    bead_fluorescence_log10: tuple[float, float, float] = tuple(  # type: ignore[assignment]
+        float(mu) for mu, _ in _BEAD_FLUORESCENCE)
+    bead_scatter: tuple[float, float] = (float(_SCATTER["bead"][0][0]),
+                                         float(_SCATTER["bead"][1][0]))
+    monocyte_ssc_ratio: float | None = None
+    b_cell_cd45_offset: float = 0.0
+    fluorescence_spread: float = 1.0
+    scatter_spread: float = 1.0
+
+    def __post_init__(self) -> None:
+        if len(self.bead_fluorescence_log10) != len(FLUORESCENCE_CHANNELS):
+            raise ValueError("bead_fluorescence_log10 needs one value per fluorescence "
+                             f"channel ({', '.join(FLUORESCENCE_CHANNELS)})")
+        if len(self.bead_scatter) != 2 or min(self.bead_scatter) <= 0:
+            raise ValueError("bead_scatter needs a positive (FSC-A, SSC-A) pair")
+        if self.monocyte_ssc_ratio is not None and self.monocyte_ssc_ratio <= 0:
+            raise ValueError("monocyte_ssc_ratio must be positive (or None)")
+        if self.fluorescence_spread <= 0 or self.scatter_spread <= 0:
+            raise ValueError("spread factors must be positive")
+
+
+@dataclass(frozen=True)
+class _Model:
+    """Positions and spreads of every population for one layout (internal)."""
+
+    expression: dict[str, dict[str, tuple[float, float]]]
+    autofluorescence: dict[str, tuple[float, float]]
+    bead_fluorescence: tuple[tuple[float, float], ...]
+    scatter: dict[str, tuple[tuple[float, float], tuple[float, float]]]
+
+
+def _model(layout: Layout) -> _Model:
+    """The population table of :data:`_EXPRESSION` & co. moved and widened by ``layout``.
+
+    Every default value leaves the numbers exactly as they are (x × 1.0, x + 0.0), so the
+    random draws of a default layout are today's.
+    """
+    fs, ss = layout.fluorescence_spread, layout.scatter_spread
+    expression = {label: {m: (mu, sd * fs) for m, (mu, sd) in markers.items()}
+                  for label, markers in _EXPRESSION.items()}
+    mu, sd = expression["b_cell"]["CD45"]
+    expression["b_cell"]["CD45"] = (mu + layout.b_cell_cd45_offset, sd)
+    auto = {label: (mu, sd * fs) for label, (mu, sd) in _AUTOFLUORESCENCE.items()}
+    beads = tuple((mu, sd * fs) for mu, (_, sd) in
+                  zip(layout.bead_fluorescence_log10, _BEAD_FLUORESCENCE, strict=True))
+    scatter = {label: ((fm, fsd * ss), (sm, ssd * ss))
+               for label, ((fm, fsd), (sm, ssd)) in _SCATTER.items()}
+    (fm, fsd), (sm, ssd) = _SCATTER["bead"]
+    bead_fsc, bead_ssc = layout.bead_scatter
+    scatter["bead"] = ((bead_fsc, fsd * (bead_fsc / fm) * ss),
+                       (bead_ssc, ssd * (bead_ssc / sm) * ss))
+    if layout.monocyte_ssc_ratio is not None:
+        fsc, (sm, ssd) = scatter["monocyte"]
+        ssc = layout.monocyte_ssc_ratio * _SCATTER["cd4_t"][1][0]
+        scatter["monocyte"] = (fsc, (ssc, ssd * ssc / sm))
+    return _Model(expression, auto, beads, scatter)
+
+
 def random_instrument(seed: int | np.random.Generator, name: str = "FACSCanto II (B)",
-                      max_gain_offset: float = 0.15) -> Instrument:
+                      max_gain_offset: float = 0.15,
+                      max_scatter_gain_offset: float = 0.05) -> Instrument:
     """A cytometer with gains and spillover drawn across realistic ranges.
 
     Parameters
@@ -183,6 +300,8 @@ def random_instrument(seed: int | np.random.Generator, name: str = "FACSCanto II
         Instrument name for ``$CYT``.
     max_gain_offset : float
         Every fluorescence gain is shifted uniformly within ±this, decades.
+    max_scatter_gain_offset : float
+        The scatter gain is shifted uniformly within ±this, decades.
 
     Returns
     -------
@@ -198,7 +317,9 @@ def random_instrument(seed: int | np.random.Generator, name: str = "FACSCanto II
         (0.0, float(rng.uniform(0.0, 0.01)), 1.0),
     )
     return Instrument(name=name, gain_offsets=gains,  # type: ignore[arg-type]
-                      scatter_gain_offset=float(rng.uniform(-0.05, 0.05)), spillover=spill)
+                      scatter_gain_offset=float(rng.uniform(-max_scatter_gain_offset,
+                                                                 max_scatter_gain_offset)),
+                      spillover=spill)
 
 
 @dataclass
@@ -227,28 +348,29 @@ def _log_normal(rng: np.random.Generator, mean_log10: float, sd_log10: float, n:
     return 10.0 ** rng.normal(mean_log10, sd_log10, n)
 
 
-def _fluorochrome_amounts(rng, label: str, n: int, markers: Sequence[str]) -> np.ndarray:
+def _fluorochrome_amounts(rng, label: str, n: int, markers: Sequence[str],
+                          model: _Model) -> np.ndarray:
     """True fluorochrome amounts (events × 3) of ``n`` particles of one population."""
     out = np.empty((n, 3))
     if label == "bead":
-        for j, (mu, sd) in enumerate(_BEAD_FLUORESCENCE):
+        for j, (mu, sd) in enumerate(model.bead_fluorescence):
             out[:, j] = _log_normal(rng, mu, sd, n)
         return out
-    expression = _EXPRESSION.get(label, {})
-    auto = _AUTOFLUORESCENCE[label]
+    expression = model.expression.get(label, {})
+    auto = model.autofluorescence[label]
     for j, marker in enumerate(markers):
         mu, sd = expression.get(marker, auto)
         out[:, j] = _log_normal(rng, mu, sd, n)
     return out
 
 
-def _scatter(rng, label: str, n: int) -> np.ndarray:
+def _scatter(rng, label: str, n: int, model: _Model) -> np.ndarray:
     """Forward and side scatter area (events × 2) of ``n`` particles of one population."""
     if label == "debris":
         fsc = rng.gamma(2.0, 4_000.0, n)
         ssc = rng.gamma(2.0, 3_000.0, n)
         return np.column_stack([fsc, ssc])
-    (fm, fs), (sm, ss) = _SCATTER[label]
+    (fm, fs), (sm, ss) = model.scatter[label]
     return np.column_stack([rng.normal(fm, fs, n), np.abs(rng.normal(sm, ss, n))])
 
 
@@ -260,6 +382,7 @@ def simulate_tube(
     beads_per_test: float = 50_000.0,
     volume_ul: float = 50.0,
     instrument: Instrument | None = None,
+    layout: Layout | None = None,
     debris_fraction: float = 0.03,
     doublet_fraction: float = 0.02,
     seed: int = 0,
@@ -280,6 +403,9 @@ def simulate_tube(
         Blood stained, µL.
     instrument : Instrument, optional
         Gains and spillover; the nominal FACSCanto when omitted.
+    layout : Layout, optional
+        Positions and spreads of the populations; today's when omitted (``Layout()`` gives
+        the same events). A layout given is recorded in ``truth["layout"]``.
     debris_fraction, doublet_fraction : float
         Fractions of all events that are debris and cell doublets.
     seed : int
@@ -294,6 +420,7 @@ def simulate_tube(
     if events < 1:
         raise ValueError("events must be at least 1")
     instrument = instrument or Instrument()
+    model = _model(layout or Layout())
     rng = np.random.default_rng(seed)
     markers = TUBE_MARKERS[tube]
 
@@ -312,16 +439,17 @@ def simulate_tube(
     for label, n in zip(names, counts, strict=True):
         if n == 0:
             continue
-        amounts = _fluorochrome_amounts(rng, label, n, markers)
-        scat = _scatter(rng, label, n)
+        amounts = _fluorochrome_amounts(rng, label, n, markers, model)
+        scat = _scatter(rng, label, n, model)
         labels_parts.append(np.full(n, LABEL_CODE[label], np.uint8))
         amount_parts.append(amounts)
         scatter_parts.append(scat)
         height_parts.append(scat[:, 0] * _FSC_HEIGHT_RATIO * rng.normal(1.0, 0.015, n))
     if n_debris:
         labels_parts.append(np.full(n_debris, LABEL_CODE["debris"], np.uint8))
-        amount_parts.append(_fluorochrome_amounts(rng, "debris", n_debris, markers))
-        scat = _scatter(rng, "debris", n_debris)
+        amount_parts.append(_fluorochrome_amounts(rng, "debris", n_debris, markers,
+                                                 model))
+        scat = _scatter(rng, "debris", n_debris, model)
         scatter_parts.append(scat)
         height_parts.append(scat[:, 0] * rng.uniform(0.6, 0.95, n_debris))
     if n_doublets:
@@ -336,8 +464,8 @@ def simulate_tube(
             for code in np.unique(pair_labels[:, member]):
                 rows = np.flatnonzero(pair_labels[:, member] == code)
                 label = cell_names[code]
-                amounts[rows] += _fluorochrome_amounts(rng, label, rows.size, markers)
-                s = _scatter(rng, label, rows.size)
+                amounts[rows] += _fluorochrome_amounts(rng, label, rows.size, markers, model)
+                s = _scatter(rng, label, rows.size, model)
                 scat[rows] += s
                 height[rows] = np.maximum(height[rows], s[:, 0] * _FSC_HEIGHT_RATIO)
         labels_parts.append(np.full(n_doublets, LABEL_CODE["doublet"], np.uint8))
@@ -392,6 +520,8 @@ def simulate_tube(
         "seed": int(seed),
         "patient": asdict(patient),
     }
+    if layout is not None:  # a tube without one keeps today's truth file, byte for byte
+        truth["layout"] = asdict(layout)
     return SimulatedTube(events=data.astype(np.float32), labels=labels, pns=pns, truth=truth)
 
 
@@ -587,20 +717,265 @@ def write_cohort(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     patients = list(patients if patients is not None else cohort_specs())
-    rows = ["file,patient_id,tube,beads_per_test,volume_ul,alc"]
+    rows: list[str] = []
     for p_index, patient in enumerate(patients):
         instrument = (random_instrument(seed + 1000 * p_index) if other_cytometer
                       else Instrument())
         volume = (stained_volume_ul(patient, beads_per_test, volume_ul) if dilute
                   else volume_ul)
         for t_index, tube in enumerate(TUBE_MARKERS):
-            name = f"{patient.patient_id}_{tube}.fcs"
             sim = simulate_tube(patient, tube, events=events, beads_per_test=beads_per_test,
                                 volume_ul=volume, instrument=instrument,
                                 seed=seed + 1000 * p_index + t_index)
-            write_tube(sim, out / name)
-            rows.append(f"{name},{patient.patient_id},{tube},{beads_per_test:g},"
-                        f"{volume:g},{patient.alc:.4g}")
+            rows.append(_write_listed(sim, out))
+    return _write_manifest(out, rows)
+
+
+def _write_listed(sim: SimulatedTube, out: Path) -> str:
+    """Write a tube as ``PATIENT_TUBE.fcs`` in ``out``; its manifest row."""
+    truth = sim.truth
+    name = f"{truth['patient_id']}_{truth['tube']}.fcs"
+    write_tube(sim, out / name)
+    return (f"{name},{truth['patient_id']},{truth['tube']},{truth['beads_per_test']:g},"
+            f"{truth['volume_ul']:g},{truth['alc']:.4g}")
+
+
+def _write_manifest(out: Path, rows: Sequence[str]) -> Path:
     manifest = out / "manifest.csv"
-    atomic_write_text(manifest, "\n".join(rows) + "\n")
+    atomic_write_text(manifest, "\n".join(["file,patient_id,tube,beads_per_test,volume_ul,alc",
+                                           *rows]) + "\n")
     return manifest
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Bounds of the layout envelope that :func:`envelope_case` draws from (issue 12).
+
+    Ranges are (low, high); every quantity is drawn independently, uniformly, or
+    log-uniformly where the name says ``per_ul`` or ``scatter``. Signal positions are as
+    the cytometer shows them after compensation (amount × gain), not before the gain.
+
+    Attributes
+    ----------
+    gain_offset : float
+        Every fluorescence gain within ±this, decades (independently per detector).
+    scatter_gain_offset : float
+        The scatter gain (FSC and SSC together) within ±this, decades.
+    bead_log10 : (float, float)
+        The beads' log10 compensated signal in each fluorescence channel, decades
+        (independently per channel).
+    bead_fsc_scatter, bead_ssc_scatter : (float, float)
+        The beads' FSC-A and SSC-A as acquired, linear units, log-uniform.
+    lymphocyte_like_beads : float
+        Share of cases whose beads sit at the lymphocytes' scatter instead (FSC within
+        ±15 %, SSC within −20…+25 % of the T cells'), probability.
+    monocyte_ssc_ratio : (float, float)
+        Monocytes' SSC as a multiple of the T cells', ×.
+    b_cell_cd45_offset : (float, float)
+        CLL cells' CD45 shift from today's (0.2 decade below the T cells), decades.
+    spread : (float, float)
+        Factors on the log10 sd of fluorescence and on the scatter sd (drawn separately), ×.
+    alc_per_ul : (float, float)
+        Absolute lymphocyte count, cells/µL (1,000–300,000 = 1–300 ×10⁹/L), log-uniform.
+    max_b_cell_fraction : float
+        Most CLL cells of the lymphocytes, fraction.
+    cd4_per_ul, cd8_per_ul, nk_per_ul, dn_t_per_ul, monocytes_per_ul, granulocytes_per_ul
+        Ranges of the other populations, cells/µL (log-uniform); the CLL cells make up the
+        rest of the ALC. T and NK counts are drawn again until that rest lies between 0 and
+        ``max_b_cell_fraction`` of the ALC, so at a high ALC they tend high, at a low one
+        low.
+    beads_per_test : (float, float)
+        Counting beads per tube (the lot's figure), uniform.
+    """
+
+    gain_offset: float = 0.5
+    scatter_gain_offset: float = 0.3
+    bead_log10: tuple[float, float] = (4.0, 5.3)
+    bead_fsc_scatter: tuple[float, float] = (8_000.0, 200_000.0)
+    bead_ssc_scatter: tuple[float, float] = (4_000.0, 200_000.0)
+    lymphocyte_like_beads: float = 1 / 3
+    monocyte_ssc_ratio: tuple[float, float] = (2.0, 5.0)
+    b_cell_cd45_offset: tuple[float, float] = (-0.3, 0.2)
+    spread: tuple[float, float] = (0.7, 1.5)
+    alc_per_ul: tuple[float, float] = (1_000.0, 300_000.0)
+    max_b_cell_fraction: float = 0.99
+    cd4_per_ul: tuple[float, float] = (20.0, 2_500.0)
+    cd8_per_ul: tuple[float, float] = (20.0, 2_000.0)
+    nk_per_ul: tuple[float, float] = (50.0, 1_000.0)
+    dn_t_per_ul: tuple[float, float] = (5.0, 100.0)
+    monocytes_per_ul: tuple[float, float] = (100.0, 1_500.0)
+    granulocytes_per_ul: tuple[float, float] = (1_000.0, 8_000.0)
+    beads_per_test: tuple[float, float] = (40_000.0, 60_000.0)
+
+
+#: The envelope of issue 12: what adaptive gates must handle.
+ENVELOPE = Envelope()
+
+
+class EnvelopeCase(NamedTuple):
+    """One patient acquired on one instrument with one layout: the three tubes of a case.
+
+    Unpacks as ``(patient, instrument, layout, beads_per_test, volume_ul)``.
+    """
+
+    patient: PatientSpec
+    instrument: Instrument
+    layout: Layout
+    beads_per_test: float
+    volume_ul: float
+
+    def simulate(self, tube: str, *, events: int = 30_000, seed: int = 0) -> SimulatedTube:
+        """Simulate one tube (``"nk"``, ``"cd4"`` or ``"cd8"``) of this case.
+
+        Parameters
+        ----------
+        tube : {"nk", "cd4", "cd8"}
+        events : int
+            Events acquired.
+        seed : int
+            Seed of the acquisition (the case itself is fixed).
+
+        Returns
+        -------
+        SimulatedTube
+            With ``truth["layout"]`` set.
+        """
+        return simulate_tube(self.patient, tube, events=events,
+                             beads_per_test=self.beads_per_test, volume_ul=self.volume_ul,
+                             instrument=self.instrument, layout=self.layout, seed=seed)
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    return float(10.0 ** rng.uniform(np.log10(low), np.log10(high)))
+
+
+def _envelope_patient(rng: np.random.Generator, envelope: Envelope,
+                      patient_id: str) -> PatientSpec:
+    """A CLL patient with counts drawn across ``envelope``.
+
+    The ALC is drawn first (log-uniform over its whole range); the T and NK counts are
+    drawn again until they fit in it with the CLL cells between 0 and the most allowed.
+    """
+    alc = _log_uniform(rng, envelope.alc_per_ul)
+    for _ in range(100_000):
+        others = {name: _log_uniform(rng, getattr(envelope, name))
+                  for name in ("cd4_per_ul", "cd8_per_ul", "nk_per_ul", "dn_t_per_ul")}
+        b_cells = alc - sum(others.values())
+        if 0.0 <= b_cells <= envelope.max_b_cell_fraction * alc:
+            return PatientSpec(
+                patient_id, b_cells_per_ul=b_cells, **others,
+                monocytes_per_ul=_log_uniform(rng, envelope.monocytes_per_ul),
+                granulocytes_per_ul=_log_uniform(rng, envelope.granulocytes_per_ul))
+    raise ValueError(f"an ALC of {alc:.0f} cells/µL cannot hold the envelope's T and NK "
+                     "counts: widen their ranges")
+
+
+def _envelope_layout(rng: np.random.Generator, envelope: Envelope,
+                     instrument: Instrument) -> Layout:
+    """A layout drawn across ``envelope``; bead positions are set as the instrument shows
+    them, so the amounts written into the layout are those positions less the gains."""
+    seen = rng.uniform(*envelope.bead_log10, 3)
+    bead_log10 = tuple(float(s - g) for s, g in zip(seen, instrument.gain_offsets, strict=True))
+    if rng.uniform() < envelope.lymphocyte_like_beads:
+        (t_fsc, _), (t_ssc, _) = _SCATTER["cd4_t"]
+        bead_scatter = (float(t_fsc * rng.uniform(0.85, 1.15)),
+                        float(t_ssc * rng.uniform(0.8, 1.25)))
+    else:
+        gain = 10.0 ** instrument.scatter_gain_offset
+        bead_scatter = (_log_uniform(rng, envelope.bead_fsc_scatter) / gain,
+                        _log_uniform(rng, envelope.bead_ssc_scatter) / gain)
+    return Layout(
+        bead_fluorescence_log10=bead_log10,  # type: ignore[arg-type]
+        bead_scatter=bead_scatter,
+        monocyte_ssc_ratio=float(rng.uniform(*envelope.monocyte_ssc_ratio)),
+        b_cell_cd45_offset=float(rng.uniform(*envelope.b_cell_cd45_offset)),
+        fluorescence_spread=float(rng.uniform(*envelope.spread)),
+        scatter_spread=float(rng.uniform(*envelope.spread)),
+    )
+
+
+def envelope_case(seed: int, index: int = 0, *,
+                  envelope: Envelope = ENVELOPE) -> EnvelopeCase:
+    """One random case across the layout envelope: patient, instrument, layout, beads.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the series of cases.
+    index : int
+        Which case of the series: ``envelope_case(s, i)`` is the i-th of
+        ``envelope_cases(n, seed=s)``, whatever ``n``.
+    envelope : Envelope
+        Bounds to draw within (:data:`ENVELOPE` by default).
+
+    Returns
+    -------
+    EnvelopeCase
+        Patient ``E<seed>-<index>``; instrument with gains, scatter gain and spillover
+        drawn across the envelope; layout; beads per test; blood volume stained, µL,
+        chosen by :func:`stained_volume_ul` as :func:`write_cohort` does.
+    """
+    rng = np.random.default_rng([seed, index])
+    instrument = random_instrument(rng, name="FACSCanto II (envelope)",
+                                   max_gain_offset=envelope.gain_offset,
+                                   max_scatter_gain_offset=envelope.scatter_gain_offset)
+    layout = _envelope_layout(rng, envelope, instrument)
+    patient = _envelope_patient(rng, envelope, f"E{seed}-{index:04d}")
+    beads_per_test = float(round(rng.uniform(*envelope.beads_per_test)))
+    volume = stained_volume_ul(patient, beads_per_test)
+    return EnvelopeCase(patient, instrument, layout, beads_per_test, volume)
+
+
+def envelope_cases(n: int, seed: int = 0, *,
+                   envelope: Envelope = ENVELOPE) -> Iterator[EnvelopeCase]:
+    """``n`` random cases across the layout envelope (see :func:`envelope_case`).
+
+    Parameters
+    ----------
+    n : int
+        Number of cases.
+    seed : int
+        Seed of the series: the same seed gives the same cases.
+    envelope : Envelope
+        Bounds to draw within.
+
+    Yields
+    ------
+    EnvelopeCase
+    """
+    for index in range(n):
+        yield envelope_case(seed, index, envelope=envelope)
+
+
+def write_envelope(out_dir: str | Path, n: int, *, seed: int = 0,
+                   events: int = 30_000) -> Path:
+    """Write ``n`` envelope cases (NK, CD4 and CD8 tube each), truth files and manifest.csv.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder to write into (created).
+    n : int
+        Cases (patients); 3 tubes each.
+    seed : int
+        Seed of the series of cases (:func:`envelope_cases`) and of their acquisitions.
+    events : int
+        Events per tube.
+
+    Returns
+    -------
+    Path
+        The manifest written. Each truth file holds the case's layout and
+        ``envelope_case`` (seed and index, to draw the case again).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[str] = []
+    for index, case in enumerate(envelope_cases(n, seed)):
+        for t_index, tube in enumerate(TUBE_MARKERS):
+            tube_seed = int(np.random.SeedSequence([seed, index, t_index]).generate_state(1)[0])
+            sim = case.simulate(tube, events=events, seed=tube_seed)
+            sim.truth["envelope_case"] = {"seed": int(seed), "index": index}
+            rows.append(_write_listed(sim, out))
+    return _write_manifest(out, rows)
