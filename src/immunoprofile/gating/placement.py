@@ -352,12 +352,13 @@ def _densify(verts: np.ndarray, step: float) -> np.ndarray:
 def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, str, float, str]:
     """A threshold between a negative and a positive population (scale units).
 
-    The cut is the lowest point of the density between the negative peak and the top of
-    the search range (of a flat floor, its middle): a valley between two peaks, or the gap
-    above the negative population where a positive one is rare. With no valley in the
-    range — the negative population's tail fills it — the cut goes in that tail
-    (``tail-offset`` above the peak, or four standard deviations of its lower half if that
-    is further), and is uncertain unless the tail has fallen below 5 % of the peak there.
+    Of every two peaks of the density with a valley between them inside the search range,
+    the pair whose smaller peak stands highest above the valley (the two dominant
+    populations) gives the cut: the valley's lowest point (of a flat floor, its middle).
+    With one population only, the cut goes where the density is lowest between its peak
+    and the far end of the search range — the gap where a rare population sits — and, when
+    no such gap exists (the negative population's tail fills the range), ``tail-offset``
+    above the peak or four standard deviations of its lower half if that is further.
 
     Parameters
     ----------
@@ -373,9 +374,10 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
     -------
     cut : float
     status : {"placed", "fallback", "uncertain"}
+        Uncertain: a valley shallower than ``min-depth``, or no gap in the search range.
     confidence : float
-        1 − density at the cut / the lower of the two peaks (the negative peak alone when
-        there is no positive one).
+        1 − density at the cut / the lower of the two peaks (the one peak alone when there
+        is no second).
     reason : str
     """
     search = adapt.pair("search") or (seed - 0.15, seed + 0.15)
@@ -389,36 +391,48 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
     hi = max(search[1] + 0.3, float(np.quantile(t, 0.999)))
     d = dn.density_1d(t, lo, hi, bins=int(np.clip((hi - lo) / 0.004, 100, 800)),
                       bandwidth=bandwidth)
-    peaks = dn.peaks_1d(d, _PEAK_SHARE * d.density.max())
-    below = [p for p in peaks if d.centres[p] < search[1]]
-    if not below:
-        return search[0], "uncertain", 0.0, "no negative population below the search range"
-    neg = max(below, key=lambda p: d.density[p])
-    top = int(np.searchsorted(d.centres, search[1], side="right")) - 1
-    v = dn.valley_between(d, neg, top, search[0], search[1])
-    if v is None:
-        return search[0], "uncertain", 0.0, "the negative population lies above the search range"
-    above = [p for p in peaks if p > v]
-    pos = max(above, key=lambda p: d.density[p]) if above else None
-    floor = d.density[v]
-    ref = d.density[neg] if pos is None else min(d.density[neg], d.density[pos])
-    depth = float(1.0 - floor / ref)
-    cut = float(d.centres[v])
-    if floor <= 0.01 * d.density[neg] or (pos is not None and depth >= min_depth):
-        return cut, "placed", depth, ""
-    if v < top:  # a valley inside the range, but a shallow one: the populations overlap
+    y = d.density
+    peaks = dn.peaks_1d(d, _PEAK_SHARE * y.max())
+    best = None
+    for a, i in enumerate(peaks):
+        for j in peaks[a + 1:]:
+            v = dn.valley_between(d, int(i), int(j), *search)
+            if v is None:
+                continue
+            prominence = min(y[i], y[j]) - y[v]
+            if best is None or prominence > best[0]:
+                best = (prominence, int(i), int(j), v)
+    if best is not None and best[0] > 0:
+        _, i, j, v = best
+        depth = float(1.0 - y[v] / min(y[i], y[j]))
+        cut = float(d.centres[v])
+        if depth >= min_depth or y[v] <= 0.01 * max(y[i], y[j]):
+            return cut, "placed", depth, ""
         return cut, "uncertain", depth, (
             f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations overlap")
-    # No valley in the range: a cut in the negative population's upper tail.
-    peak = float(d.centres[neg])
+    # One population: the gap beside it within the search range, else a cut in its tail.
+    main = int(peaks[np.argmax(y[peaks])]) if peaks.size else int(np.argmax(y))
+    peak = float(d.centres[main])
+    in_range = np.flatnonzero((d.centres >= search[0]) & (d.centres <= search[1]))
+    if peak < search[1]:
+        side = in_range[d.centres[in_range] >= peak]
+    else:  # every event positive: the gap below the population
+        side = in_range[d.centres[in_range] <= peak]
+    if side.size:
+        v = dn.valley_between(d, int(side[0]), int(side[-1]))
+        if v is not None and y[v] <= 0.01 * y[main]:
+            return float(d.centres[v]), "placed", float(1.0 - y[v] / y[main]), ""
+    if peak >= search[1]:
+        return search[0], "uncertain", 0.0, (
+            "one population only, above the search range: no negative events to cut from")
     left = t[t <= peak]
     sd = float(np.sqrt(np.mean((left - peak) ** 2))) if left.size > 5 else bandwidth
     cut = float(np.clip(peak + max(tail, 4.0 * sd), *search))
-    confidence = float(1.0 - d.at(cut) / d.density[neg])
+    confidence = float(1.0 - d.at(cut) / y[main])
     if confidence >= 0.95:
-        return cut, "fallback", confidence, "no valley: cut in the negative population's tail"
+        return cut, "fallback", confidence, "one population only: cut in its upper tail"
     return cut, "uncertain", confidence, (
-        "no valley in the search range, and the negative population's tail still holds "
+        "no valley in the search range, and the one population's tail still holds "
         f"{1 - confidence:.0%} of its peak density at the cut")
 
 

@@ -1,0 +1,160 @@
+"""Holding gates to the truth: F1 per gate and counts against known concentrations.
+
+For tubes that carry their truth — simulated ones (``NAME.labels.npz``, ``NAME.truth.json``
+from :mod:`immunoprofile.simulate`) or real tubes with manual labels — this module gates a
+tube with either gating mode, keeps every event's membership, and scores each gate. It is
+what ``tests/test_adaptive_envelope.py`` and ``benchmarks/bench_adaptive.py`` run; a lab can
+run it on its own labelled files to see how a template of its own does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.plain import lower_plain
+from ..engine.plan import GatingPlan
+from ..io.fcs import read_tube
+from ..panels import Panel, detect_panel
+from .adaptive_gating import place_tube
+from .compiled_gating import gate_tube_compiled
+from .placement import GatePlacement
+
+
+def f1_score(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of a gate's events against the true ones (0 when either is empty).
+
+    Parameters
+    ----------
+    predicted, truth : numpy.ndarray
+        bool per event.
+    """
+    tp = int(np.count_nonzero(predicted & truth))
+    fp = int(np.count_nonzero(predicted & ~truth))
+    fn = int(np.count_nonzero(~predicted & truth))
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def count_tolerance(true_per_ul: float, expected_events: float,
+                    expected_bead_events: float) -> float:
+    """Allowed error of a bead-based count: max(5 %, 3 counting SD), cells/µL.
+
+    The counting SD is the Poisson error of the population's and the beads' expected
+    events: ``true × sqrt(1/events + 1/bead events)``.
+    """
+    if expected_events <= 0 or expected_bead_events <= 0:
+        return math.inf
+    sigma = true_per_ul * math.sqrt(1 / expected_events + 1 / expected_bead_events)
+    return max(3 * sigma, 0.05 * true_per_ul)
+
+
+@dataclass
+class GatedMembership:
+    """Every event's membership of every gate of one tube, and (adaptive) placements."""
+
+    panel: Panel
+    membership: dict[str, np.ndarray]
+    placements: list[GatePlacement] | None
+
+
+def gate_membership(path: str | Path, gating: str = "adaptive",
+                    templates: str | None = None, tube: str | None = None) -> GatedMembership:
+    """Gate one file and keep every event's membership (bool per gate, parent-ANDed).
+
+    Parameters
+    ----------
+    path : str or Path
+    gating : {"adaptive", "fixed"}
+    templates : str, optional
+        Template folder (default: the shipped ones of the mode).
+    tube : str, optional
+        The panel's tube name; detected from the markers when omitted.
+    """
+    from .templates import adaptive_template_dir
+
+    fcs = read_tube(path)
+    panel = detect_panel(fcs.markers, expected=tube, source=Path(path).name)
+    if gating == "adaptive":
+        folder = templates if templates is not None else str(adaptive_template_dir())
+        placement = place_tube(fcs, panel, folder)
+        plan = GatingPlan.from_program(lower_plain(placement.gates), kernel="generic")
+        bits = plan.membership(fcs.events, threads=1)
+        return GatedMembership(panel, {name: bits[(name, p)] for name, p in plan.gate_ids},
+                               placement.reports)
+    gated = gate_tube_compiled(fcs, panel, templates)
+    return GatedMembership(panel, {g: gated.membership(g) for g in gated.gate_ids}, None)
+
+
+#: The tube's own population, whose count is held to the truth, by tube.
+_POPULATION_OF = {"nk": "NK", "cd4": "CD4pos", "cd8": "CD8pos"}
+
+
+def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
+                             templates: str | None = None) -> list[dict]:
+    """Gate a folder of simulated tubes (with manifest) and score every tube.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Written by :func:`immunoprofile.simulate.write_envelope` or ``write_cohort``.
+    gating : {"adaptive", "fixed"}
+    templates : str, optional
+
+    Returns
+    -------
+    list of dict
+        One record per tube: ``sample_id``, ``tube``, ``f1`` (gate → F1 against the truth
+        labels), ``population``, ``measured`` and ``true`` cells/µL of the tube's own
+        population, ``tolerance`` (:func:`count_tolerance`), ``within``, ``flags`` (the
+        tube's QC flags), ``uncertain`` (whether a ``GATE_UNCERTAIN`` flag is among them)
+        and ``error`` (the failure reason of a tube that was not counted).
+    """
+    from ..pipeline import gate_batch
+    from ..simulate import GATE_TRUTH, LABEL_CODE, read_truth
+
+    folder = Path(folder)
+    result = gate_batch(folder, gating=gating, templates=templates)
+    pops = {(r["sample_id"], r["population"]): r
+            for r in result.tables["populations"].rows()}
+    flags = {r["sample_id"]: r["qc_flags"] for r in result.tables["samples"].rows()}
+    errors = {Path(r["file"]).stem: r["error"] for r in result.tables["errors"].rows()}
+    records = []
+    for path in sorted(folder.glob("*.fcs")):
+        sample_id = path.stem
+        truth, labels = read_truth(path)
+        tube = truth["tube"]
+        population = _POPULATION_OF[tube]
+        record = {"sample_id": sample_id, "tube": tube, "population": population,
+                  "f1": {}, "measured": math.nan, "true": math.nan, "tolerance": math.nan,
+                  "within": False, "flags": flags.get(sample_id, ""),
+                  "error": errors.get(sample_id, "")}
+        record["uncertain"] = "GATE_UNCERTAIN" in record["flags"]
+        if record["error"]:
+            records.append(record)
+            continue
+        gated = gate_membership(path, gating, templates, tube)
+        for gate_id, member in gated.membership.items():
+            if gate_id in GATE_TRUTH:
+                codes = [LABEL_CODE[name] for name in GATE_TRUTH[gate_id]]
+                record["f1"][gate_id] = f1_score(member, np.isin(labels, codes))
+        expected = truth["expected_events"]
+        true = sum(truth["cells_per_ul"][name] for name in GATE_TRUTH[population])
+        record["true"] = true
+        record["measured"] = float(pops[(sample_id, population)]["cells_per_ul"])
+        record["tolerance"] = count_tolerance(
+            true, sum(expected[name] for name in GATE_TRUTH[population]),
+            expected.get("bead", 0.0))
+        record["within"] = abs(record["measured"] - true) <= record["tolerance"]
+        records.append(record)
+    return records
+
+
+def covered(record: dict, min_f1: float = 0.95) -> bool:
+    """A tube is right (every gate's F1 ≥ ``min_f1`` and its count within tolerance) or
+    flagged ``GATE_UNCERTAIN`` — what adaptive gating promises."""
+    right = not record["error"] and record["within"] and \
+        all(f >= min_f1 for f in record["f1"].values())
+    return right or record["uncertain"]
