@@ -13,6 +13,7 @@ counts, so every tube's gating can be audited and re-run elsewhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -208,3 +209,36 @@ def _flowkit_counts(tube: Tube, text: str, keys) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - FlowKit's failures, in one line
         raise GatingError(f"{tube.path.name}: FlowKit could not gate its placed gates: "
                           f"{first_line(exc)}") from None
+
+
+def place_with_template(path: str | Path, template: str | Path) -> tuple[Placement,
+                                                                         dict[str, np.ndarray]]:
+    """Place any adaptive template's gates on one file and keep every event's membership.
+
+    For a lab's own panel: the template names the file's channels (``$PnN``) directly, as
+    ``gating/examples/flowcap_gvhd_cd4_cd8.xml`` does; no panel is detected and no channel
+    is renamed.
+
+    Parameters
+    ----------
+    path : str or Path
+        The FCS file.
+    template : str or Path
+        An adaptive Gating-ML template.
+
+    Returns
+    -------
+    placement : Placement
+    membership : dict
+        Gate ID → bool per event (parent-ANDed), counted by the compiled engine.
+    """
+    from ..io.fcs import read_tube
+
+    tube = read_tube(path)
+    text = Path(template).read_text(encoding="utf-8")
+    parsed = cached_template(text, Path(template).name)
+    rows = subsample_rows(tube.event_count)
+    placement = place_gates(parsed, _TubeValues(tube.events, rows), rows.size)
+    plan = GatingPlan.from_program(lower_plain(placement.gates), kernel="generic")
+    bits = plan.membership(tube.events, threads=1)
+    return placement, {name: bits[(name, gate_path)] for name, gate_path in plan.gate_ids}

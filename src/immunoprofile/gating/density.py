@@ -40,6 +40,9 @@ class Density1D:
 
     centres: np.ndarray
     density: np.ndarray
+    #: Variance of a smoothed bin relative to its Poisson count (sum of squared kernel
+    #: weights): its noise SD is sqrt(count × smoothing_gain).
+    smoothing_gain: float = 1.0
 
     @property
     def step(self) -> float:
@@ -74,9 +77,9 @@ def density_1d(values: np.ndarray, lo: float, hi: float, bins: int = 400,
     edges = np.linspace(lo, hi, bins + 1)
     counts, _ = np.histogram(values, bins=edges)
     step = (hi - lo) / bins
-    smooth = np.convolve(counts.astype(np.float64), _gaussian_kernel(bandwidth / step),
-                         mode="same")
-    return Density1D((edges[:-1] + edges[1:]) / 2.0, smooth)
+    kernel = _gaussian_kernel(bandwidth / step)
+    smooth = np.convolve(counts.astype(np.float64), kernel, mode="same")
+    return Density1D((edges[:-1] + edges[1:]) / 2.0, smooth, float(np.sum(kernel ** 2)))
 
 
 def peaks_1d(d: Density1D, min_height: float) -> np.ndarray:
@@ -92,19 +95,42 @@ def peaks_1d(d: Density1D, min_height: float) -> np.ndarray:
 
 
 def valley_between(d: Density1D, i: int, j: int, lo: float = -np.inf,
-                   hi: float = np.inf) -> int | None:
+                   hi: float = np.inf, toward: int | None = None,
+                   noise: float = 0.0) -> int | None:
     """Index of the lowest density between bins ``i`` < ``j``, restricted to ``[lo, hi]``.
 
-    Returns None when no bin between them lies in the range. Of equal minima, the middle
-    one is taken (a flat valley floor is cut at its centre).
+    Parameters
+    ----------
+    d : Density1D
+    i, j : int
+        Bins bounding the search (usually two peaks).
+    lo, hi : float
+        Range of positions the valley may take.
+    toward : int, optional
+        A bin (the taller peak): of the bins within ``noise`` standard deviations of the
+        floor, the one nearest it is returned — on a flat floor (a positive population
+        spread thinly, with no peak of its own) the cut goes where the dominant population's
+        tail meets the floor, not at a random point of the floor's noise.
+    noise : float
+        How many standard deviations of a smoothed count's Poisson noise count as floor.
+
+    Returns
+    -------
+    int or None
+        None when no bin between them lies in the range. Without ``toward``, of equal
+        minima the middle one is taken.
     """
     idx = np.arange(i, j + 1)
     idx = idx[(d.centres[idx] >= lo) & (d.centres[idx] <= hi)]
     if idx.size == 0:
         return None
     y = d.density[idx]
-    floor = np.flatnonzero(y <= y.min() * (1 + 1e-9) + 1e-12)
-    return int(idx[floor[floor.size // 2]])
+    low = y.min()
+    if toward is None or noise <= 0:
+        floor = np.flatnonzero(y <= low * (1 + 1e-9) + 1e-12)
+        return int(idx[floor[floor.size // 2]])
+    floor = np.flatnonzero(y <= low + noise * np.sqrt(max(low, 1.0) * d.smoothing_gain))
+    return int(idx[floor[np.argmin(np.abs(idx[floor] - toward))]])
 
 
 def histogram_2d(x: np.ndarray, y: np.ndarray, x_range: tuple[float, float],

@@ -368,7 +368,8 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
         The template's threshold.
     adapt : Adaptation
         ``search`` (lo hi, default seed ± 0.15), ``tail-offset`` (0.1), ``min-depth``
-        (0.5), ``bandwidth`` (0.015).
+        (0.5), ``bandwidth`` (0.015), ``floor-noise`` (2: how many standard deviations of
+        counting noise above its lowest point a valley's floor reaches).
 
     Returns
     -------
@@ -384,6 +385,7 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
     tail = adapt.number("tail-offset", 0.10)
     min_depth = adapt.number("min-depth", 0.5)
     bandwidth = adapt.number("bandwidth", 0.015)
+    floor_noise = adapt.number("floor-noise", 0.0)
     t = t[np.isfinite(t)]
     if t.size < 20:
         return seed, "uncertain", 0.0, f"only {t.size} events to place the threshold on"
@@ -404,6 +406,8 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
                 best = (prominence, int(i), int(j), v)
     if best is not None and best[0] > 0:
         _, i, j, v = best
+        # on a flat floor, the point where the dominant population's tail reaches it
+        v = dn.valley_between(d, i, j, *search, toward=i if y[i] >= y[j] else j, noise=floor_noise)
         depth = float(1.0 - y[v] / min(y[i], y[j]))
         cut = float(d.centres[v])
         if depth >= min_depth or y[v] <= 0.01 * max(y[i], y[j]):
@@ -532,11 +536,11 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     seed_vertices : numpy.ndarray
         The template polygon (scale units), used only as the fallback.
     adapt : Adaptation
-        ``level`` (0.002), ``ssc-band`` (1.45), ``cd45-band`` (0.16), ``bins`` (128).
+        ``level`` (0.0005), ``ssc-band`` (1.45), ``cd45-band`` (0.16), ``bins`` (128).
     y_scale : TemplateDimension
         The second dimension (for converting SSC back).
     """
-    level = adapt.number("level", 0.002)
+    level = adapt.number("level", 0.0005)
     ssc_band = math.log10(adapt.number("ssc-band", 1.45))
     cd45_band = adapt.number("cd45-band", 0.16)
     bins = int(adapt.number("bins", 128))
