@@ -137,7 +137,7 @@ def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placem
     except LookupError as exc:
         raise GatingError(f"{tube.path.name}: the template cannot be applied to this tube: "
                           f"{first_line(exc)}") from None
-    except (ValueError, FloatingPointError) as exc:
+    except (GatingError, ValueError, FloatingPointError) as exc:
         raise GatingError(f"{tube.path.name}: its gates could not be placed: "
                           f"{first_line(exc)}") from None
 

@@ -161,6 +161,12 @@ class _Placer:
 
     # ------------------------------------------------------------------ placing
     def place(self, gate: TemplateGate) -> None:
+        try:
+            self._place(gate)
+        except GatingError as exc:
+            raise GatingError(f"gate {gate.gate_id} of {self.template.path}: {exc}") from None
+
+    def _place(self, gate: TemplateGate) -> None:
         parent = self.parent_mask(gate)
         if gate.kind == "boolean":
             plain = PlainBoolean(gate.gate_id, gate.parent_id, gate.op, gate.operands)
@@ -178,9 +184,8 @@ class _Placer:
             elif methods == {"scale"}:
                 plain, report = self._scale(gate, parent, gate.adaptations[0])
             else:
-                raise GatingError(f"{self.template.path}: gate {gate.gate_id}: methods "
-                                  f"{', '.join(sorted(methods))} cannot be combined or do "
-                                  f"not fit a {gate.kind} gate")
+                raise GatingError(f"methods {', '.join(sorted(methods))} cannot be combined "
+                                  f"or do not fit a {gate.kind} gate")
         self.gates.append(plain)
         self.reports.append(report)
         self.masks[gate.gate_id] = parent & self._member(plain)
@@ -232,8 +237,7 @@ class _Placer:
     # -- valley
     def _valleys(self, gate: TemplateGate, parent: np.ndarray):
         if gate.kind != "rectangle":
-            raise GatingError(f"{self.template.path}: gate {gate.gate_id}: valley places "
-                              "rectangle (range) gates")
+            raise GatingError("valley places rectangle (range) gates")
         bounds = [(d.lo, d.hi) for d in gate.dimensions]
         statuses, reasons, confidences, words = [], [], [], []
         for adapt in gate.adaptations:
@@ -280,8 +284,7 @@ class _Placer:
     def _scale(self, gate: TemplateGate, parent: np.ndarray, adapt: Adaptation):
         d0 = gate.dimensions[0]
         if any(d.transform is not None for d in gate.dimensions):
-            raise GatingError(f"{self.template.path}: gate {gate.gate_id}: scale moves gates "
-                              "on untransformed (scatter) axes")
+            raise GatingError("scale moves gates on untransformed (scatter) axes")
         factor, status, confidence, reason = scale_factor(self.raw(d0)[parent], adapt)
         if gate.kind == "polygon":
             verts = np.asarray(gate.vertices) * factor
@@ -398,9 +401,9 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
     best = None
     for a, i in enumerate(peaks):
         for j in peaks[a + 1:]:
-            v = dn.valley_between(d, int(i), int(j), *search)
-            if v is None:
-                continue
+            v = dn.valley_between(d, int(i), int(j))
+            if not search[0] <= d.centres[v] <= search[1]:
+                continue  # the valley's lowest point lies outside the search range
             prominence = min(y[i], y[j]) - y[v]
             if best is None or prominence > best[0]:
                 best = (prominence, int(i), int(j), v)
@@ -414,6 +417,14 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
             return cut, "placed", depth, ""
         return cut, "uncertain", depth, (
             f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations overlap")
+    if peaks.size >= 2:
+        # two populations, but the valley between them is not in the search range
+        i, j = sorted(int(p) for p in peaks[np.argsort(y[peaks])[-2:]])
+        v = dn.valley_between(d, i, j)
+        outside = float(d.centres[v]) if v is not None else seed
+        return float(np.clip(outside, *search)), "uncertain", 0.0, (
+            f"the valley between the populations ({outside:.3f}) lies outside the search "
+            f"range {search[0]:.3f}–{search[1]:.3f}")
     # One population: the gap beside it within the search range, else a cut in its tail.
     main = int(peaks[np.argmax(y[peaks])]) if peaks.size else int(np.argmax(y))
     peak = float(d.centres[main])
@@ -497,7 +508,8 @@ def scale_factor(values: np.ndarray, adapt: Adaptation) -> tuple[float, str, flo
     """
     expected = adapt.number("expected", math.nan)
     if not expected > 0:
-        raise GatingError("scale needs expected=\"…\" (the population's expected mode)")
+        raise GatingError('scale needs expected="…" (the population\'s expected mode, '
+                          "in signal units)")
     window = adapt.number("search", 2.5)
     v = values[np.isfinite(values) & (values > 0)]
     if v.size < 20:
@@ -536,13 +548,16 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     seed_vertices : numpy.ndarray
         The template polygon (scale units), used only as the fallback.
     adapt : Adaptation
-        ``level`` (0.0005), ``ssc-band`` (1.45), ``cd45-band`` (0.16), ``bins`` (128).
+        ``level`` (0.0005), ``ssc-band`` (1.45), ``cd45-band`` (0.16), ``positive-band``
+        (0.25), ``bandwidth`` (0.012 0.025: CD45 scale units, log10 SSC), ``bins`` (128).
     y_scale : TemplateDimension
         The second dimension (for converting SSC back).
     """
     level = adapt.number("level", 0.0005)
     ssc_band = math.log10(adapt.number("ssc-band", 1.45))
     cd45_band = adapt.number("cd45-band", 0.16)
+    positive_band = adapt.number("positive-band", 0.25)
+    bandwidth = adapt.pair("bandwidth") or (0.012, 0.025)
     bins = int(adapt.number("bins", 128))
     ok = np.isfinite(x) & np.isfinite(y_raw)
     x, y_raw = x[ok], y_raw[ok]
@@ -553,7 +568,7 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     y = y_raw if y_transformed else np.log10(np.clip(y_raw, 1.0, None))
     xr = (float(np.quantile(x, 0.001)) - 0.05, float(np.quantile(x, 0.999)) + 0.05)
     yr = (float(np.quantile(y, 0.001)) - 0.1, float(np.quantile(y, 0.999)) + 0.1)
-    dens = dn.density_2d(x, y, xr, yr, bins=bins, bandwidth=(0.012, 0.025))
+    dens = dn.density_2d(x, y, xr, yr, bins=bins, bandwidth=bandwidth)
     labels, maxima = dn.basins_2d(dens.density)
     flat = dens.density.ravel()
     counts = dn.histogram_2d(x, y, xr, yr, bins)
@@ -564,7 +579,7 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     if not significant.any():
         return seed_scale, "uncertain", 0.0, "no cell cluster found"
     brightest = float(mx[significant].max())
-    positive = significant & (mx >= brightest - 0.25)
+    positive = significant & (mx >= brightest - positive_band)
     if not positive.any():
         return seed_scale, "uncertain", 0.0, "no CD45+ cluster found"
     primary = int(np.flatnonzero(positive)[np.argmin(my[positive])])
@@ -573,7 +588,8 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
         (mx <= px + cd45_band) & (flat[maxima] > 0)
     # A lone event's smoothed height: bins below a few of those are empty space, whose
     # basin is arbitrary.
-    lone = 1.0 / (2 * np.pi * (0.012 / (dens.x[1] - dens.x[0])) * (0.025 / (dens.y[1] - dens.y[0])))
+    lone = 1.0 / (2 * np.pi * (bandwidth[0] / (dens.x[1] - dens.x[0]))
+                  * (bandwidth[1] / (dens.y[1] - dens.y[0])))
     region = np.zeros(flat.size, dtype=bool)
     flat_labels = labels.ravel()
     for k in np.flatnonzero(members):

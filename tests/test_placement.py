@@ -1,0 +1,203 @@
+"""Adaptive gate placement: the density tools, each method on made-up events (SIMULATED,
+drawn here from known distributions), the template reader, and the placed gates' audit
+trail (Gating-ML that FlowKit gates to the engine's counts, gates.csv, GATE_UNCERTAIN)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import flowkit as fk
+import numpy as np
+import pytest
+from _flowkit_reference import flowkit_membership
+from conftest import REPO
+
+from immunoprofile import gate_batch
+from immunoprofile.errors import TemplateError
+from immunoprofile.gating import density as dn
+from immunoprofile.gating.adaptive_gating import gate_tube_adaptive, place_tube
+from immunoprofile.gating.adaptive_template import Adaptation, parse_adaptive_template
+from immunoprofile.gating.placement import bead_bounds, cluster_hull, valley_cut
+from immunoprofile.gating.templates import adaptive_template_dir
+from immunoprofile.io.fcs import read_tube
+from immunoprofile.panels import detect_panel
+
+RNG = np.random.default_rng(12)
+SAMPLE = REPO / "sample_data" / "P03_cd4.fcs"
+
+
+def _adapt(**attrs) -> Adaptation:
+    return Adaptation("valley", {k.replace("_", "-"): str(v) for k, v in attrs.items()})
+
+
+# ---------------------------------------------------------------- density tools
+
+def test_histogram_2d_is_numpys():
+    x, y = RNG.normal(0, 1, 5000), RNG.normal(2, 3, 5000)
+    ours = dn.histogram_2d(x, y, (-2, 2), (-4, 8), 37)
+    theirs, _, _ = np.histogram2d(x, y, bins=37, range=((-2, 2), (-4, 8)))
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_basins_climb_to_their_own_maximum():
+    gx, gy = np.meshgrid(np.arange(60), np.arange(50), indexing="ij")
+    density = np.exp(-((gx - 15) ** 2 + (gy - 20) ** 2) / 30) + \
+        0.5 * np.exp(-((gx - 45) ** 2 + (gy - 30) ** 2) / 30)
+    labels, maxima = dn.basins_2d(density)
+    assert sorted(maxima.tolist()) == sorted([15 * 50 + 20, 45 * 50 + 30])
+    assert labels[10, 18] == 15 * 50 + 20 and labels[50, 33] == 45 * 50 + 30
+
+
+def test_convex_hull_holds_every_point():
+    pts = RNG.normal(0, 1, (500, 2))
+    hull = dn.convex_hull(pts)
+    inside = dn.points_in_polygon(pts[:, 0] * 0.999, pts[:, 1] * 0.999, hull)
+    assert inside.mean() > 0.99 and len(hull) < 40
+
+
+# ---------------------------------------------------------------- valley
+
+def test_valley_between_two_populations():
+    t = np.r_[RNG.normal(0.15, 0.03, 8000), RNG.normal(0.60, 0.04, 2000)]
+    cut, status, confidence, _ = valley_cut(t, 0.38, _adapt(search="0.25 0.5"))
+    assert status == "placed" and 0.30 < cut < 0.45 and confidence > 0.9
+
+
+def test_rare_positive_population_is_cut_in_the_gap():
+    # 20 positive events among 20,000: no peak worth the name, a clean gap
+    t = np.r_[RNG.normal(0.15, 0.03, 20_000), RNG.normal(0.6, 0.03, 20)]
+    cut, status, _, _ = valley_cut(t, 0.38, _adapt(search="0.25 0.5"))
+    assert status == "placed" and np.count_nonzero(t >= cut) == 20
+
+
+def test_overlapping_populations_are_uncertain():
+    t = np.r_[RNG.normal(0.30, 0.06, 5000), RNG.normal(0.42, 0.06, 5000)]
+    _, status, _, reason = valley_cut(t, 0.36, _adapt(search="0.25 0.5"))
+    assert status == "uncertain" and reason
+
+
+def test_one_population_filling_the_range_is_uncertain():
+    t = RNG.normal(0.35, 0.10, 10_000)
+    _, status, _, reason = valley_cut(t, 0.36, _adapt(search="0.25 0.5"))
+    assert status == "uncertain" and "no valley" in reason
+
+
+def test_valley_outside_the_search_range_is_not_taken():
+    t = np.r_[RNG.normal(0.15, 0.03, 8000), RNG.normal(0.60, 0.04, 2000)]
+    cut, status, _, _ = valley_cut(t, 0.55, _adapt(search="0.5 0.58"))
+    assert status == "uncertain" and 0.5 <= cut <= 0.58
+
+
+# ---------------------------------------------------------------- beads and clusters
+
+@pytest.mark.parametrize("bead_level", [0.62, 0.75, 0.9, 1.0])
+def test_beads_found_wherever_they_are(bead_level):
+    cells = np.column_stack([RNG.normal(m, 0.04, 20_000) for m in (0.55, 0.45, 0.66)])
+    beads = np.column_stack([RNG.normal(bead_level + d, 0.006, 1500) for d in (0, .02, .04)])
+    lows, status, _, _ = bead_bounds(np.r_[cells, beads], np.full(3, 0.77),
+                                     Adaptation("beads", {"search": "0.55 1.05"}))
+    caught = np.all(np.r_[cells, beads] >= lows, axis=1)
+    assert status == "placed"
+    assert caught[20_000:].mean() > 0.995 and caught[:20_000].mean() < 0.001
+
+
+def test_no_beads_is_uncertain():
+    cells = np.column_stack([RNG.normal(m, 0.04, 20_000) for m in (0.3, 0.3, 0.4)])
+    _, status, _, reason = bead_bounds(cells, np.full(3, 0.77),
+                                       Adaptation("beads", {"search": "0.55 1.05"}))
+    assert status == "uncertain" and "no bead cluster" in reason
+
+
+def test_cluster_keeps_lymphocytes_and_leaves_monocytes_out():
+    lymph = np.column_stack([RNG.normal(0.64, 0.02, 20_000), 10 ** RNG.normal(4.2, 0.06, 20_000)])
+    dim = np.column_stack([RNG.normal(0.55, 0.02, 20_000), 10 ** RNG.normal(4.2, 0.06, 20_000)])
+    mono = np.column_stack([RNG.normal(0.68, 0.02, 2000), 10 ** RNG.normal(4.55, 0.05, 2000)])
+    gran = np.column_stack([RNG.normal(0.5, 0.03, 8000), 10 ** RNG.normal(5.1, 0.06, 8000)])
+    events = np.r_[lymph, dim, mono, gran]
+    hull, status, _, _ = cluster_hull(events[:, 0], events[:, 1], True, False,
+                                      np.array([[0.5, 0], [0.8, 0], [0.8, 4e4], [0.5, 4e4]]),
+                                      Adaptation("cluster", {}), None)
+    inside = dn.points_in_polygon(events[:, 0], events[:, 1], hull)
+    assert status == "placed"
+    assert inside[:40_000].mean() > 0.99 and inside[40_000:].mean() < 0.01
+
+
+# ---------------------------------------------------------------- templates
+
+def test_template_reader_refuses_what_it_cannot_place(tmp_path):
+    text = (adaptive_template_dir() / "cd4_tube.xml").read_text()
+    parsed = parse_adaptive_template(text, "cd4_tube.xml")
+    assert [g.gate_id for g in parsed.gates][:3] == ["Beads", "NotBeads", "Singlets"]
+    assert {a.method for g in parsed.gates for a in g.adaptations} == \
+        {"beads", "scale", "cluster", "valley"}
+    with pytest.raises(TemplateError, match="unknown adaptation 'wobble'"):
+        parse_adaptive_template(text.replace("adapt:valley", "adapt:wobble"), "x.xml")
+    asinh = text.replace('<transforms:logicle transforms:T="262144" transforms:W="0.5" '
+                         'transforms:M="4.5" transforms:A="0" />',
+                         '<transforms:fasinh transforms:T="262144" transforms:M="4.5" '
+                         'transforms:A="0" />')
+    with pytest.raises(TemplateError, match="not logicle"):
+        parse_adaptive_template(asinh, "x.xml")
+    with pytest.raises(TemplateError, match="not a valid Gating-ML"):
+        parse_adaptive_template("<not xml", "x.xml")
+
+
+# ---------------------------------------------------------------- audit trail
+
+def test_placed_gates_written_as_gating_ml_are_flowkit_gates():
+    tube = read_tube(SAMPLE)
+    panel = detect_panel(tube.markers)
+    result = gate_tube_adaptive(tube, panel, str(adaptive_template_dir()))
+    strategy = fk.parse_gating_xml(io.BytesIO(result.gating_ml.encode()))
+    results = strategy.gate_sample(fk.Sample(str(SAMPLE)))
+    paths = {name: tuple(path) for name, path in strategy.get_gate_ids()}
+    for gate_id, events in zip(result.gate_ids, result.gate_events, strict=True):
+        expected = flowkit_membership(results, (gate_id, paths[gate_id]))
+        assert int(expected.sum()) == events, gate_id
+    assert {p.gate_id for p in result.placements} >= {"Beads", "Lymphocytes", "CD4pos"}
+
+
+def test_gate_batch_writes_gates_and_flags_uncertain_placement(tmp_path, small_cohort):
+    templates = tmp_path / "templates"
+    shutil.copytree(adaptive_template_dir(), templates)
+    cd4 = templates / "cd4_tube.xml"
+    # a CD4 search range that misses the valley: the gate is placed but uncertain
+    cd4.write_text(cd4.read_text().replace('search="0.32 0.60"', 'search="0.70 0.75"'))
+    result = gate_batch(small_cohort, templates=templates)
+    gates = result.gates
+    assert set(gates["method"]) == {"beads", "seed", "scale", "cluster", "valley"}
+    cd4_rows = gates[(gates.gate == "CD4pos")]
+    assert (cd4_rows.status == "uncertain").all() and cd4_rows.reason.str.len().gt(0).all()
+    flags = result.samples.set_index("tube").qc_flags
+    assert flags.str.contains("GATE_UNCERTAIN:CD4pos").groupby(level=0).all()["cd4"]
+    assert not flags.loc["cd8"].str.contains("GATE_UNCERTAIN").any()
+    assert result.profiles.qc_flags.str.contains("cd4:GATE_UNCERTAIN:CD4pos").all()
+    assert len(result.gating_ml) == len(result.samples)
+
+
+def test_gates_that_cannot_be_placed_go_to_errors(tmp_path, small_cohort):
+    templates = tmp_path / "templates"
+    shutil.copytree(adaptive_template_dir(), templates)
+    nk = templates / "nk_tube.xml"
+    nk.write_text(nk.read_text().replace('expected="55000"', ''))
+    result = gate_batch(small_cohort, templates=templates)
+    errors = result.errors
+    assert len(errors) == 2 and errors.file.str.contains("_nk").all()
+    assert errors.error.str.contains("expected").all()
+
+
+def test_fixed_gating_is_the_fixed_templates(small_cohort):
+    fixed = gate_batch(small_cohort, gating="fixed")
+    shipped = gate_batch(small_cohort, gating="adaptive", templates=REPO / "gating")
+    for name in ("populations", "profiles", "samples", "errors"):
+        assert fixed.tables[name].to_csv() == shipped.tables[name].to_csv(), name
+    assert len(fixed.gates) == 0 and "NotBeads" not in set(fixed.populations.population)
+
+
+def test_place_tube_uses_a_subsample_and_is_deterministic():
+    tube = read_tube(SAMPLE)
+    panel = detect_panel(tube.markers)
+    a = place_tube(tube, panel, str(adaptive_template_dir()))
+    b = place_tube(tube, panel, str(adaptive_template_dir()))
+    assert a.gates == b.gates
