@@ -17,6 +17,13 @@ from .errors import PanelError
 #: Canonical name of the NK-cell marker cocktail (CD16 and/or CD56 in one colour).
 NK_MARKER = "CD16/56"
 
+#: Gate IDs the counts are made from, in every tube's template (see ``gating/README.md``):
+#: bead events, lymphocyte events (the denominator of every percentage and the dual-platform
+#: count) and CD3+ T cells.
+BEAD_GATE = "Beads"
+LYMPHOCYTE_GATE = "Lymphocytes"
+CD3_GATE = "CD3pos"
+
 
 @dataclass(frozen=True)
 class Panel:
@@ -35,6 +42,17 @@ class Panel:
     tube: str
     markers: tuple[str, ...]
     population: str
+
+    @property
+    def gate_ids(self) -> tuple[str, ...]:
+        """Gate IDs the tube's template must define: the tables read each of them."""
+        return (BEAD_GATE, LYMPHOCYTE_GATE, CD3_GATE, self.population)
+
+    @property
+    def within_lymphocytes(self) -> tuple[str, ...]:
+        """Gate IDs that must lie within the lymphocyte gate (absolute counts and % of
+        lymphocytes are given only for the gates there)."""
+        return (CD3_GATE, self.population)
 
     @property
     def description(self) -> str:
