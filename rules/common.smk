@@ -4,7 +4,7 @@ import shlex
 from pathlib import Path
 
 from immunoprofile.errors import ImmunoprofileError
-from immunoprofile.gating.templates import template_dir
+from immunoprofile.gating.templates import check_templates, template_dir
 from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
 from immunoprofile.pipeline import tube_result_key
 
@@ -23,6 +23,7 @@ CONDA_ENV = os.path.join(workflow.basedir, "envs", "immunoprofile.yaml")
 try:
     MANIFEST_PATH = find_manifest(SAMPLES, config.get("manifest") or None)
     MANIFEST = read_manifest(MANIFEST_PATH, SAMPLES)
+    check_templates(TEMPLATES or None)  # once for the workflow, not once per tube
 except ImmunoprofileError as exc:
     raise WorkflowError(f"immunoprofile: {exc}") from None
 

@@ -26,7 +26,7 @@ from .counting import count_gate_events
 from .errors import GatingError, ImmunoprofileError, first_line
 from .gating.compiled_gating import count_tube_compiled
 from .gating.flowkit_gating import MAX_GATES, gate_tube
-from .gating.templates import template_checksums
+from .gating.templates import check_template, check_templates, template_checksums
 from .io.atomic import atomic_write_text
 from .io.fcs import read_tube
 from .io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
@@ -139,6 +139,7 @@ def _gate_one(request: TubeRequest, templates: str | None, engine: str,
     start = time.perf_counter()
     tube = read_tube(request.path)
     panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
+    check_template(panel.tube, templates)  # checked once per template: cached
     if engine == "flowkit":
         memberships = gate_tube(tube, panel, templates)
         gate_ids, parents = memberships.gate_ids, memberships.parents
@@ -255,7 +256,10 @@ def gate_batch(
     Raises
     ------
     ManifestError
-        No manifest, or one that is not a manifest (missing columns).
+        No manifest, or one that is not a manifest (missing or unknown columns).
+    TemplateError
+        A template is missing, cannot be parsed, lacks a gate its panel's counts need or
+        gates on a channel no file is fitted to (checked before any tube is gated).
     ValueError
         ``jobs`` < 1 or an unknown engine.
     """
@@ -269,6 +273,7 @@ def gate_batch(
     parsed = read_manifest(manifest_path, samples_dir)
     template_arg = str(templates) if templates is not None else None
     template_checksums(template_arg)  # a missing or unreadable template fails here, once
+    check_templates(template_arg)  # and one that lost a gate, before any tube is gated
 
     failures: list[TubeFailure] = []
     gated: list[GatedTube] = []
