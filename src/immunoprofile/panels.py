@@ -9,7 +9,7 @@ first. Scatter channels are recognised by their ``$PnN`` names.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import PanelError
@@ -23,6 +23,33 @@ NK_MARKER = "CD16/56"
 BEAD_GATE = "Beads"
 LYMPHOCYTE_GATE = "Lymphocytes"
 CD3_GATE = "CD3pos"
+
+
+def within_gate(gate_id: str, parents: Mapping[str, str | None],
+                ancestor: str = LYMPHOCYTE_GATE) -> bool:
+    """Whether a gate is ``ancestor`` or lies within it.
+
+    Parameters
+    ----------
+    gate_id : str
+    parents : mapping
+        ``{gate ID: parent gate ID or None}`` of a template; a parent not in it, or a
+        cycle of parents, ends the walk.
+    ancestor : str
+        The lymphocyte gate by default.
+
+    Examples
+    --------
+    >>> within_gate("CD4pos", {"Lymphocytes": None, "CD3pos": "Lymphocytes",
+    ...                        "CD4pos": "CD3pos"})
+    True
+    """
+    seen: set[str] = set()
+    node: str | None = gate_id
+    while node is not None and node != ancestor and node not in seen:
+        seen.add(node)
+        node = parents.get(node)
+    return node == ancestor
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from .counting.qc import (
     implied_volume_ul,
 )
 from .io.table import Table
-from .panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS
+from .panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS, within_gate
 
 POPULATION_COLUMNS = [
     "sample_id", "patient_id", "tube", "population", "events", "parent_events", "pct_parent",
@@ -103,13 +103,8 @@ class CountedTube:
 
     def under_lymphocytes(self) -> list[bool]:
         """For each gate, whether it is the lymphocyte gate or lies within it."""
-        inside = []
-        for gate_id in self.gate_ids:
-            node: str | None = gate_id
-            while node is not None and node != LYMPHOCYTE_GATE:
-                node = self.parents[self.gate_ids.index(node)]
-            inside.append(node == LYMPHOCYTE_GATE)
-        return inside
+        parents = dict(zip(self.gate_ids, self.parents, strict=True))
+        return [within_gate(gate_id, parents) for gate_id in self.gate_ids]
 
 
 def population_table(tubes: Sequence[CountedTube]) -> Table:
@@ -183,6 +178,7 @@ def sample_flags(tube: CountedTube) -> list[str]:
 
 def _alc_inputs(patient_ids, lymphocyte_events, bead_events, beads_per_test, volume_ul,
                 alc) -> tuple[np.ndarray, set[str]]:
+    """:func:`~immunoprofile.counting.qc.alc_checks` of table columns (lists)."""
     return alc_checks(list(patient_ids), *(np.asarray(list(v), dtype=np.float64) for v in (
         lymphocyte_events, bead_events, beads_per_test, volume_ul, alc)))
 
@@ -193,11 +189,10 @@ def sample_table(tubes: Sequence[CountedTube]) -> Table:
     with the patient's other tubes: see :func:`~immunoprofile.counting.qc.alc_checks`)."""
     lymph = [t.events_in(LYMPHOCYTE_GATE) for t in tubes]
     beads = [t.events_in(BEAD_GATE) for t in tubes]
-    implied = implied_volume_ul(lymph, beads, [t.beads_per_test for t in tubes],
-                                [t.alc for t in tubes]) if tubes else np.zeros(0)
-    volume_flags, _ = _alc_inputs([t.patient_id for t in tubes], lymph, beads,
-                                  [t.beads_per_test for t in tubes],
-                                  [t.volume_ul for t in tubes], [t.alc for t in tubes])
+    per_test, alc = [t.beads_per_test for t in tubes], [t.alc for t in tubes]
+    implied = implied_volume_ul(lymph, beads, per_test, alc) if tubes else np.zeros(0)
+    volume_flags, _ = _alc_inputs([t.patient_id for t in tubes], lymph, beads, per_test,
+                                  [t.volume_ul for t in tubes], alc)
     records = []
     for i, tube in enumerate(tubes):
         population = PANELS[tube.tube].population

@@ -165,13 +165,11 @@ def alc_checks(patient_ids, lymphocyte_events, bead_events, beads_per_test, volu
                                              alc))
     comparable &= ~np.isnan(np.broadcast_to(np.asarray(volume_ul, dtype=np.float64),
                                             comparable.shape))
-    alc_patients = set()
-    for patient in dict.fromkeys(patients):
-        mine = np.array([p == patient for p in patients])
-        if (mine & comparable).any() and not (mine & comparable & ~disagree).any():
-            alc_patients.add(patient)
-    volume_flags = disagree & np.array([p not in alc_patients for p in patients])
-    return volume_flags, alc_patients
+    names, group = np.unique(np.asarray(patients, dtype=str), return_inverse=True)
+    compared = np.bincount(group, weights=comparable, minlength=names.size)
+    agreeing = np.bincount(group, weights=comparable & ~disagree, minlength=names.size)
+    every_tube = (compared > 0) & (agreeing == 0)
+    return disagree & ~every_tube[group], {str(n) for n in names[every_tube]}
 
 
 def bead_fraction_flag(bead_events: int, events: int) -> str | None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PanelError, TemplateError
-from ..panels import LYMPHOCYTE_GATE, PANELS, Panel
+from ..panels import LYMPHOCYTE_GATE, PANELS, Panel, within_gate
 
 if TYPE_CHECKING:  # FlowKit is imported only when a template is parsed
     import flowkit as fk
@@ -163,10 +163,7 @@ def _check_template(path: str, mtime_ns: int, size: int, tube: str) -> None:
             raise TemplateError(f"{path}: gate {gate_id} has parent_id {parent}, which is no "
                                 "gate of the template")
     for gate_id in panel.within_lymphocytes:
-        node: str | None = gate_id
-        while node is not None and node != LYMPHOCYTE_GATE:
-            node = parents.get(node)
-        if node != LYMPHOCYTE_GATE:
+        if not within_gate(gate_id, parents):
             raise TemplateError(
                 f"{path}: gate {gate_id} is not within {LYMPHOCYTE_GATE} — its absolute "
                 f"count and % of lymphocytes are made only for gates within it")
