@@ -4,7 +4,7 @@ import shlex
 from pathlib import Path
 
 from immunoprofile.errors import ImmunoprofileError
-from immunoprofile.gating.templates import adaptive_template_dir, template_dir
+from immunoprofile.gating.templates import adaptive_template_dir, check_templates, template_dir
 from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
 from immunoprofile.pipeline import tube_result_key
 
@@ -21,16 +21,18 @@ COHORT = config.get("cohort", "")
 # by Snakemake from the file; immunoprofile is installed by its post-deploy script).
 CONDA_ENV = os.path.join(workflow.basedir, "envs", "immunoprofile.yaml")
 
+TEMPLATE_DIR = Path(TEMPLATES) if TEMPLATES else \
+    adaptive_template_dir() if GATING == "adaptive" else template_dir()
+
 try:
     MANIFEST_PATH = find_manifest(SAMPLES, config.get("manifest") or None)
     MANIFEST = read_manifest(MANIFEST_PATH, SAMPLES)
+    check_templates(str(TEMPLATE_DIR))  # once for the workflow, not once per tube
 except ImmunoprofileError as exc:
     raise WorkflowError(f"immunoprofile: {exc}") from None
 
 # One result file per manifest row, named by a file-name-safe key of its sample id.
 TUBE_REQUESTS = {tube_result_key(r.sample_id): r for r in MANIFEST.requests}
-TEMPLATE_DIR = Path(TEMPLATES) if TEMPLATES else \
-    adaptive_template_dir() if GATING == "adaptive" else template_dir()
 
 
 def option(flag, value):

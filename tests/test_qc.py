@@ -80,3 +80,88 @@ def test_every_flag_is_explained_in_readme(flag):
     from conftest import REPO
 
     assert f"`{flag}`" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+# --- the manifest's counting inputs against each other (simulated tubes, known volumes) ---
+NEW_FLAGS = ("ALC_DISAGREEMENT", "VOLUME_DISAGREEMENT", "BEAD_FRACTION_LOW",
+             "BEAD_FRACTION_HIGH")
+
+
+def _batch(tmp_path, patient, edit=None, **options):
+    """Gate one patient; ``edit`` rewrites each manifest row's fields (a list)."""
+    rows = write_patient(tmp_path, patient, **options)
+    if edit is not None:
+        rows = [",".join(edit(row.split(","))) for row in rows]
+    write_manifest(tmp_path, rows)
+    result = gate_batch(tmp_path)
+    assert result.ok, result.errors
+    flags = [f for f in result.profiles.loc[0, "qc_flags"].split(";") if f]
+    return result, flags
+
+
+def test_one_tube_with_an_unrecorded_dilution(tmp_path):
+    # The CD4 tube was stained with 10 µL of blood; the manifest says 50 for all three.
+    result, flags = _batch(tmp_path, CLEAN, events=40_000, volume_ul=50,
+                           per_tube={"cd4": {"volume_ul": 10}})
+    assert "cd4:VOLUME_DISAGREEMENT" in flags
+    assert "nk:VOLUME_DISAGREEMENT" not in flags and "cd8:VOLUME_DISAGREEMENT" not in flags
+    assert "ALC_DISAGREEMENT" not in flags
+    implied = result.samples.set_index("tube")["implied_volume_ul"]
+    assert implied["cd4"] == pytest.approx(10, rel=0.15)  # the truth: 10 µL stained
+    assert implied["nk"] == pytest.approx(50, rel=0.15)
+
+
+LYMPHOCYTOSIS = PatientSpec("CLL", b_cells_per_ul=150_000, cd4_per_ul=900, cd8_per_ul=600,
+                            nk_per_ul=400)
+
+
+@pytest.mark.parametrize("mistake", ["alc typed 10× too high", "dilution not recorded"])
+def test_alc_disagreeing_with_every_tube(tmp_path, mistake):
+    if mistake.startswith("alc"):
+        result, flags = _batch(tmp_path, CLEAN, lambda f: f[:5] + [f"{float(f[5]) * 10:g}"],
+                               events=40_000)
+    else:  # stained 2.5 µL of lymphocytotic blood; the manifest left the default 50 µL
+        result, flags = _batch(tmp_path, LYMPHOCYTOSIS, lambda f: f[:4] + [""] + f[5:],
+                               events=40_000, volume_ul=2.5)
+        implied = result.samples["implied_volume_ul"]
+        assert implied.between(2.5 / 1.2, 2.5 * 1.2).all(), implied
+    assert "ALC_DISAGREEMENT" in flags
+    assert not [f for f in flags if f.endswith("VOLUME_DISAGREEMENT")]
+
+
+@pytest.mark.parametrize("factor", [1.3, 1 / 1.3])
+def test_alc_within_the_platforms_usual_disagreement_is_not_flagged(tmp_path, factor):
+    _, flags = _batch(tmp_path, CLEAN, lambda f: f[:5] + [f"{float(f[5]) * factor:.4g}"],
+                      events=40_000)
+    assert not [f for f in flags if f.split(":")[-1] in NEW_FLAGS], flags
+
+
+def test_alc_tolerance_widens_with_counting_error():
+    from immunoprofile.counting.qc import disagrees_with_alc
+
+    # Lymphocytes/µL by beads 1.8× the ALC: flagged with 10,000 events each, not with
+    # 100 (a CV of 14 % per count: ×1.8 is then within counting error of ×1.5).
+    assert disagrees_with_alc([10_000, 100], [10_000, 100], 50_000, 50, 1.0 / 1.8).tolist() \
+        == [True, False]
+    # Unknown inputs never flag.
+    assert not disagrees_with_alc([10_000] * 3, [10_000, 10_000, 0], [50_000, float("nan"),
+                                  50_000], 50, [float("nan"), 1.0, 1.0]).any()
+
+
+def test_bead_fraction_low_and_high(tmp_path):
+    _, low = _batch(tmp_path / "low", CLEAN, events=40_000, beads_per_test=500, volume_ul=50)
+    assert {"nk:BEAD_FRACTION_LOW", "cd4:BEAD_FRACTION_LOW"} <= set(low)
+    _, high = _batch(tmp_path / "high", CLEAN, events=40_000, beads_per_test=2_000_000,
+                     volume_ul=50)
+    assert {"nk:BEAD_FRACTION_HIGH", "cd8:BEAD_FRACTION_HIGH"} <= set(high)
+    assert not [f for f in low + high if "ALC_DISAGREEMENT" in f or "VOLUME_" in f]
+
+
+@pytest.mark.slow
+def test_sample_data_raises_none_of_the_plausibility_flags():
+    from conftest import REPO
+
+    result = gate_batch(REPO / "sample_data")
+    assert result.ok
+    flags = ";".join(result.profiles["qc_flags"]) + ";".join(result.samples["qc_flags"])
+    assert not [f for f in NEW_FLAGS if f in flags], flags

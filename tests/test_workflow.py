@@ -50,6 +50,28 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, override, key):
     assert key in text and "validat" in text.lower()
 
 
+def test_unknown_manifest_column_and_broken_template_fail_at_start(tmp_path):
+    """Read once when the workflow starts: one message, no job run."""
+    samples = tmp_path / "samples"
+    shutil.copytree(SAMPLE_DATA, samples)
+    manifest = samples / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("volume_ul", "volume", 1))
+    result = snakemake("-n", "--config", f"samples={samples}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "unknown column 'volume' (did you mean 'volume_ul'?)" in result.stdout + \
+        result.stderr
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "gating", templates)
+    cd8 = templates / "cd8_tube.xml"
+    cd8.write_text(cd8.read_text().replace('gating:id="CD8pos"', 'gating:id="CD8"'))
+    result = snakemake("-n", "--config", f"samples={SAMPLE_DATA}", f"templates={templates}",
+                       cwd=tmp_path)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    assert f"{cd8}: no gate CD8pos" in text
+    assert "gate_tube" not in result.stdout
+
+
 @pytest.mark.slow
 def test_workflow_matches_gate_and_reruns_precisely(tmp_path):
     out = tmp_path / "results"

@@ -345,10 +345,16 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
 
     A tube that cannot be read or gated is recorded in the result file with its reason
     (and printed), and the command exits 0, so one bad tube does not stop a workflow;
-    ``immunoprofile tables`` then lists it in errors.csv.
+    ``immunoprofile tables`` then lists it in errors.csv. A template that cannot give the
+    counts (a gate missing, a channel no file is fitted to) is a usage error (exit 2).
     """
+    from .gating.templates import check_templates
     from .pipeline import TubeFailure, gate_tube_file, save_tube_result
 
+    try:  # a template that cannot give the counts stops the workflow, not each tube
+        check_templates(templates, (tube,) if tube else None)
+    except ImmunoprofileError as exc:
+        raise _UsageError(str(exc)) from None
     _allow_kernel_builds(quiet=False)
     result = gate_tube_file(fcs_file, sample_id, tube=tube, templates=templates,
                             engine=engine, gating=gating)

@@ -9,13 +9,47 @@ first. Scatter channels are recognised by their ``$PnN`` names.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import PanelError
 
 #: Canonical name of the NK-cell marker cocktail (CD16 and/or CD56 in one colour).
 NK_MARKER = "CD16/56"
+
+#: Gate IDs the counts are made from, in every tube's template (see ``gating/README.md``):
+#: bead events, lymphocyte events (the denominator of every percentage and the dual-platform
+#: count) and CD3+ T cells.
+BEAD_GATE = "Beads"
+LYMPHOCYTE_GATE = "Lymphocytes"
+CD3_GATE = "CD3pos"
+
+
+def within_gate(gate_id: str, parents: Mapping[str, str | None],
+                ancestor: str = LYMPHOCYTE_GATE) -> bool:
+    """Whether a gate is ``ancestor`` or lies within it.
+
+    Parameters
+    ----------
+    gate_id : str
+    parents : mapping
+        ``{gate ID: parent gate ID or None}`` of a template; a parent not in it, or a
+        cycle of parents, ends the walk.
+    ancestor : str
+        The lymphocyte gate by default.
+
+    Examples
+    --------
+    >>> within_gate("CD4pos", {"Lymphocytes": None, "CD3pos": "Lymphocytes",
+    ...                        "CD4pos": "CD3pos"})
+    True
+    """
+    seen: set[str] = set()
+    node: str | None = gate_id
+    while node is not None and node != ancestor and node not in seen:
+        seen.add(node)
+        node = parents.get(node)
+    return node == ancestor
 
 
 @dataclass(frozen=True)
@@ -35,6 +69,17 @@ class Panel:
     tube: str
     markers: tuple[str, ...]
     population: str
+
+    @property
+    def gate_ids(self) -> tuple[str, ...]:
+        """Gate IDs the tube's template must define: the tables read each of them."""
+        return (BEAD_GATE, LYMPHOCYTE_GATE, CD3_GATE, self.population)
+
+    @property
+    def within_lymphocytes(self) -> tuple[str, ...]:
+        """Gate IDs that must lie within the lymphocyte gate (absolute counts and % of
+        lymphocytes are given only for the gates there)."""
+        return (CD3_GATE, self.population)
 
     @property
     def description(self) -> str:

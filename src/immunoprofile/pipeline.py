@@ -27,7 +27,13 @@ from .errors import GatingError, ImmunoprofileError, first_line
 from .gating.adaptive_gating import GATING_MODES
 from .gating.compiled_gating import count_tube_compiled
 from .gating.flowkit_gating import MAX_GATES, gate_tube
-from .gating.templates import adaptive_template_dir, template_checksums, uses_adaptation
+from .gating.templates import (
+    adaptive_template_dir,
+    check_template,
+    check_templates,
+    template_checksums,
+    uses_adaptation,
+)
 from .io.atomic import atomic_write_text
 from .io.fcs import read_tube
 from .io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
@@ -164,6 +170,7 @@ def _gate_one(request: TubeRequest, templates: str | None, engine: str,
     start = time.perf_counter()
     tube = read_tube(request.path)
     panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
+    check_template(panel.tube, templates)  # checked once per template: cached
     placements = gating_ml = None
     if gating == "adaptive" and uses_adaptation(panel.tube, templates):
         from .gating.adaptive_gating import gate_tube_adaptive
@@ -329,7 +336,10 @@ def gate_batch(
     Raises
     ------
     ManifestError
-        No manifest, or one that is not a manifest (missing columns).
+        No manifest, or one that is not a manifest (missing or unknown columns).
+    TemplateError
+        A template is missing, cannot be parsed, lacks a gate its panel's counts need or
+        gates on a channel no file is fitted to (checked before any tube is gated).
     ValueError
         ``jobs`` < 1, an unknown engine or gating mode.
     """
@@ -343,6 +353,7 @@ def gate_batch(
     parsed = read_manifest(manifest_path, samples_dir)
     template_arg = resolve_templates(templates, gating)
     template_checksums(template_arg)  # a missing or unreadable template fails here, once
+    check_templates(template_arg)  # and one that lost a gate, before any tube is gated
 
     failures: list[TubeFailure] = []
     gated: list[GatedTube] = []

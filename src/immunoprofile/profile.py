@@ -29,9 +29,12 @@ from .counting.qc import (
     MIN_BEAD_EVENTS,
     MIN_LYMPHOCYTE_EVENTS,
     MIN_POPULATION_EVENTS,
+    alc_checks,
+    bead_fraction_flag,
+    implied_volume_ul,
 )
 from .io.table import Table
-from .panels import PANELS
+from .panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS, within_gate
 
 POPULATION_COLUMNS = [
     "sample_id", "patient_id", "tube", "population", "events", "parent_events", "pct_parent",
@@ -39,12 +42,13 @@ POPULATION_COLUMNS = [
 ]
 SAMPLE_COLUMNS = [
     "sample_id", "file", "patient_id", "tube", "events", "bead_events", "lymphocyte_events",
-    "population", "population_events", "beads_per_test", "volume_ul", "alc", "qc_flags",
+    "population", "population_events", "beads_per_test", "volume_ul", "alc",
+    "implied_volume_ul", "qc_flags",
 ]
 POPULATION_KINDS = dict(zip(POPULATION_COLUMNS, ["str"] * 4 + ["int"] * 2 + ["float"] * 5,
                             strict=True))
 SAMPLE_KINDS = dict(zip(SAMPLE_COLUMNS, ["str"] * 4 + ["int"] * 3 + ["str", "int"]
-                        + ["float"] * 3 + ["str"], strict=True))
+                        + ["float"] * 4 + ["str"], strict=True))
 PROFILE_COLUMNS = [
     "patient_id", "nk_per_ul", "cd4_per_ul", "cd8_per_ul", "cd3_per_ul", "lymphocytes_per_ul",
     "cd4_cd8_ratio", "qc_flags",
@@ -56,9 +60,6 @@ PROFILE_COLUMNS = [
 ]
 #: Profile column of each tube's own population.
 _TUBE_COLUMN = {"nk": "nk_per_ul", "cd4": "cd4_per_ul", "cd8": "cd8_per_ul"}
-LYMPHOCYTE_GATE = "Lymphocytes"
-BEAD_GATE = "Beads"
-CD3_GATE = "CD3pos"
 
 
 @dataclass
@@ -106,13 +107,8 @@ class CountedTube:
 
     def under_lymphocytes(self) -> list[bool]:
         """For each gate, whether it is the lymphocyte gate or lies within it."""
-        inside = []
-        for gate_id in self.gate_ids:
-            node: str | None = gate_id
-            while node is not None and node != LYMPHOCYTE_GATE:
-                node = self.parents[self.gate_ids.index(node)]
-            inside.append(node == LYMPHOCYTE_GATE)
-        return inside
+        parents = dict(zip(self.gate_ids, self.parents, strict=True))
+        return [within_gate(gate_id, parents) for gate_id in self.gate_ids]
 
 
 def population_table(tubes: Sequence[CountedTube]) -> Table:
@@ -179,22 +175,41 @@ def sample_flags(tube: CountedTube) -> list[str]:
         flags.append("LOW_POPULATION_EVENTS")
     if not tube.has_spillover:
         flags.append("NO_SPILLOVER")
+    if not np.isnan(tube.beads_per_test):
+        flags += filter(None, [bead_fraction_flag(tube.events_in(BEAD_GATE), tube.events)])
     flags += [f"GATE_UNCERTAIN:{gate}" for gate in tube.uncertain_gates]
     return flags
 
 
+def _alc_inputs(patient_ids, lymphocyte_events, bead_events, beads_per_test, volume_ul,
+                alc) -> tuple[np.ndarray, set[str]]:
+    """:func:`~immunoprofile.counting.qc.alc_checks` of table columns (lists)."""
+    return alc_checks(list(patient_ids), *(np.asarray(list(v), dtype=np.float64) for v in (
+        lymphocyte_events, bead_events, beads_per_test, volume_ul, alc)))
+
+
 def sample_table(tubes: Sequence[CountedTube]) -> Table:
-    """One row per tube: events, bead and lymphocyte events, its population, QC flags."""
+    """One row per tube: events, bead and lymphocyte events, its population, the blood
+    volume the ALC implies (µL), QC flags (``VOLUME_DISAGREEMENT`` compares the tube
+    with the patient's other tubes: see :func:`~immunoprofile.counting.qc.alc_checks`)."""
+    lymph = [t.events_in(LYMPHOCYTE_GATE) for t in tubes]
+    beads = [t.events_in(BEAD_GATE) for t in tubes]
+    per_test, alc = [t.beads_per_test for t in tubes], [t.alc for t in tubes]
+    implied = implied_volume_ul(lymph, beads, per_test, alc) if tubes else np.zeros(0)
+    volume_flags, _ = _alc_inputs([t.patient_id for t in tubes], lymph, beads, per_test,
+                                  [t.volume_ul for t in tubes], alc)
     records = []
-    for tube in tubes:
+    for i, tube in enumerate(tubes):
         population = PANELS[tube.tube].population
+        flags = sample_flags(tube) + (["VOLUME_DISAGREEMENT"] if volume_flags[i] else [])
         records.append({
             "sample_id": tube.sample_id, "file": tube.file, "patient_id": tube.patient_id,
             "tube": tube.tube, "events": tube.events, "bead_events": tube.events_in(BEAD_GATE),
             "lymphocyte_events": tube.events_in(LYMPHOCYTE_GATE), "population": population,
             "population_events": tube.events_in(population),
             "beads_per_test": tube.beads_per_test, "volume_ul": tube.volume_ul,
-            "alc": tube.alc, "qc_flags": ";".join(sample_flags(tube)),
+            "alc": tube.alc, "implied_volume_ul": float(implied[i]),
+            "qc_flags": ";".join(flags),
         })
     table = Table.from_records(records, SAMPLE_KINDS)
     if any(tube.keywords is not None for tube in tubes):  # only when asked: they may be PHI
@@ -270,6 +285,9 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
     cd3_t_tubes = _row_nanmean(per_tube_cd3[:, 1:])
     out["cd4_plus_cd8_to_cd3"] = ratio(out["cd4_per_ul"] + out["cd8_per_ul"], cd3_t_tubes)
 
+    _, alc_patients = _alc_inputs(samples["patient_id"], samples["lymphocyte_events"],
+                                  samples["bead_events"], samples["beads_per_test"],
+                                  samples["volume_ul"], samples["alc"])
     flags_by_patient = []
     for p, patient in enumerate(patients):
         flags: list[str] = []
@@ -282,6 +300,8 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
             flags.append("LYMPHOCYTE_TUBE_DISAGREEMENT")
         if abs(out["cd4_plus_cd8_to_cd3"][p] - 1.0) > MAX_CD4_CD8_SUM_MISMATCH:
             flags.append("CD4_CD8_SUM_MISMATCH")
+        if patient in alc_patients:
+            flags.append("ALC_DISAGREEMENT")
         for r in mine:
             flags += [f"{r['tube']}:{f}" for f in str(r["qc_flags"]).split(";") if f]
         flags_by_patient.append(";".join(flags))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import kernel
+from .absolute import poisson_cv, ratio, single_platform_cells_per_ul
 
 #: Fewer bead events than this makes the bead count's own Poisson CV exceed ~3 %.
 MIN_BEAD_EVENTS = 1_000
@@ -20,6 +21,16 @@ MIN_POPULATION_EVENTS = 100
 MAX_TUBE_SPREAD = 0.10
 #: Largest acceptable |CD4 + CD8 − CD3| / CD3.
 MAX_CD4_CD8_SUM_MISMATCH = 0.10
+#: Largest factor, either way, between a tube's bead-based lymphocytes/µL and the manifest's
+#: ALC (×1000): flow and haematology-analyser lymphocyte counts routinely differ by 10–30 %
+#: (up to ~1.3×); the lab's dilution steps are ×2 or more apart (50, 25, 10, 5, 2.5 µL).
+MAX_ALC_FACTOR = 1.5
+#: The factor is widened by this many Poisson CVs of the bead-based count, so that counting
+#: error alone (few beads or lymphocytes) does not raise the flag.
+ALC_COUNTING_SDS = 3.0
+#: Bead events as a share of all events outside these bounds make the count unreliable.
+MIN_BEAD_FRACTION = 0.005
+MAX_BEAD_FRACTION = 0.50
 
 FLAG_DESCRIPTIONS: dict[str, str] = {
     "LOW_BEAD_EVENTS": f"fewer than {MIN_BEAD_EVENTS:,} bead events: absolute counts carry "
@@ -41,7 +52,151 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
                       "range — the count is written; review the tube's gating plot",
     "MISSING_TUBE": "one of the patient's three tubes is absent or failed (written "
                     "MISSING_TUBE:<tube>); its values are empty",
+    "BEAD_FRACTION_LOW": f"bead events are under {MIN_BEAD_FRACTION:.1%} of all events: too "
+                         "much blood for the beads (undiluted lymphocytosis?) or too few "
+                         "beads in the tube",
+    "BEAD_FRACTION_HIGH": f"bead events are over {MAX_BEAD_FRACTION:.0%} of all events: "
+                          "little blood in the tube (over-diluted, or not pipetted?)",
+    "VOLUME_DISAGREEMENT": "this tube's bead-based lymphocytes/µL differ from the patient's "
+                           f"alc by more than a factor {MAX_ALC_FACTOR:g} while the "
+                           "patient's other tubes agree with it: this tube's volume_ul (or "
+                           "beads_per_test) is likely wrong — samples.csv's "
+                           "implied_volume_ul is the blood volume the alc implies",
+    "ALC_DISAGREEMENT": "bead-based lymphocytes/µL differ from the manifest's alc (×1000) by "
+                        f"more than a factor {MAX_ALC_FACTOR:g} in every tube: the alc is "
+                        "likely wrong, or the volume_ul the tubes share (a dilution the "
+                        "manifest does not record?) — compare volume_ul with "
+                        "implied_volume_ul in samples.csv",
 }
+
+
+def implied_volume_ul(lymphocyte_events, bead_events, beads_per_test, alc) -> np.ndarray:
+    """The blood volume a tube's bead ratio and the haematology ALC imply, µL.
+
+    ``beads_per_test × lymphocyte events / (bead events × alc × 1000)``: the volume for
+    which the bead-based lymphocyte count equals the ALC.
+
+    Parameters
+    ----------
+    lymphocyte_events, bead_events : array_like
+        Events in the Lymphocytes and Beads gates.
+    beads_per_test : array_like
+        Beads in the tube; NaN for a tube without beads.
+    alc : array_like
+        Absolute lymphocyte count, ×10⁹/L; NaN when unknown.
+
+    Returns
+    -------
+    numpy.ndarray
+        µL; NaN where an input is unknown or there are no bead events.
+
+    Examples
+    --------
+    >>> implied_volume_ul([20_000], [2_000], [50_000], [10.0]).round(3).tolist()
+    [50.0]
+    """
+    per_ul_stained = single_platform_cells_per_ul(lymphocyte_events, bead_events,
+                                                  beads_per_test, 1.0)
+    return ratio(per_ul_stained, np.asarray(alc, dtype=np.float64) * 1000.0)
+
+
+def disagrees_with_alc(lymphocyte_events, bead_events, beads_per_test, volume_ul,
+                       alc) -> np.ndarray:
+    """Whether a tube's bead-based lymphocytes/µL and the manifest's ALC disagree.
+
+    Equivalently, whether ``volume_ul`` and :func:`implied_volume_ul` disagree: they
+    differ by more than :data:`MAX_ALC_FACTOR`, either way, widened by
+    :data:`ALC_COUNTING_SDS` Poisson CVs of the bead-based count
+    (``|ln(implied / volume_ul)| > ln 1.5 + 3 × sqrt(1/lymphocytes + 1/beads)``).
+
+    Parameters
+    ----------
+    lymphocyte_events, bead_events : array_like
+        Events in the Lymphocytes and Beads gates.
+    beads_per_test, volume_ul, alc : array_like
+        Beads in the tube, blood stained (µL), ALC (×10⁹/L); NaN when unknown.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        False wherever an input is unknown (NaN) or there are no bead events.
+
+    Examples
+    --------
+    >>> disagrees_with_alc([20_000, 20_000], [2_000, 2_000], 50_000, [50, 2.5], 10.0).tolist()
+    [False, True]
+    """
+    implied = implied_volume_ul(lymphocyte_events, bead_events, beads_per_test, alc)
+    volume = np.broadcast_to(np.asarray(volume_ul, dtype=np.float64), implied.shape)
+    cv = poisson_cv(lymphocyte_events, bead_events)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_factor = np.abs(np.log(implied / volume))
+    limit = np.log(MAX_ALC_FACTOR) + ALC_COUNTING_SDS * np.nan_to_num(cv, nan=0.0)
+    known = ~np.isnan(log_factor)
+    return known & (log_factor > limit)
+
+
+def alc_checks(patient_ids, lymphocyte_events, bead_events, beads_per_test, volume_ul,
+               alc) -> tuple[np.ndarray, set[str]]:
+    """The ALC plausibility flags of a batch's tubes, attributed to the likely wrong input.
+
+    A tube disagrees with the ALC as :func:`disagrees_with_alc` says. When every tube of a
+    patient that can be compared disagrees, the patient's ALC (or the volume its tubes
+    share) is suspect: ``ALC_DISAGREEMENT`` on the patient. When only some do, those
+    tubes' own ``volume_ul`` (or ``beads_per_test``) is suspect: ``VOLUME_DISAGREEMENT``
+    on each of them.
+
+    Parameters
+    ----------
+    patient_ids : sequence of str
+        Patient of each tube.
+    lymphocyte_events, bead_events, beads_per_test, volume_ul, alc : array_like
+        Per tube, as for :func:`disagrees_with_alc`.
+
+    Returns
+    -------
+    volume_flags : numpy.ndarray of bool
+        Per tube: ``VOLUME_DISAGREEMENT``.
+    alc_patients : set of str
+        Patients with ``ALC_DISAGREEMENT``.
+    """
+    patients = list(patient_ids)
+    if not patients:
+        return np.zeros(0, dtype=bool), set()
+    disagree = disagrees_with_alc(lymphocyte_events, bead_events, beads_per_test, volume_ul,
+                                  alc)
+    comparable = ~np.isnan(implied_volume_ul(lymphocyte_events, bead_events, beads_per_test,
+                                             alc))
+    comparable &= ~np.isnan(np.broadcast_to(np.asarray(volume_ul, dtype=np.float64),
+                                            comparable.shape))
+    names, group = np.unique(np.asarray(patients, dtype=str), return_inverse=True)
+    compared = np.bincount(group, weights=comparable, minlength=names.size)
+    agreeing = np.bincount(group, weights=comparable & ~disagree, minlength=names.size)
+    every_tube = (compared > 0) & (agreeing == 0)
+    return disagree & ~every_tube[group], {str(n) for n in names[every_tube]}
+
+
+def bead_fraction_flag(bead_events: int, events: int) -> str | None:
+    """``BEAD_FRACTION_LOW`` or ``BEAD_FRACTION_HIGH`` for a bead tube, or None.
+
+    Parameters
+    ----------
+    bead_events, events : int
+        Events in the Beads gate and in the whole file.
+
+    Examples
+    --------
+    >>> bead_fraction_flag(40, 25_000), bead_fraction_flag(2_500, 25_000)
+    ('BEAD_FRACTION_LOW', None)
+    """
+    if events <= 0:
+        return None
+    share = bead_events / events
+    if share < MIN_BEAD_FRACTION:
+        return "BEAD_FRACTION_LOW"
+    if share > MAX_BEAD_FRACTION:
+        return "BEAD_FRACTION_HIGH"
+    return None
 
 
 @kernel(args=[("f8", 1), ("i8", 1), ("int", 0)], returns=("f8", 1))

@@ -5,13 +5,26 @@ A template names the channels of a BD FACSCanto three-colour tube (``FITC-A``, `
 same markers on other channels: its channels are found by marker (``$PnS``) and scatter
 name (``$PnN``), and the template's channel names are rewritten to the file's before
 FlowKit parses it. The gates themselves are never changed.
+
+A template is checked before any tube is gated (:func:`check_template`): it must define
+the gates its panel's counts are read from (:attr:`~immunoprofile.panels.Panel.gate_ids`),
+the tube's own population and ``CD3pos`` within ``Lymphocytes``, and gate only on the
+channels fitted to a file (``FITC-A``, ``PE-A``, ``PerCP-Cy5-5-A``, ``FSC-A``, ``FSC-H``,
+``SSC-A``). Otherwise a renamed ``CD4pos`` gives an empty ``cd4_per_ul`` for every patient,
+and a gate on a channel no file is fitted to fails tube by tube. The check reads the XML
+with the standard library, so a run whose compiled programs are cached still starts
+without FlowKit; FlowKit parses a template once per template text and FlowKit version (a
+marker in the cache remembers it) to refuse, once, what is well-formed XML but not valid
+Gating-ML.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -19,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PanelError, TemplateError
-from ..panels import PANELS, Panel
+from ..panels import LYMPHOCYTE_GATE, PANELS, Panel, within_gate
 
 if TYPE_CHECKING:  # FlowKit is imported only when a template is parsed
     import flowkit as fk
@@ -30,6 +43,13 @@ _SPECIFIC_CHANNEL = "PE-A"  # carries the tube's own marker: CD16/56, CD4 or CD8
 SCATTER_TEMPLATE_CHANNELS = ("FSC-A", "FSC-H", "SSC-A")
 #: Gate that needs each scatter channel, for error messages.
 _SCATTER_USERS = {"FSC-A": "Singlets", "FSC-H": "Singlets", "SSC-A": "Lymphocytes"}
+
+#: Every channel a template may gate on: those :func:`channel_map` fits to a file's.
+TEMPLATE_CHANNELS = (*_FLUORESCENCE_ROLES, _SPECIFIC_CHANNEL, *SCATTER_TEMPLATE_CHANNELS)
+
+_GATING = "{http://www.isac-net.org/std/Gating-ML/v2.0/gating}"
+_TRANSFORMS = "{http://www.isac-net.org/std/Gating-ML/v2.0/transformations}"
+_DATATYPES = "{http://www.isac-net.org/std/Gating-ML/v2.0/datatypes}"
 
 _NAME_RE = re.compile(r'(data-type:name=")([^"]*)(")')
 
@@ -85,6 +105,159 @@ def template_checksums(directory: str | Path | None = None) -> dict[str, str]:
         tube: hashlib.sha256(template_path(tube, directory).read_bytes()).hexdigest()
         for tube in PANELS
     }
+
+
+def check_templates(directory: str | Path | None = None,
+                    tubes: tuple[str, ...] | None = None) -> None:
+    """Check the templates of a batch once, before any tube is gated.
+
+    Parameters
+    ----------
+    directory : str or Path, optional
+        Folder of templates (``--templates``); the shipped ones when None.
+    tubes : tuple of str, optional
+        The tubes to check (``nk``, ``cd4``, ``cd8``); all of them by default.
+
+    Raises
+    ------
+    TemplateError
+        A template is missing, unparsable, lacks a gate its panel needs, or gates on a
+        channel no file is fitted to (see :func:`check_template`).
+    """
+    for tube in tubes or tuple(PANELS):
+        check_template(tube, directory)
+
+
+def check_template(tube: str, directory: str | Path | None = None) -> None:
+    """Refuse a tube's template that cannot give its panel's counts.
+
+    Parameters
+    ----------
+    tube : str
+        ``nk``, ``cd4`` or ``cd8``.
+    directory : str or Path, optional
+        Folder of templates; the shipped ones when None.
+
+    Raises
+    ------
+    TemplateError
+        Naming the template file and, where it is about one, the gate: not well-formed
+        XML or not Gating-ML 2.0 (FlowKit's parse, once per template text); a gate of
+        :attr:`~immunoprofile.panels.Panel.gate_ids` missing; the tube's population or
+        ``CD3pos`` outside ``Lymphocytes``; a gate on a channel outside
+        :data:`TEMPLATE_CHANNELS`; a gate ID used twice; a ``parent_id``, transformation
+        or compensation the template does not define.
+    """
+    path = template_path(tube, directory)
+    stat = path.stat()
+    _check_template(str(path), stat.st_mtime_ns, stat.st_size, tube)
+
+
+@lru_cache(maxsize=64)
+def _check_template(path: str, mtime_ns: int, size: int, tube: str) -> None:
+    name = Path(path).name
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        root = ET.fromstring(text)
+    except (OSError, UnicodeDecodeError, ET.ParseError) as exc:
+        raise TemplateError(f"{path}: not a valid Gating-ML 2.0 template: {exc}") from None
+    if root.tag != f"{_GATING}Gating-ML":
+        raise TemplateError(f"{path}: not a Gating-ML 2.0 template (its root element is "
+                            f"{root.tag.rsplit('}', 1)[-1]}, not gating:Gating-ML)")
+    parents, channels, refs = _template_gates(root, path)
+    panel = PANELS[tube]
+    missing = [g for g in panel.gate_ids if g not in parents]
+    if missing:
+        raise TemplateError(
+            f"{path}: no gate {', '.join(missing)} — the {panel.description} tube's counts "
+            f"are read from gates {', '.join(panel.gate_ids)} (gates in {name}: "
+            f"{', '.join(parents) or 'none'})")
+    for gate_id, parent in parents.items():
+        if parent is not None and parent not in parents:
+            raise TemplateError(f"{path}: gate {gate_id} has parent_id {parent}, which is no "
+                                "gate of the template")
+    for gate_id in panel.within_lymphocytes:
+        if not within_gate(gate_id, parents):
+            raise TemplateError(
+                f"{path}: gate {gate_id} is not within {LYMPHOCYTE_GATE} — its absolute "
+                f"count and % of lymphocytes are made only for gates within it")
+    for gate_id, used in channels.items():
+        unknown = [c for c in used if c not in TEMPLATE_CHANNELS]
+        if unknown:
+            raise TemplateError(
+                f"{path}: gate {gate_id} uses channel {', '.join(unknown)}, which is not "
+                f"fitted to a tube's channels — a template gates on "
+                f"{', '.join(TEMPLATE_CHANNELS)}")
+    defined = {t.get(f"{_TRANSFORMS}id") for t in root.iter(f"{_TRANSFORMS}transformation")}
+    matrices = {m.get(f"{_TRANSFORMS}id") for m in root.iter(f"{_TRANSFORMS}spectrumMatrix")}
+    for gate_id, (transforms, compensations) in refs.items():
+        for ref in transforms:
+            if ref not in defined:
+                raise TemplateError(f"{path}: gate {gate_id} refers to transformation {ref}, "
+                                    "which the template does not define")
+        for ref in compensations:
+            if ref not in matrices | {"FCS", "uncompensated"}:
+                raise TemplateError(
+                    f"{path}: gate {gate_id} refers to compensation {ref}, which is neither "
+                    "FCS (the file's spillover), uncompensated, nor a spectrumMatrix of the "
+                    "template")
+    _flowkit_check(path, mtime_ns, text)
+
+
+def _template_gates(root: ET.Element, path: str) -> tuple[
+        dict[str, str | None], dict[str, list[str]], dict[str, tuple[list[str], list[str]]]]:
+    """``{gate ID: parent ID}``, ``{gate ID: channels it gates on}`` and
+    ``{gate ID: (transformation IDs, compensation IDs) its dimensions refer to}``."""
+    ratios = {t.get(f"{_TRANSFORMS}id"): [d.get(f"{_DATATYPES}name")
+                                         for d in t.iter(f"{_DATATYPES}fcs-dimension")]
+              for t in root.iter(f"{_TRANSFORMS}transformation")}
+    parents: dict[str, str | None] = {}
+    channels: dict[str, list[str]] = {}
+    refs: dict[str, tuple[list[str], list[str]]] = {}
+    for gate in root:
+        if not isinstance(gate.tag, str) or not (gate.tag.startswith(_GATING)
+                                                 and gate.tag.endswith("Gate")):
+            continue
+        gate_id = gate.get(f"{_GATING}id") or "(no id)"
+        ids = [gate_id] + [q.get(f"{_GATING}id") or "(no id)"
+                           for q in gate.iter(f"{_GATING}Quadrant")]
+        used = [d.get(f"{_DATATYPES}name") or "(no name)"
+                for d in gate.iter(f"{_DATATYPES}fcs-dimension")]
+        for derived in gate.iter(f"{_DATATYPES}new-dimension"):
+            used += ratios.get(derived.get(f"{_DATATYPES}transformation-ref"), [])
+        axes = [*gate.iter(f"{_GATING}dimension"), *gate.iter(f"{_GATING}divider")]
+        transforms = [a.get(f"{_GATING}transformation-ref") for a in axes]
+        compensations = [a.get(f"{_GATING}compensation-ref") for a in axes]
+        for one in ids:
+            if one in parents:
+                raise TemplateError(f"{path}: gate ID {one} is used twice")
+            parents[one] = gate.get(f"{_GATING}parent_id")
+            channels[one] = list(dict.fromkeys(used))
+            refs[one] = ([t for t in dict.fromkeys(transforms) if t is not None],
+                         [c for c in dict.fromkeys(compensations) if c is not None])
+    return parents, channels, refs
+
+
+def _flowkit_check(path: str, mtime_ns: int, text: str) -> None:
+    """FlowKit's parse of a template, once per template text and FlowKit version: a marker
+    in the cache remembers a success, so later runs need not import FlowKit."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .._aot import cache_root
+    from ..io.atomic import atomic_write_text
+
+    try:
+        flowkit_version = version("flowkit")
+    except PackageNotFoundError:
+        flowkit_version = "unknown"
+    digest = hashlib.sha256(f"{flowkit_version}\x00{text}".encode()).hexdigest()
+    marker = cache_root() / "templates" / f"{digest}.ok"
+    if marker.is_file():
+        return
+    _parse(path, mtime_ns, ())  # raises TemplateError
+    with contextlib.suppress(OSError):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(marker, f"{path}\n")
 
 
 @dataclass(frozen=True)

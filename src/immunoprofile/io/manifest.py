@@ -10,12 +10,23 @@ beads_per_test counting beads in the tube, from the bead lot (blank = no beads: 
                tube is counted by the dual-platform method only, which needs ``alc``)
 volume_ul      blood volume stained, µL (default 50)
 alc            absolute lymphocyte count from the haematology analyser, ×10⁹/L (optional)
+x_…            any column whose name starts with ``x_`` (``x_lab_number``, ``x_comment``)
+               is the lab's own: kept in the file, never read
 ============== ========================================================================
+
+Column names are matched ignoring case and the spaces around them (``Volume_uL `` is
+``volume_ul``); nothing else is guessed. Any other column is refused (a
+:class:`~immunoprofile.errors.ManifestError`, naming the column, the file and the nearest
+known name): a misspelt optional column would otherwise be ignored without a word — a
+``volume`` column left every tube at the default 50 µL, a ``beads_per_tube`` column left
+every bead count empty. A header cell left empty (a trailing comma) is allowed only when
+its column holds no values.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import math
@@ -26,6 +37,8 @@ from ..errors import ManifestError
 
 REQUIRED_COLUMNS = ("file", "patient_id")
 OPTIONAL_COLUMNS = ("tube", "beads_per_test", "volume_ul", "alc")
+#: Columns whose names start with this are the lab's own: passed through, never read.
+PASS_THROUGH_PREFIX = "x_"
 DEFAULT_VOLUME_UL = 50.0
 TUBES = ("nk", "cd4", "cd8")
 
@@ -115,11 +128,41 @@ def _read_csv(raw: bytes, name: str) -> tuple[list[str], list[dict[str, str]]]:
         raise ManifestError(f"{name}: not a readable CSV file ({exc})") from None
     if not records:
         raise ManifestError(f"{name}: not a readable CSV file (no columns: it is empty)")
-    columns = [cell.strip().lower() or f"unnamed: {i}" for i, cell in enumerate(records[0])]
+    columns = [cell.strip().lower() or f"{_UNNAMED}{i}" for i, cell in enumerate(records[0])]
     width = len(columns)
     rows = [dict(zip(columns, (record + [""] * width)[:width], strict=True))
             for record in records[1:]]
     return columns, rows
+
+
+_UNNAMED = "unnamed: "
+
+
+def _check_columns(columns: list[str], rows: list[dict[str, str]], path: Path) -> None:
+    """Refuse a column the manifest does not define, naming the nearest known one."""
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    for column in columns:
+        if column.startswith(_UNNAMED):
+            filled = next((i for i, row in enumerate(rows) if str(row[column]).strip()), None)
+            if filled is not None:
+                raise ManifestError(
+                    f"{path}: column {int(column[len(_UNNAMED):]) + 1} has no name but holds "
+                    f"values (line {filled + 2}) — name it (e.g. "
+                    f"{PASS_THROUGH_PREFIX}comment) or delete it")
+    unknown = [c for c in columns if c not in known and not c.startswith(_UNNAMED)
+               and not c.startswith(PASS_THROUGH_PREFIX)]
+    if not unknown:
+        return
+    reasons = []
+    for column in unknown:
+        near = [k for k in known if min(len(k), len(column)) >= 3
+                and (column.startswith(k) or k.startswith(column))]  # alc_10e9, volume
+        near = near or difflib.get_close_matches(column, known, n=1, cutoff=0.6)
+        reasons.append(f"{column!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    raise ManifestError(
+        f"{path}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(reasons)} — "
+        f"the columns are {', '.join(known)}; start a column's name with "
+        f"{PASS_THROUGH_PREFIX!r} to keep your own notes in the manifest")
 
 
 def find_manifest(samples_dir: str | Path, manifest: str | Path | None = None) -> Path:
@@ -167,7 +210,8 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
     Raises
     ------
     ManifestError
-        The file is not a CSV with at least the ``file`` and ``patient_id`` columns.
+        The file is not a CSV with at least the ``file`` and ``patient_id`` columns, or it
+        has a column that is neither known nor named ``x_…``.
     """
     path = Path(path)
     try:
@@ -185,6 +229,7 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
             f"{', '.join(columns) or 'none'}); expected file, patient_id, tube, "
             "beads_per_test, volume_ul, alc"
         )
+    _check_columns(columns, rows, path)
     result = Manifest(path=path, sha256=hashlib.sha256(raw).hexdigest())
     base = path.parent
     listed: set[Path] = set()
