@@ -142,6 +142,25 @@ def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placem
                           f"{first_line(exc)}") from None
 
 
+def template_view(tube: Tube, panel: Panel, templates: str | None,
+                  placement: Placement):
+    """The fitted template (seed positions, display transforms) and every event's membership
+    of the placed gates, for plotting a tube's placement.
+
+    Returns
+    -------
+    template : AdaptiveTemplate
+    membership : dict
+        Gate ID → bool per event (parent-ANDed), counted by the compiled engine.
+    """
+    mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
+    text = fitted_template(panel.tube, mapping, templates)
+    template = cached_template(text, template_path(panel.tube, templates).name)
+    plan = GatingPlan.from_program(lower_plain(placement.gates), kernel="generic")
+    bits = plan.membership(tube.events, threads=1)
+    return template, {name: bits[(name, path)] for name, path in plan.gate_ids}
+
+
 def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
                        threads: int | None = 1, engine: str = "compiled") -> AdaptiveResult:
     """Place a tube's gates from its events and count every event in them.

@@ -67,7 +67,8 @@ class GatePlot:
 
 
 def plot_gates(path: str | Path, *, tube: str | None = None,
-               templates: str | Path | None = None) -> list[GatePlot]:
+               templates: str | Path | None = None,
+               gating: str = "adaptive") -> list[GatePlot]:
     """Plot every gate of one FCS tube.
 
     Parameters
@@ -77,7 +78,11 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
     tube : {"nk", "cd4", "cd8"}, optional
         The panel, detected from the markers when omitted.
     templates : str or Path, optional
-        Folder of Gating-ML templates instead of the shipped ones.
+        Folder of Gating-ML templates instead of the shipped ones of the gating mode.
+    gating : {"adaptive", "fixed"}
+        ``adaptive``: the gates placed for this tube (as ``immunoprofile gate`` places
+        them), drawn in red, with the template's seed position faint and dashed beside
+        them; ``fixed``: the template's gates.
 
     Returns
     -------
@@ -94,14 +99,22 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
     matplotlib.use("Agg", force=False)
 
     from ..gating.compiled_gating import gate_tube_compiled
-    from ..gating.templates import channel_map, load_strategy
+    from ..gating.templates import (
+        adaptive_template_dir,
+        channel_map,
+        load_strategy,
+        uses_adaptation,
+    )
     from ..io.fcs import read_tube
     from ..panels import detect_panel
 
     path = Path(path)
     tube_data = read_tube(path)
     panel = detect_panel(tube_data.markers, expected=tube, source=path.name)
-    template_arg = str(templates) if templates is not None else None
+    template_arg = str(templates) if templates is not None else \
+        str(adaptive_template_dir()) if gating == "adaptive" else None
+    if gating == "adaptive" and uses_adaptation(panel.tube, template_arg):
+        return _plot_placed(tube_data, panel, template_arg)
     memberships = gate_tube_compiled(tube_data, panel, template_arg)
     mapping = channel_map(panel, tube_data.markers, tube_data.scatter, source=path.name)
     strategy = load_strategy(panel.tube, mapping, template_arg)
@@ -151,19 +164,95 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
                 raise GatingError(f"{path.name}: gate {gate_id} needs compensation but the "
                                   "file has no spillover matrix")
             values = np.asarray(source[:, labels.index(channel)], dtype=float)
-            name = "untransformed"
+            decades = None
             if dim.transformation_ref:
                 xform = strategy.get_transform(dim.transformation_ref)
                 values = np.asarray(xform.apply(values.reshape(-1, 1)), float).ravel()
-                name = type(xform).__name__.replace("Transform", "").lower()
+                decades = _decade_ticks(
+                    lambda v, x=xform: np.asarray(x.apply(v.reshape(-1, 1)), float).ravel())
             marker = marker_of.get(channel)
-            axes.append((values, f"{marker + ' ' if marker else ''}{channel} ({name})"))
+            axes.append((values, _axis_label(marker, channel, decades is not None), decades))
         keep = np.flatnonzero(parent)
         if keep.size > MAX_PLOTTED_EVENTS:
             keep = np.sort(rng.choice(keep, MAX_PLOTTED_EVENTS, replace=False))
-        plots.append(_draw(gate, gate_id, parent_id or "all events", axes, keep, member,
-                           int(member.sum()), int(parent.sum())))
+        outline, bounds = _outline(gate, None, None), _gate_bounds(gate)
+        plots.append(_draw(outline, bounds, None, gate_id, parent_id or "all events", axes,
+                           keep, member, int(member.sum()), int(parent.sum())))
     return plots
+
+
+def _axis_label(marker: str | None, channel: str, logicle: bool) -> str:
+    scale = "signal, logicle scale" if logicle else "linear"
+    return f"{marker + ' ' if marker else ''}{channel} ({scale})"
+
+
+def _decade_ticks(forward) -> list[tuple[float, str]]:
+    """Tick positions (plot units) and labels at decades of signal, 0 and 10²…10⁵."""
+    values = np.array([0.0, 1e2, 1e3, 1e4, 1e5])
+    labels = ["0", "10²", "10³", "10⁴", "10⁵"]
+    return list(zip(forward(values).tolist(), labels, strict=True))
+
+
+def _plot_placed(tube_data, panel, template_arg: str) -> list[GatePlot]:
+    """The gates adaptive gating placed for this tube, on the template's display axes."""
+    from ..engine.plain import PlainBoolean, PlainPolygon
+    from ..gating.adaptive_gating import _TubeValues, place_tube, template_view
+    from ..gating.placement import _densify
+
+    placement = place_tube(tube_data, panel, template_arg)
+    template, membership = template_view(tube_data, panel, template_arg, placement)
+    values = _TubeValues(tube_data.events, np.arange(tube_data.event_count))
+    seeds = {g.gate_id: g for g in template.gates}
+    marker_of = {channel: marker for marker, channel in tube_data.markers.items()}
+    rng = np.random.default_rng(0)
+    plots = []
+    for gate, report in zip(placement.gates, placement.reports, strict=True):
+        if isinstance(gate, PlainBoolean):
+            continue
+        seed = seeds[gate.gate_id]
+        dims = seed.dimensions
+        axes = []
+        for d in dims:
+            shown = d.to_scale(values(d))
+            decades = _decade_ticks(d.to_scale) if d.transform is not None else None
+            axes.append((shown, _axis_label(marker_of.get(d.channel), d.channel,
+                                            decades is not None), decades))
+        if isinstance(gate, PlainPolygon):
+            raw = _densify(np.asarray(gate.vertices), 0.002)  # straight in signal units
+            outline = np.column_stack([dims[0].to_scale(raw[:, 0]), dims[1].to_scale(raw[:, 1])])
+            outline = np.vstack([outline, outline[:1]])
+            seed_outline = np.asarray(seed.vertices, float)
+            seed_outline = np.vstack([seed_outline, seed_outline[:1]])
+            bounds = [list(outline[:, 0]), list(outline[:, 1])]
+        else:
+            scaled = [(None if lo is None else float(d.to_scale(np.array([lo]))[0]),
+                       None if hi is None else float(d.to_scale(np.array([hi]))[0]))
+                      for d, (lo, hi) in zip(dims, gate.bounds, strict=True)]
+            outline = _box(scaled)
+            seed_outline = _box([(d.lo, d.hi) for d in dims])
+            bounds = [[b for b in pair if b is not None] for pair in scaled]
+        parent = membership[gate.parent_id] if gate.parent_id else \
+            np.ones(tube_data.event_count, bool)
+        member = membership[gate.gate_id]
+        keep = np.flatnonzero(parent)
+        if keep.size > MAX_PLOTTED_EVENTS:
+            keep = np.sort(rng.choice(keep, MAX_PLOTTED_EVENTS, replace=False))
+        title = gate.gate_id if report.status in ("placed", "seed") else \
+            f"{gate.gate_id} — {report.status.upper()}"
+        plots.append(_draw(outline, bounds[:len(dims)], seed_outline, title,
+                           gate.parent_id or "all events", axes[:2], keep, member,
+                           int(member.sum()), int(parent.sum()), gate_id=gate.gate_id))
+    return plots
+
+
+def _box(bounds) -> np.ndarray:
+    """A range gate's outline; an open bound (None) is infinite, clipped to the axes."""
+    (lo_x, hi_x) = bounds[0]
+    lo_y, hi_y = bounds[1] if len(bounds) > 1 else (None, None)
+    xs = [lo_x if lo_x is not None else -np.inf, hi_x if hi_x is not None else np.inf]
+    ys = [lo_y if lo_y is not None else -np.inf, hi_y if hi_y is not None else np.inf]
+    return np.array([[xs[0], ys[0]], [xs[1], ys[0]], [xs[1], ys[1]], [xs[0], ys[1]],
+                     [xs[0], ys[0]]], dtype=float)
 
 
 def _gate_object(strategy, gate_id: str):
@@ -178,8 +267,9 @@ def _gate_object(strategy, gate_id: str):
     return None
 
 
-def _outline(gate, xlim, ylim) -> np.ndarray:
-    """The gate's boundary in plot coordinates; open bounds become the axes' edges."""
+def _outline(gate, xlim=None, ylim=None) -> np.ndarray:
+    """The gate's boundary in plot coordinates; open bounds are infinite (the drawing clips
+    them to the axes)."""
     from flowkit import gates as fk_gates
 
     if isinstance(gate, fk_gates.PolygonGate):
@@ -192,16 +282,14 @@ def _outline(gate, xlim, ylim) -> np.ndarray:
         t = np.linspace(0, 2 * np.pi, 181)
         circle = np.column_stack([np.cos(t), np.sin(t)])
         return mean + (circle * np.sqrt(np.maximum(vals, 0) * gate.distance_square)) @ vecs.T
-    dims = gate.dimensions
-    lo_x = dims[0].min if dims[0].min is not None else xlim[0]
-    hi_x = dims[0].max if dims[0].max is not None else xlim[1]
-    if len(dims) == 1:
-        lo_y, hi_y = ylim
-    else:
-        lo_y = dims[1].min if dims[1].min is not None else ylim[0]
-        hi_y = dims[1].max if dims[1].max is not None else ylim[1]
-    return np.array([[lo_x, lo_y], [hi_x, lo_y], [hi_x, hi_y], [lo_x, hi_y], [lo_x, lo_y]],
-                    dtype=float)
+    return _box([(d.min, d.max) for d in gate.dimensions])
+
+
+def _gate_bounds(gate) -> list[list[float]]:
+    """Per dimension, the finite coordinates the axes must show."""
+    outline = _outline(gate)
+    return [[float(v) for v in outline[:, j] if np.isfinite(v)]
+            for j in range(min(2, len(gate.dimensions)))]
 
 
 def _limits(values: np.ndarray, bounds: list[float]) -> tuple[float, float]:
@@ -214,37 +302,29 @@ def _limits(values: np.ndarray, bounds: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _draw(gate, gate_id, parent_id, axes, keep, member, events, parent_events) -> GatePlot:
+def _draw(outline, bounds, seed_outline, title, parent_id, axes, keep, member, events,
+          parent_events, gate_id: str | None = None) -> GatePlot:
+    """Draw one gate: the parent's density, the gate (red), its seed (faint, dashed)."""
     import matplotlib.pyplot as plt
-    from flowkit import gates as fk_gates
     from matplotlib.colors import LogNorm
 
-    x_all, x_label = axes[0]
+    gate_id = gate_id or title
+    x_all, x_label, x_ticks = axes[0]
     x = x_all[keep]
     in_gate = member[keep]
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    fig.subplots_adjust(left=0.2, bottom=0.16, right=0.97, top=0.9)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    fig.subplots_adjust(left=0.17, bottom=0.14, right=0.97, top=0.87)
     if len(axes) == 1:
-        bounds = [gate.dimensions[0].min, gate.dimensions[0].max]
-        xlim = _limits(x, bounds)
+        xlim = _limits(x, bounds[0])
         ax.hist(x[np.isfinite(x)], bins=128, range=xlim, color="#777777")
         ax.set_yscale("log")  # a small positive population stays visible
         ylim = ax.get_ylim()
         y = np.empty(0)
-        y_label = "events"
+        y_label, y_ticks = "events", None
     else:
-        y_all, y_label = axes[1]
+        y_all, y_label, y_ticks = axes[1]
         y = y_all[keep]
-        if isinstance(gate, fk_gates.PolygonGate):
-            v = np.asarray(gate.vertices, float)
-            xb, yb = list(v[:, 0]), list(v[:, 1])
-        elif isinstance(gate, fk_gates.EllipsoidGate):
-            ring = _outline(gate, (0.0, 1.0), (0.0, 1.0))  # an ellipse needs no limits
-            xb, yb = list(ring[:, 0]), list(ring[:, 1])
-        else:
-            xb = [gate.dimensions[0].min, gate.dimensions[0].max]
-            yb = [gate.dimensions[1].min, gate.dimensions[1].max]
-        xlim, ylim = _limits(x, xb), _limits(y, yb)
+        xlim, ylim = _limits(x, bounds[0]), _limits(y, bounds[1])
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.any():
             # A precomputed density as an image draws much faster than hist2d's mesh.
@@ -254,27 +334,48 @@ def _draw(gate, gate_id, parent_id, axes, keep, member, events, parent_events) -
                 ax.imshow(shown, origin="lower", extent=(*xlim, *ylim), aspect="auto",
                           cmap="viridis", norm=LogNorm(vmin=1, vmax=max(shown.max(), 2)),
                           interpolation="nearest")
-    outline = _outline(gate, xlim, ylim)
-    ax.plot(outline[:, 0], outline[:, 1], color="#e8112d", linewidth=1.4)
+    drawn = _clip(outline, xlim, ylim)
+    if seed_outline is not None:
+        seed = _clip(seed_outline, xlim, ylim)
+        ax.plot(seed[:, 0], seed[:, 1], color="#888888", linewidth=1.0, linestyle="--",
+                alpha=0.8, label="template seed")
+    ax.plot(drawn[:, 0], drawn[:, 1], color="#e8112d", linewidth=1.6,
+            label="placed gate" if seed_outline is not None else "gate")
+    if seed_outline is not None:
+        fig.legend(loc="upper right", ncol=2, fontsize=7, frameon=False,
+                   bbox_to_anchor=(0.99, 1.0))
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
-    ax.set_xlabel(x_label, fontsize=7)
-    ax.set_ylabel(y_label, fontsize=7)
-    ax.tick_params(labelsize=6)
+    for set_ticks, ticks, lim in ((ax.set_xticks, x_ticks, xlim), (ax.set_yticks, y_ticks, ylim)):
+        if ticks:
+            inside = [(p, t) for p, t in ticks if lim[0] <= p <= lim[1]]
+            set_ticks([p for p, _ in inside], [t for _, t in inside])
+    ax.set_xlabel(x_label, fontsize=9)
+    ax.set_ylabel(y_label, fontsize=9)
+    ax.tick_params(labelsize=8)
     pct = 100.0 * events / parent_events if parent_events else float("nan")
-    ax.set_title(f"{gate_id}  (parent: {parent_id})", fontsize=8)
+    ax.set_title(f"{title}  (parent: {parent_id})", fontsize=10, loc="left",
+                 pad=16 if seed_outline is not None else 6)
     cx, cy = _emptiest_corner(x, y, xlim, ylim)
     ax.text(cx, cy, f"{events:,} events\n{pct:.1f}% of parent", transform=ax.transAxes,
             ha="left" if cx < 0.5 else "right", va="bottom" if cy < 0.5 else "top",
-            fontsize=7, bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none"})
+            fontsize=8, bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none"})
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return GatePlot(gate_id=gate_id, parent_id=parent_id, png=buffer.getvalue(),
                     events=events, parent_events=parent_events, x_label=x_label,
                     y_label=y_label, xlim=(float(xlim[0]), float(xlim[1])),
-                    ylim=(float(ylim[0]), float(ylim[1])), outline=outline, x=x, y=y,
+                    ylim=(float(ylim[0]), float(ylim[1])), outline=drawn, x=x, y=y,
                     in_gate=in_gate)
+
+
+def _clip(outline: np.ndarray, xlim, ylim) -> np.ndarray:
+    """An outline with its infinite (open) coordinates at the axes' edges."""
+    out = np.array(outline, dtype=float)
+    out[:, 0] = np.clip(out[:, 0], *xlim)
+    out[:, 1] = np.clip(out[:, 1], *ylim)
+    return out
 
 
 def _emptiest_corner(x, y, xlim, ylim) -> tuple[float, float]:
@@ -290,7 +391,8 @@ def _emptiest_corner(x, y, xlim, ylim) -> tuple[float, float]:
 
 
 def write_gate_plots(path: str | Path, out_dir: str | Path, *, tube: str | None = None,
-                     templates: str | Path | None = None) -> list[Path]:
+                     templates: str | Path | None = None,
+                     gating: str = "adaptive") -> list[Path]:
     """Plot a tube's gates and write one PNG per gate (``{file stem}_{gate}.png``).
 
     Returns
@@ -308,7 +410,7 @@ def write_gate_plots(path: str | Path, out_dir: str | Path, *, tube: str | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for plot in plot_gates(path, tube=tube, templates=templates):
+    for plot in plot_gates(path, tube=tube, templates=templates, gating=gating):
         target = out / f"{Path(path).stem}_{plot.gate_id}.png"
         atomic_write_bytes(target, plot.png)
         written.append(target)

@@ -76,7 +76,8 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 def _flags_in_words(flags: str) -> list[str]:
     """QC flags as sentences: ``FLAG``, ``tube:FLAG`` and ``MISSING_TUBE:tube`` forms."""
     def said(name: str) -> str:
-        return _esc(FLAG_DESCRIPTIONS.get(name, "see the README"))
+        # a flag may name what it is about after a colon: GATE_UNCERTAIN:CD4pos
+        return _esc(FLAG_DESCRIPTIONS.get(name.split(":")[0], "see the README"))
 
     words = []
     for flag in filter(None, (f.strip() for f in str(flags or "").split(";"))):
@@ -176,7 +177,8 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
             if request.sample_id not in counted:
                 continue
             try:
-                drawn = plot_gates(request.path, tube=request.tube, templates=templates)
+                drawn = plot_gates(request.path, tube=request.tube, templates=templates,
+                                   gating=run.get("gating", "fixed"))
             except ImmunoprofileError as exc:
                 plot_notes[request.sample_id] = first_line(exc)
                 continue
