@@ -42,8 +42,13 @@ def summarise(name: str, records: list[dict], seconds: float) -> None:
     within = sum(r["within"] for r in records)
     print(f"  counts within max(5 %, 3 SD): {within}/{n}; relative error median "
           f"{np.median(err):.2%}, p95 {np.quantile(err, 0.95):.2%}, max {err.max():.2%}")
+    perfect = sum(r["within_perfect_gate"] for r in records if not r["error"])
+    print(f"  counts within max(5 %, 3 SD) of a perfect gate's count on the same tube: "
+          f"{perfect}/{n}")
     print(f"  flagged GATE_UNCERTAIN: {flagged}/{n} ({flagged / n:.1%}); failed: {failed}")
-    print(f"  not covered (wrong and not flagged): {len(uncovered)}")
+    print(f"  not covered (wrong and not flagged): {len(uncovered)} against the blood's "
+          f"truth; {sum(not covered(r, against='within_perfect_gate') for r in records)} "
+          "against a perfect gate's count")
     worst = sorted(records, key=lambda r: (covered(r), -abs(r["measured"] - r["true"])
                                            / max(r["tolerance"], 1e-9)
                                            if not math.isnan(r["measured"]) else 0))[:8]

@@ -413,7 +413,7 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
         v = dn.valley_between(d, i, j, *search, toward=i if y[i] >= y[j] else j, noise=floor_noise)
         depth = float(1.0 - y[v] / min(y[i], y[j]))
         cut = float(d.centres[v])
-        if depth >= min_depth or y[v] <= 0.01 * max(y[i], y[j]):
+        if depth >= min_depth:
             return cut, "placed", depth, ""
         return cut, "uncertain", depth, (
             f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations overlap")
@@ -489,13 +489,28 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
         cut = float(d.centres[v]) if v is not None else float(d.centres[bead]) - 0.1
     else:
         cut = float(d.centres[bead]) - 0.1
-    core = scaled[finite][m >= cut]
+    events = scaled[finite]
+    core = events[m >= cut]
     if core.shape[0] < 5:
         return seeds, "uncertain", 0.0, "the bead cluster holds fewer than 5 events"
-    median = np.median(core, axis=0)
-    mad = 1.4826 * np.median(np.abs(core - median), axis=0)
-    lows = np.maximum(cut, median - spread * np.maximum(mad, 0.005))
+    # Beads are compact: trim the core to events within 4 robust SDs of its median in every
+    # channel, a few times, so bright cells that reach the cut do not widen it.
+    for _ in range(6):
+        median = np.median(core, axis=0)
+        sd = np.maximum(1.4826 * np.median(np.abs(core - median), axis=0), 0.003)
+        kept = core[np.all(np.abs(core - median) <= 4.0 * sd, axis=1)]
+        if kept.shape[0] == core.shape[0] or kept.shape[0] < 5:
+            break
+        core = kept
+    lows = np.maximum(cut, median - spread * sd)
+    in_gate = np.all(events >= lows, axis=1)
+    in_cluster = in_gate & np.all(np.abs(events - median) <= spread * sd, axis=1)
+    strays = int(np.count_nonzero(in_gate & ~in_cluster))
     confidence = 1.0 - d.at(cut) / d.density[bead]
+    if strays > max(5, 0.01 * np.count_nonzero(in_cluster)):
+        return lows, "uncertain", float(confidence), (
+            f"{strays} events in the bead gate lie outside the bead cluster: cells as "
+            "bright as the beads reach into it")
     return lows, "placed", float(confidence), ""
 
 
@@ -595,6 +610,8 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     for k in np.flatnonzero(members):
         region |= (flat_labels == maxima[k]) & (flat >= max(level * flat[maxima[k]], 3 * lone))
     kept_mass = float(counts.ravel()[region].sum())
+    merged = _merged_neighbour(dens.density, labels, region.reshape(bins, bins),
+                               maxima[significant & ~members], flat)
     region2 = region.reshape(bins, bins)
     ix = np.flatnonzero(region2.any(axis=1))
     # the hull only needs each column's lowest and highest bin (their outer corners)
@@ -611,8 +628,45 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     status, reason = "placed", ""
     if ix.min() == 0 or iy.min() == 0 or ix.max() == bins - 1 or iy.max() == bins - 1:
         status, reason = "uncertain", "the cluster reaches the edge of the data's range"
+    elif merged is not None:
+        status, reason = "uncertain", (
+            f"the cluster runs into a neighbouring one (monocytes?) with no clear valley "
+            f"between them (saddle at {merged:.0%} of the smaller peak)")
     confidence = kept_mass / max(float(mass[maxima[members]].sum()), 1.0)
     return hull, status, float(confidence), reason
+
+
+def _merged_neighbour(density: np.ndarray, labels: np.ndarray, region: np.ndarray,
+                      others: np.ndarray, flat: np.ndarray,
+                      min_depth: float = 0.5) -> float | None:
+    """The highest saddle between the region and a significant basin left out of it, as a
+    share of the smaller of the two peaks, when it is above ``1 - min_depth`` (the two
+    populations overlap: the boundary between them cannot be drawn cleanly); else None."""
+    worst = None
+    other_set = set(int(o) for o in others)
+    if not other_set:
+        return None
+    for axis in (0, 1):
+        for step in (1, -1):
+            inside = region
+            neighbour_label = np.roll(labels, step, axis=axis)
+            neighbour_density = np.roll(density, step, axis=axis)
+            neighbour_in = np.roll(region, step, axis=axis)
+            edge = inside & ~neighbour_in
+            if axis == 0:
+                edge[0 if step == 1 else -1, :] = False
+            else:
+                edge[:, 0 if step == 1 else -1] = False
+            for other in other_set:
+                pairs = edge & (neighbour_label == other)
+                if not pairs.any():
+                    continue
+                saddle = float(np.max(np.minimum(density[pairs], neighbour_density[pairs])))
+                own = float(flat[labels[pairs]].max())
+                share = saddle / min(own, float(flat[other]))
+                if share > 1 - min_depth and (worst is None or share > worst):
+                    worst = share
+    return worst
 
 
 def place_gates(template: AdaptiveTemplate, values: ValuesOf, n: int) -> Placement:
