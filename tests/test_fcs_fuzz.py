@@ -7,7 +7,8 @@ import re
 
 import numpy as np
 import pytest
-from _fcs_writer import write_fcs
+from _fcs_mutate import decoded, move_data_offsets, mutations
+from _fcs_writer import fcs_bytes, write_fcs
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_corpus import reference_decode
@@ -84,3 +85,184 @@ def test_mutated_files_read_or_refused_cleanly(valid_files, tmp_path, which, kin
         expected = reference_decode(path)
         np.testing.assert_allclose(data.events, expected, rtol=1e-6, atol=1e-9,
                                    equal_nan=True)
+
+
+# --- DATA offsets that HEADER and TEXT disagree on (issue 13) -----------------------------
+# Real files are wrong either way: an Accuri C6 and a Cyan file whose TEXT offsets were a
+# few bytes off (HEADER right), FlowKit's examples whose HEADER is. A reader preferring
+# one returned every channel shifted by a few bytes. These files are simulated, shaped
+# like those (the real ones are not ours to ship).
+
+def _accuri_like(rng, events=3000):
+    """FCS 3.0, 32-bit integers, $PnR 16777216 (the top byte always 0), a Time channel."""
+    values = np.column_stack([
+        rng.lognormal(np.log(350_000), 0.3, events), rng.lognormal(np.log(90_000), 0.5,
+                                                                   events),
+        rng.lognormal(np.log(2_000), 1.0, events), rng.lognormal(np.log(800), 1.2, events),
+        np.cumsum(rng.integers(0, 40, events))]).clip(0, 16_777_215).astype(np.uint32)
+    return fcs_bytes(values, ["FSC-A", "SSC-A", "FL1-A", "FL2-A", "Time"], datatype="I",
+                     bits=32, ranges=[16_777_216] * 5, version="3.0", gap=24,
+                     trailing=b"\0" * 16, extra={"$CYT": "Accuri C6", "$TIMESTEP": "0.01"})
+
+
+def _cyan_like(rng, events=3000):
+    """FCS 3.0, 16-bit integers using every bit ($PnR 65536): only TIME shows a shift of
+    whole values."""
+    values = np.column_stack([rng.integers(0, 65_536, (events, 5)),
+                              np.sort(rng.integers(0, 65_536, events))]).astype(np.uint16)
+    return fcs_bytes(values, ["FS", "SS", "FL1", "FL2", "FL4", "TIME"], datatype="I",
+                     bits=16, ranges=[65_536] * 6, version="3.0", gap=12,
+                     trailing=b"\0" * 16, extra={"$CYT": "CyAn"})
+
+
+@pytest.mark.parametrize("instrument", ["accuri", "cyan"])
+@pytest.mark.parametrize("wrong", ["TEXT", "HEADER"])
+@pytest.mark.parametrize("delta", [-8, -4, -3, -2, -1, 1, 2, 3, 4, 8])
+def test_disagreeing_data_offsets_are_decided_by_the_events(tmp_path, instrument, wrong,
+                                                            delta):
+    from immunoprofile.io.fcs import read_tube
+
+    rng = np.random.default_rng(abs(delta))
+    good = (_accuri_like if instrument == "accuri" else _cyan_like)(rng)
+    (tmp_path / "good.fcs").write_bytes(good)
+    moved = move_data_offsets(good, wrong, delta)
+    path = tmp_path / f"{instrument}.fcs"
+    path.write_bytes(moved)
+    right = "HEADER" if wrong == "TEXT" else "TEXT"
+    data = read_fcs(path)
+    expected = read_fcs(tmp_path / "good.fcs")
+    np.testing.assert_array_equal(data.events, expected.events)
+    note = next(w for w in data.warnings if "different DATA offsets" in w)
+    assert f"{right}'s were used" in note, note
+    # the gating path reads what read_fcs reads
+    np.testing.assert_array_equal(decoded(read_tube(path).events), expected.events)
+
+
+def test_offsets_the_events_cannot_decide_between_are_refused_naming_both(tmp_path):
+    """Float data without a time channel, TEXT one value (4 bytes) off: both pairs give
+    plausible events (the channels rotated), so neither is guessed."""
+    from immunoprofile.io.fcs import read_tube
+
+    rng = np.random.default_rng(3)
+    good = fcs_bytes(rng.uniform(0, 1000, (500, 4)), ["FSC-A", "SSC-A", "FL1-A", "FL2-A"],
+                     gap=8, trailing=b"\0" * 8)
+    path = tmp_path / "rotated.fcs"
+    path.write_bytes(move_data_offsets(good, "TEXT", 4))
+    header = tuple(int(good[a:a + 8]) for a in (26, 34))
+    with pytest.raises(FCSReadError) as caught:
+        read_fcs(path)
+    message = str(caught.value)
+    assert message.startswith("rotated.fcs: ") and "\n" not in message
+    assert f"HEADER {header[0]}–{header[1]}" in message, message
+    assert f"TEXT {header[0] + 4}–{header[1] + 4}" in message, message
+    with pytest.raises(FCSReadError, match="rotated.fcs: .*different DATA offsets"):
+        read_tube(path)
+
+
+def test_a_lone_data_offset_pair_whose_events_cannot_be_right_is_refused(tmp_path):
+    """FCS 2.0 states DATA in HEADER only: nothing to check it against but the events. A
+    time channel going backwards means the pair is wrong."""
+    rng = np.random.default_rng(4)
+    values = np.column_stack([rng.integers(0, 1024, (800, 3)),
+                              np.sort(rng.integers(0, 1024, 800))]).astype(np.uint16)
+    good = fcs_bytes(values, ["FSC-H", "SSC-H", "FL1-H", "Time"], datatype="I", bits=16,
+                     ranges=[1024] * 4, version="2.0", gap=16,
+                     drop=("$BEGINDATA", "$ENDDATA"))
+    (tmp_path / "good.fcs").write_bytes(good)
+    assert read_fcs(tmp_path / "good.fcs").event_count == 800
+    path = tmp_path / "calibur.fcs"
+    path.write_bytes(move_data_offsets(good, "HEADER", -2))  # one 16-bit value earlier
+    with pytest.raises(FCSReadError, match=r"calibur.fcs: its DATA offsets \(HEADER .*the "
+                                           r"only ones it states\) cannot be right: time"):
+        read_fcs(path)
+
+
+def _lmd(rng, events=1500, second_tot=None):
+    """A Beckman Coulter LMD file as the FC500 writes one: an FCS 2.0 data set (10-bit
+    values, log amplification, markers in $PnS, DATA offsets in HEADER only), then an FCS
+    3.0 data set of the same events (20-bit values in 32 bits, no $PnS, a TIME channel)."""
+    full = np.column_stack([rng.integers(0, 1_048_576, (events, 5)),
+                            np.sort(rng.integers(0, 1024, events))]).astype(np.uint32)
+    second = fcs_bytes(full[: second_tot or events], ["FS", "SS", "FL1", "FL2", "FL3",
+                                                      "TIME"],
+                       datatype="I", bits=32, ranges=[1_048_576] * 5 + [1024],
+                       version="3.0")
+    legacy = (full[:, :5] >> 10).astype(np.uint16)
+    names = ["FS Lin", "SS Log", "FL1 Log", "FL2 Log", "FL3 Log"]
+    labels = ["FS Lin", "SS Log", "CD3-FITC", "CD4-PE", "CD45-ECD"]
+    return fcs_bytes(legacy, names, datatype="I", bits=16, byteord="1,2",
+                     ranges=[1024] * 5, amplification=["0,0"] + ["4.0,0.1024"] * 4,
+                     version="2.0", gap=100, drop=("$BEGINDATA", "$ENDDATA"),
+                     extra={f"$P{i + 1}S": label for i, label in enumerate(labels)}
+                     | {"$CYT": "Cytomics FC 500"}, following=second), full
+
+
+def test_lmd_files_are_read_from_their_fcs_30_data_set(tmp_path):
+    from immunoprofile.io.fcs import read_tube
+
+    raw, full = _lmd(np.random.default_rng(5))
+    path = tmp_path / "tube.LMD"
+    path.write_bytes(raw)
+    data = read_fcs(path)
+    assert data.version == "3.0"
+    assert data.channels == ["FS", "SS", "FL1", "FL2", "FL3", "TIME"]
+    assert data.markers == ["", "", "CD3-FITC", "CD4-PE", "CD45-ECD", ""]
+    np.testing.assert_array_equal(data.events, full.astype(float))
+    assert data.keywords.get("cyt") == "Cytomics FC 500"
+    assert any("Beckman Coulter LMD" in w and "FCS 3.0 data set was read" in w
+               for w in data.warnings), data.warnings
+    tube = read_tube(path)
+    assert tube.markers.get("CD3") == "FL1" and tube.markers.get("CD45") == "FL3"
+    np.testing.assert_array_equal(decoded(tube.events), data.events)
+    # its FCS 3.0 data set's offsets moved: still the same events, or a refusal
+    for label, moved in mutations(raw):
+        (tmp_path / "moved.LMD").write_bytes(moved)
+        try:
+            again = read_fcs(tmp_path / "moved.LMD")
+        except FCSReadError as exc:
+            assert str(exc).startswith("moved.LMD: "), (label, str(exc))
+            continue
+        np.testing.assert_array_equal(again.events, data.events, err_msg=label)
+
+
+def test_data_sets_of_different_events_read_the_first(tmp_path):
+    raw, full = _lmd(np.random.default_rng(6), second_tot=1000)
+    path = tmp_path / "two.fcs"
+    path.write_bytes(raw)
+    data = read_fcs(path)
+    assert data.version == "2.0" and data.event_count == 1500
+    assert any("the first was read" in w for w in data.warnings), data.warnings
+
+
+@pytest.mark.parametrize("message", ["", " ", "\x00", "\r\x00\n", "\x1b[2K"])
+def test_a_reader_error_without_visible_text_still_gives_a_reason(tmp_path, monkeypatch,
+                                                                  message):
+    """The FC500 file refused with "cannot be read as FCS:" and nothing after: whatever
+    FlowIO raises, the reason a user reads is visible and names the file."""
+    import flowio
+    from click.testing import CliRunner
+
+    from immunoprofile.cli import main
+    from immunoprofile.io.fcs import read_tube
+
+    path = write_fcs(tmp_path / "fc500.fcs", np.ones((5, 2)), ["FS", "SS"])
+
+    def broken(*args, **kwargs):
+        raise ValueError(message)
+
+    monkeypatch.setattr(flowio, "FlowData", broken)
+
+    def visible_reason(text):
+        assert text.startswith("fc500.fcs: "), text
+        reason = text.split(": ", 1)[1].rstrip(":").strip()
+        if reason.endswith("cannot be read as FCS"):
+            raise AssertionError(f"no reason after the colon: {text!r}")
+        assert reason and reason.isprintable(), repr(text)
+
+    for read in (read_fcs, read_tube):
+        with pytest.raises(FCSReadError) as caught:
+            read(path)
+        visible_reason(str(caught.value))
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 1
+    visible_reason(result.output.strip().removeprefix("error: "))

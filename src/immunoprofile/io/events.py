@@ -134,6 +134,11 @@ def _integer_layout(text: dict, n_par: int, byteorder: str, mask: np.ndarray):
     return np.dtype(byteorder + {8: "u1", 16: "u2", 32: "u4"}[bits]), mask
 
 
+class _ForReadFcs(FCSReadError):
+    """What this path leaves to :func:`read_fcs` to decide (which of two DATA offset pairs
+    is right, which data set to read): where it refuses, its reason is the one shown."""
+
+
 def _data_offsets(path: Path, flow: flowio.FlowData) -> tuple[int, int]:
     """The DATA offsets FlowIO reads by, where HEADER and TEXT agree on the first byte.
 
@@ -145,8 +150,8 @@ def _data_offsets(path: Path, flow: flowio.FlowData) -> tuple[int, int]:
     """
     found = candidates(flow.header, flow.text)
     if len({c.start for c in found}) > 1:
-        raise FCSReadError(f"{path.name}: HEADER and TEXT give different DATA offsets "
-                           f"({found[-1]}, {found[0]})")
+        raise _ForReadFcs(f"{path.name}: HEADER and TEXT give different DATA offsets "
+                          f"({found[-1]}, {found[0]})")
     layout = Layout.from_text(flow.text)
     if layout is not None and len(found) == 1:  # the lone statement's checks
         locate_data(path, np.memmap(path, dtype=np.uint8, mode="r"), flow.header,
@@ -188,6 +193,8 @@ def read_events(path: str | Path) -> EventData:
         try:
             fcs = read_fcs(path)
         except FCSReadError:
+            if isinstance(native_error, _ForReadFcs):
+                raise  # what read_fcs decides, it explains
             raise native_error from None
     n = len(fcs.channels)
     # FlowIO's rule for fluorescence channels (what FlowKit compensates).
@@ -214,6 +221,9 @@ def _read_events_natively(path: Path) -> EventData:
         raise FCSReadError(
             f"{path.name}: truncated — the file ends inside its TEXT segment ({size} bytes)"
         ) from None
+    except (flowio.exceptions.DataOffsetDiscrepancyError,
+            flowio.exceptions.MultipleDataSetsError) as exc:
+        raise _ForReadFcs(f"{path.name}: {first_line(exc)}") from None
     except Exception as exc:  # FlowIO raises many types for malformed files
         reason = first_line(exc)
         if "greater than file size" in reason:
