@@ -139,3 +139,16 @@ def decoded(events) -> np.ndarray:
             x = x / events.gain[c]
         values[:, c] = x
     return values
+
+
+def stated_offsets(raw: bytes, base: int = 0) -> tuple[tuple[int, int] | None,
+                                                     tuple[int, int] | None]:
+    """(HEADER's DATA offsets, TEXT's ``$BEGINDATA``/``$ENDDATA``) of the data set at
+    ``base``, relative to it; None where not stated (HEADER 0/0 or blank, no keywords)."""
+    fields = [raw[base + a:base + a + 8].strip() for a in (26, 34)]
+    header = (tuple(int(f) for f in fields)
+              if all(f.isdigit() for f in fields) and any(int(f) for f in fields) else None)
+    matches = [_keyword(raw, base, key) for key in ("$BEGINDATA", "$ENDDATA")]
+    digits = [m.group(2).strip() if m else "" for m in matches]
+    text = tuple(int(d) for d in digits) if all(d.isdigit() for d in digits) else None
+    return header, text
