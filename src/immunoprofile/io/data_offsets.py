@@ -13,9 +13,10 @@ So each offset pair is tried on the bytes themselves (:func:`locate_data`):
    spanning the ``$TOT`` × ``$PnB`` bytes the layout needs (or one byte more, a common
    writer's mistake);
 2. if both are possible, their events are decoded and compared on what a shift breaks:
-   integer values with bits set above ``$PnR``, values beyond ``$PnR`` or not finite
-   (float data), a time channel that goes backwards. A candidate is chosen only when it
-   is clearly cleaner than the other on some measure and worse on none;
+   integer values with bits set above ``$PnR``, float values that are not finite,
+   denormal or far beyond ``$PnR``, a time channel that goes backwards. A candidate is
+   chosen only when it is clearly cleaner than the other on some measure and worse on
+   none;
 3. otherwise the file is refused, naming both pairs: a refusal is better than a guess.
 
 Where the two starts agree the values are the same whichever end is right, and that start
@@ -168,7 +169,7 @@ def candidates(header: dict, text: dict, base: int = 0) -> list[Candidate]:
             start, stop = int(str(start).strip()), int(str(stop).strip())
         except (TypeError, ValueError):
             continue
-        if source == "HEADER" and start == 0 and stop == 0:
+        if start == 0 and stop == 0:  # HEADER's of a file over 100 MB; TEXT's: none
             continue
         found.append(Candidate(source, base + start, base + stop, (start, stop)))
     return found
@@ -248,15 +249,16 @@ def _check_lone_statement(path: Path, raw, header: dict, layout: Layout,
                           chosen: Candidate, base: int) -> None:
     """One statement of where DATA lies (FCS 2.0's HEADER, a large file's TEXT) has
     nothing to be checked against: refuse it where it is impossible, or where its events
-    show what no correctly placed DATA segment does — a time channel going backwards or
-    float values that are not numbers of this channel's range. (Integer bits above
-    ``$PnR`` are not such a sign: some instruments set them.)"""
+    show what no correctly placed DATA segment does: a time channel going backwards, float
+    values that are not finite or are denormal. (Integer bits above ``$PnR`` are no such
+    sign, some instruments set them; nor are float values beyond ``$PnR``, which some
+    writers state wrongly.)"""
     problem = _impossible(chosen, header, layout, len(raw), base) if _size_fits(
         chosen, layout) else ""
     if not problem:
         measures = _wrongness(layout.decode(raw, chosen.start, _EVENTS_COMPARED), layout)
-        measures.pop("bits set above $PnR", None)
-        wrong = {m: v for m, v in measures.items() if v >= _DECISIVE_FRACTION}
+        wrong = {m: v for m, v in measures.items()
+                 if m in (_NOT_NUMBERS, _TIME_BACKWARDS) and v >= _DECISIVE_FRACTION}
         problem = "; ".join(f"{m} in {100 * v:.3g} % of its values" for m, v in wrong.items())
     if problem:
         raise FCSReadError(
@@ -322,17 +324,23 @@ def _wrongness(values: np.ndarray, layout: Layout) -> dict[str, float]:
         if masked:
             limits = np.array([2.0 ** np.ceil(np.log2(layout.ranges[i])) for i in masked])
             measures["bits set above $PnR"] = float(np.mean(values[:, masked] >= limits))
-    else:
+    times = [i for i, name in enumerate(layout.names) if name.lower() == "time"]
+    if layout.datatype != "I":
         with np.errstate(invalid="ignore", over="ignore"):
             size = np.abs(values)
-            garbage = ~np.isfinite(values) | ((size > 0) & (size < 1e-30))
-            if columns:
-                limits = np.array([16.0 * layout.ranges[i] for i in columns])
-                garbage[:, columns] |= size[:, columns] > limits
-        measures["values not finite, denormal or far beyond $PnR"] = float(np.mean(garbage))
-    times = [i for i, name in enumerate(layout.names) if name.lower() == "time"]
+            measures[_NOT_NUMBERS] = float(np.mean(~np.isfinite(values)
+                                                   | ((size > 0) & (size < 1e-30))))
+            ranged = [i for i in columns if i not in times]
+            if ranged:
+                limits = np.array([16.0 * layout.ranges[i] for i in ranged])
+                measures["float values far beyond $PnR"] = float(
+                    np.mean(size[:, ranged] > limits))
     if times and values.shape[0] > 1:
         steps = np.diff(values[:, times], axis=0)
         with np.errstate(invalid="ignore"):
-            measures["time going backwards"] = float(np.mean(~(steps >= 0)))
+            measures[_TIME_BACKWARDS] = float(np.mean(~(steps >= 0)))
     return measures
+
+
+_NOT_NUMBERS = "float values not finite or denormal"
+_TIME_BACKWARDS = "time going backwards"
