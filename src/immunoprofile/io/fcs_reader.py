@@ -276,7 +276,8 @@ def _decode_here(path: Path, raw: bytes, data_set: _DataSet, layout: Layout,
         notes = notes + _convert_values(values, text, par)
     except (ValueError, OverflowError, ZeroDivisionError, KeyError):
         return None  # keywords too broken to decode by: refused, with FlowIO's reason
-    notes.append("decoded by immunoprofile (FlowIO cannot decode this DATA layout)")
+    notes.append("decoded by immunoprofile (FlowIO cannot decode this DATA layout, or not "
+                 "at these offsets)")
     channels = [text.get(f"p{n}n") or f"P{n}" for n in range(1, par + 1)]
     markers = _markers(data_set, channels,
                        [(text.get(f"p{n}s") or "").strip() for n in range(1, par + 1)])
