@@ -18,8 +18,8 @@ from immunoprofile import FCSReadError, read_fcs
 
 @pytest.fixture(scope="module")
 def valid_files(tmp_path_factory):
-    """A float file and a 16-bit integer file with log amplification, 50 events each, and
-    an Accuri-like 32-bit file of 60."""
+    """A float file and a 16-bit integer file with log amplification, 50 events each, an
+    Accuri-like 32-bit file of 60, and an FCS 2.0 file of 50."""
     folder = tmp_path_factory.mktemp("fuzz")
     rng = np.random.default_rng(0)
     names = ["FSC-A", "SSC-A", "FL1-A", "Time"]
@@ -30,7 +30,15 @@ def valid_files(tmp_path_factory):
                          amplification=["0,0", "0,0", "4,1", "0,0"])
     # 32-bit integers with a gap before DATA and bytes after it: a moved pair can point
     # inside the file either way, and only the events tell which pair is right.
-    return [float_file.read_bytes(), int_file.read_bytes(), _accuri_like(rng, 60)]
+    # FCS 2.0 stating DATA in HEADER only: its one pair has only the events to check it.
+    lone = fcs_bytes(np.column_stack([rng.integers(0, 1024, (50, 3)), np.arange(50)]),
+                     names, datatype="I", bits=16, ranges=[1024] * 4, version="2.0",
+                     gap=6, drop=("$BEGINDATA", "$ENDDATA"))
+    return [float_file.read_bytes(), int_file.read_bytes(), _accuri_like(rng, 60), lone]
+
+
+#: valid_files whose HEADER and TEXT both state the DATA offsets.
+STATED_TWICE = (0, 1, 2)
 
 
 KEYWORDS = ["$TOT", "$PAR", "$P1B", "$P2R", "$P3E", "$DATATYPE", "$BYTEORD", "$MODE",
@@ -73,7 +81,7 @@ def mutate(data: bytes, kind: int, where: float, value: str, noise: bytes) -> by
 @example(which=1, kind=1, where=0.3, value="1e400", noise=b"x")  # found by fuzzing: $P2R inf
 @example(which=2, kind=4, where=0.7, value="", noise=b"\x81")  # TEXT's pair 2 bytes on
 @example(which=2, kind=4, where=0.2, value="", noise=b"\x02")  # HEADER's 3 bytes back
-@given(which=st.integers(0, 2), kind=st.integers(0, 4),
+@given(which=st.integers(0, 3), kind=st.integers(0, 4),
        where=st.floats(0, 1, exclude_max=True), value=ODD_VALUES,
        noise=st.binary(min_size=1, max_size=40))
 def test_mutated_files_read_or_refused_cleanly(valid_files, tmp_path, which, kind, where,
@@ -90,7 +98,8 @@ def test_mutated_files_read_or_refused_cleanly(valid_files, tmp_path, which, kin
     tot, par = int(data.keywords["tot"]), int(data.keywords["par"])
     assert data.events.shape == (tot, par)
     assert len(data.channels) == par
-    if kind == 4:  # one DATA offset pair moved: the original values, or refused (above)
+    if kind == 4 and which in STATED_TWICE:  # one pair moved: the original values, or
+        # refused (above); a file that states DATA once has nothing to check a move against
         original = tmp_path / "original.fcs"
         original.write_bytes(valid_files[which])
         np.testing.assert_array_equal(data.events, read_fcs(original).events)
@@ -365,3 +374,16 @@ def test_corpus_files_with_one_data_offset_pair_moved_read_right_or_are_refused(
                         assert f"events        {original.event_count:,}" in result.output
     # 40 data sets state both pairs; moves that change a field's width are skipped.
     assert tried >= 500 and refused < tried / 3, (tried, refused)
+
+
+def test_a_lone_pair_with_a_wrong_tot_is_refused_not_crashed(tmp_path):
+    """$TOT larger than the DATA of an FCS 2.0 file (HEADER offsets only): a refusal."""
+    values = np.arange(400, dtype=np.uint16).reshape(100, 4)
+    for tot in ("100000", "101", "99"):
+        raw = fcs_bytes(values, ["FSC-H", "SSC-H", "FL1-H", "Time"], datatype="I", bits=16,
+                        ranges=[1024] * 4, version="2.0", drop=("$BEGINDATA", "$ENDDATA"),
+                        extra={"$TOT": tot})
+        path = tmp_path / "tot.fcs"
+        path.write_bytes(raw)
+        with pytest.raises(FCSReadError, match="^tot.fcs: "):
+            read_fcs(path)

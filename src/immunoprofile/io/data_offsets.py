@@ -253,8 +253,9 @@ def _check_lone_statement(path: Path, raw, header: dict, layout: Layout,
     values that are not finite or are denormal. (Integer bits above ``$PnR`` are no such
     sign, some instruments set them; nor are float values beyond ``$PnR``, which some
     writers state wrongly.)"""
-    problem = _impossible(chosen, header, layout, len(raw), base) if _size_fits(
-        chosen, layout) else ""
+    if not _size_fits(chosen, layout):
+        return  # the caller refuses a segment of the wrong size, in its own words
+    problem = _impossible(chosen, header, layout, len(raw), base)
     if not problem:
         measures = _wrongness(layout.decode(raw, chosen.start, _EVENTS_COMPARED), layout)
         wrong = {m: v for m, v in measures.items()
