@@ -79,27 +79,29 @@ def _moved_number(field: str, delta: int) -> str | None:
     return field[:match.start()] + new.rjust(len(digits), "0") + field[match.end():]
 
 
-def move_data_offsets(raw: bytes, source: str, delta: int, base: int = 0) -> bytes | None:
+def move_data_offsets(raw: bytes, source: str, delta: int, base: int = 0,
+                      ends: tuple[bool, bool] = (True, True)) -> bytes | None:
     """``raw`` with one data set's DATA offsets in ``source`` (``"HEADER"`` or ``"TEXT"``)
-    both moved by ``delta`` bytes; None where that source states none (HEADER 0/0, no
-    ``$BEGINDATA``) or the numbers cannot be rewritten in place."""
+    moved by ``delta`` bytes (``ends``: the start, the end, or both); None where that
+    source states none (HEADER 0/0, no ``$BEGINDATA``) or the numbers cannot be rewritten
+    in place."""
     out = bytearray(raw)
     if source == "HEADER":
         fields = [raw[base + a:base + a + 8].decode("latin-1") for a in (26, 34)]
         if not all(f.strip().isdigit() for f in fields) or \
                 all(int(f) == 0 for f in fields):
             return None
-        for a, field in zip((26, 34), fields, strict=True):
-            value = int(field) + delta
+        for a, field, moved in zip((26, 34), fields, ends, strict=True):
+            value = int(field) + (delta if moved else 0)
             if value < 0 or len(str(value)) > 8:
                 return None
             out[base + a:base + a + 8] = f"{value:>8}".encode()
         return bytes(out)
-    for key in ("$BEGINDATA", "$ENDDATA"):
+    for key, moved in zip(("$BEGINDATA", "$ENDDATA"), ends, strict=True):
         match = _keyword(raw, base, key)
         if match is None:
             return None
-        new = _moved_number(match.group(2), delta)
+        new = _moved_number(match.group(2), delta if moved else 0)
         if new is None or len(new) != len(match.group(2)):
             return None
         a, b = match.span(2)

@@ -160,6 +160,38 @@ def test_disagreeing_data_offsets_are_decided_by_the_events(tmp_path, instrument
     np.testing.assert_array_equal(decoded(read_tube(path).events), expected.events)
 
 
+@pytest.mark.parametrize("wrong", ["TEXT", "HEADER"])
+@pytest.mark.parametrize("delta, ends", [(-1, (True, False)), (1, (True, False)),
+                                         (-2, (True, False)), (1, (False, True)),
+                                         (-3, (False, True))])
+def test_one_moved_end_of_a_pair_is_decided_too(tmp_path, wrong, delta, ends):
+    """Only one offset of a pair moved: its start one byte early spans one byte more than
+    $TOT needs, which passes for the common off-by-one end — the Accuri C6 file's TEXT,
+    "corrected by one byte". Its events decide."""
+    good = _accuri_like(np.random.default_rng(7))
+    (tmp_path / "good.fcs").write_bytes(good)
+    path = tmp_path / "accuri.fcs"
+    path.write_bytes(move_data_offsets(good, wrong, delta, ends=ends))
+    data = read_fcs(path)
+    np.testing.assert_array_equal(data.events, read_fcs(tmp_path / "good.fcs").events)
+
+
+@pytest.mark.parametrize("delta", [-3, -1, 1, 2, 5])
+def test_the_accuri_case_text_moved_and_both_ends_one_byte_past(tmp_path, delta):
+    """As the Accuri C6 file was: both pairs end one byte past DATA (a common writer's
+    error), and TEXT's is moved too. FlowIO's HEADER option fails on the end; the reader
+    then took TEXT's, "corrected by one byte": every channel garbage."""
+    good = _accuri_like(np.random.default_rng(8))
+    (tmp_path / "good.fcs").write_bytes(good)
+    for source in ("HEADER", "TEXT"):
+        good = move_data_offsets(good, source, 1, ends=(False, True))
+    path = tmp_path / "accuri.fcs"
+    path.write_bytes(move_data_offsets(good, "TEXT", delta))
+    data = read_fcs(path)
+    np.testing.assert_array_equal(data.events, read_fcs(tmp_path / "good.fcs").events)
+    assert any("HEADER's were used" in w for w in data.warnings), data.warnings
+
+
 def test_offsets_the_events_cannot_decide_between_are_refused_naming_both(tmp_path):
     """Float data without a time channel, TEXT one value (4 bytes) off: both pairs give
     plausible events (the channels rotated), so neither is guessed."""
