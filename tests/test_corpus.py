@@ -26,17 +26,29 @@ def reference_decode(path):
     import struct
 
     raw = path.read_bytes()
-    text_start, text_end, header_start = (int(raw[a:b].strip() or 0)
-                                          for a, b in ((10, 18), (18, 26), (26, 34)))
-    text = raw[text_start:text_end + 1].decode("latin-1")
-    delimiter = text[0]
-    fields = text[1:].replace(delimiter * 2, "\0").split(delimiter)
-    keys = {fields[i].replace("\0", delimiter).strip().upper():
-            fields[i + 1].replace("\0", delimiter) for i in range(0, len(fields) - 1, 2)}
-    # TEXT's $BEGINDATA where it has one (it is what the standard reads for FCS 3), else
-    # HEADER's offset.
-    begin = keys.get("$BEGINDATA", "").strip()
-    data_start = int(begin) if begin.isdigit() and int(begin) > 0 else header_start
+
+    def data_set(base):
+        text_start, text_end, header_start = (int(raw[base + a:base + b].strip() or 0)
+                                              for a, b in ((10, 18), (18, 26), (26, 34)))
+        text = raw[base + text_start:base + text_end + 1].decode("latin-1")
+        delimiter = text[0]
+        fields = text[1:].replace(delimiter * 2, "\0").split(delimiter)
+        keys = {fields[i].replace("\0", delimiter).strip().upper():
+                fields[i + 1].replace("\0", delimiter) for i in range(0, len(fields) - 1, 2)}
+        # TEXT's $BEGINDATA where it has one (it is what the standard reads for FCS 3),
+        # else HEADER's offset.
+        begin = keys.get("$BEGINDATA", "").strip()
+        return keys, base + (int(begin) if begin.isdigit() and int(begin) > 0
+                             else header_start)
+
+    keys, data_start = data_set(0)
+    # A Beckman Coulter LMD file: an FCS 2.0 data set, then an FCS 3.0 one of the same
+    # events; the FCS 3.0 one holds the full-resolution values (what FlowJo reads).
+    following = int(keys.get("$NEXTDATA", "0").strip() or 0)
+    if raw[:6] == b"FCS2.0" and following and raw[following:following + 4] == b"FCS3":
+        second, second_start = data_set(following)
+        if second["$TOT"].strip() == keys["$TOT"].strip():
+            keys, data_start = second, second_start
     tot, par = int(keys["$TOT"]), int(keys["$PAR"])
     order = {"1,2,3,4": "little", "1,2": "little", "4,3,2,1": "big", "2,1": "big"}.get(
         keys.get("$BYTEORD", "").strip())

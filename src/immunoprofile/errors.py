@@ -33,6 +33,20 @@ class TemplateError(ImmunoprofileError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name: what a user is shown."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The first line of an exception's message, as a user is shown it: never empty.
+
+    Control characters (a NUL or a carriage return copied from a file's bytes, which a
+    terminal shows as nothing) are dropped, and a message with nothing visible left
+    becomes the exception's type name and arguments (``KeyError: ''``), so a reason
+    built from it (``cannot be read as FCS: …``) always says something.
+    """
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+        text = ""
+    for line in text.splitlines():
+        visible = "".join(c for c in line if c.isprintable() or c == "\t").strip()
+        if visible:
+            return visible
+    arguments = ", ".join(repr(a) for a in getattr(exc, "args", ()))
+    return f"{type(exc).__name__}: {arguments}" if arguments else type(exc).__name__

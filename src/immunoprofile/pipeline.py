@@ -211,7 +211,7 @@ def _gate_or_fail(request: TubeRequest, templates: str | None,
         return TubeFailure(
             str(request.path),
             f"{request.path.name}: internal error — please report: {type(exc).__name__}: "
-            f"{exc} (at {Path(where.filename).name}:{where.lineno})",
+            f"{first_line(exc)} (at {Path(where.filename).name}:{where.lineno})",
         )
 
 

@@ -22,6 +22,7 @@ import flowio
 import numpy as np
 
 from ..errors import FCSReadError, first_line
+from .data_offsets import Layout, candidates, locate_data
 
 
 @dataclass
@@ -133,7 +134,28 @@ def _integer_layout(text: dict, n_par: int, byteorder: str, mask: np.ndarray):
     return np.dtype(byteorder + {8: "u1", 16: "u2", 32: "u4"}[bits]), mask
 
 
-def _data_offsets(flow: flowio.FlowData) -> tuple[int, int]:
+class _ForReadFcs(FCSReadError):
+    """What this path leaves to :func:`read_fcs` to decide (which of two DATA offset pairs
+    is right, which data set to read): where it refuses, its reason is the one shown."""
+
+
+def _data_offsets(path: Path, flow: flowio.FlowData) -> tuple[int, int]:
+    """The DATA offsets FlowIO reads by, where HEADER and TEXT agree on the first byte.
+
+    Which of two different pairs is right is decided by the events they give
+    (:func:`immunoprofile.io.data_offsets.locate_data`), which :func:`read_fcs` does: a
+    disagreement here is handed to it. FlowIO itself refuses one in an FCS 3 file but reads
+    an FCS 2.0 file by its HEADER whatever its TEXT says. A lone statement (FCS 2.0
+    HEADER only) is checked as ``read_fcs`` checks it.
+    """
+    found = candidates(flow.header, flow.text)
+    if len({c.start for c in found}) > 1:
+        raise _ForReadFcs(f"{path.name}: HEADER and TEXT give different DATA offsets "
+                          f"({found[-1]}, {found[0]})")
+    layout = Layout.from_text(flow.text)
+    if layout is not None and len(found) == 1:  # the lone statement's checks
+        locate_data(path, np.memmap(path, dtype=np.uint8, mode="r"), flow.header,
+                    flow.text, layout)
     header = flow.header
     if flow.version == "2.0":
         return header["data_start"], header["data_stop"]
@@ -144,8 +166,8 @@ def _data_offsets(flow: flowio.FlowData) -> tuple[int, int]:
 def read_events(path: str | Path) -> EventData:
     """Map one FCS file's events for the gating kernel.
 
-    Files this fast path refuses (24-bit integers, offsets FlowIO needs options for,
-    several data sets, a broken ``$TIMESTEP``) are read by
+    Files this fast path refuses (24-bit integers, offsets FlowIO needs options for or
+    that HEADER and TEXT disagree on, several data sets, a broken ``$TIMESTEP``) are read by
     :func:`immunoprofile.io.fcs_reader.read_fcs` instead, already decoded; a file both
     refuse keeps this path's reason.
 
@@ -171,6 +193,8 @@ def read_events(path: str | Path) -> EventData:
         try:
             fcs = read_fcs(path)
         except FCSReadError:
+            if isinstance(native_error, _ForReadFcs):
+                raise  # what read_fcs decides, it explains
             raise native_error from None
     n = len(fcs.channels)
     # FlowIO's rule for fluorescence channels (what FlowKit compensates).
@@ -197,12 +221,16 @@ def _read_events_natively(path: Path) -> EventData:
         raise FCSReadError(
             f"{path.name}: truncated — the file ends inside its TEXT segment ({size} bytes)"
         ) from None
+    except (flowio.exceptions.DataOffsetDiscrepancyError,
+            flowio.exceptions.MultipleDataSetsError) as exc:
+        raise _ForReadFcs(f"{path.name}: {first_line(exc)}") from None
     except Exception as exc:  # FlowIO raises many types for malformed files
         reason = first_line(exc)
         if "greater than file size" in reason:
             reason = f"truncated — the DATA segment runs past the end of the file ({size} bytes)"
         raise FCSReadError(f"{path.name}: cannot be read as FCS: {reason}") from None
     text = flow.text
+    start, stop = _data_offsets(path, flow)
     byteorder = {"1,2,3,4": "<", "1,2": "<", "4,3,2,1": ">", "2,1": ">"}.get(
         text.get("byteord", ""), "=")
     datatype = text.get("datatype", "").lower()
@@ -216,7 +244,6 @@ def _read_events_natively(path: Path) -> EventData:
         elif datatype == "i":
             dtype, mask = _integer_layout(text, n_par, byteorder, mask)
     if dtype is not None:
-        start, stop = _data_offsets(flow)
         declared = stop - start + 1
         needed = n_tot * n_par * dtype.itemsize
         if declared != needed:

@@ -1,19 +1,23 @@
 """``read_fcs``: one FCS file's events, channels, markers and keywords — or a clear refusal.
 
-FlowIO parses HEADER, TEXT and DATA and applies the standard's value conversions (gain,
-log amplification, time step). Files that bend the standard are retried with FlowIO's own
-options, and each retry that succeeds leaves a warning saying what was assumed:
+FlowIO parses HEADER and TEXT; where DATA lies is decided here
+(:func:`immunoprofile.io.data_offsets.locate_data`): when HEADER and TEXT disagree on the
+DATA offsets, by the events each pair gives — never by a fixed preference, since real
+files are wrong either way — and the file is refused, naming both pairs, when the content
+cannot tell. FlowIO then decodes DATA at the chosen offsets and applies the standard's
+value conversions (gain, log amplification, time step). What bends the standard is read
+with a warning saying what was assumed:
 
-- an end offset one byte past the DATA segment (common in Miltenyi and LMD files):
-  ``ignore_offset_error``;
-- HEADER and TEXT disagreeing on the DATA offsets: TEXT's offsets, then HEADER's, whichever
-  gives exactly ``$TOT`` × ``$PAR`` values;
-- a file holding several data sets: the first is read (``nextdata_offset=0``);
+- an end offset one byte past the DATA segment (common in Miltenyi and LMD files);
+- HEADER and TEXT disagreeing on the DATA offsets (see above);
+- a Beckman Coulter LMD file (an FCS 2.0 data set followed by an FCS 3.0 one of the same
+  events): the FCS 3.0 data set, with the markers of the FCS 2.0 set's ``$PnS``;
+- any other file holding several data sets: the first is read;
 - HEADER DATA offsets left blank (files over 100 MB): TEXT's ``$BEGINDATA``/``$ENDDATA``.
 
 What FlowIO cannot decode at all — 24-bit integer channels, a ``$TIMESTEP`` that is not a
-number, offsets its options do not cover — is decoded here from FlowIO's TEXT (see
-``_read_with_own_decoder``), with a warning. Anything else is refused with a one-line
+number, offsets its options do not cover (TEXT's of an FCS 2.0 file) — is decoded here
+with numpy (``_decode_here``), with a warning. Anything else is refused with a one-line
 reason that names the file.
 """
 
@@ -28,29 +32,7 @@ import flowio
 import numpy as np
 
 from ..errors import FCSReadError, first_line
-
-#: FlowIO options tried in turn, with what each assumes about the file.
-_ATTEMPTS: tuple[tuple[dict, str | None], ...] = (
-    ({}, None),
-    ({"ignore_offset_error": True},
-     "a DATA offset is off by one byte; read with the corrected offset"),
-    ({"ignore_offset_discrepancy": True},
-     "HEADER and TEXT give different DATA offsets; TEXT's were used"),
-    ({"use_header_offsets": True},
-     "HEADER and TEXT give different DATA offsets; HEADER's were used"),
-    ({"ignore_offset_error": True, "ignore_offset_discrepancy": True},
-     "DATA offsets are inconsistent; TEXT's, corrected by one byte, were used"),
-)
-
-
-def _flowio_options():
-    """FlowIO options to try in turn: each of :data:`_ATTEMPTS`, then each again for the
-    first of several data sets. Yields (options, what it assumes, several data sets)."""
-    for several_data_sets in (False, True):
-        for options, note in _ATTEMPTS:
-            if several_data_sets:
-                options = {**options, "nextdata_offset": 0}
-            yield options, note, several_data_sets
+from .data_offsets import Candidate, Layout, candidates, locate_data
 
 
 @dataclass
@@ -61,7 +43,7 @@ class FCSData:
     ----------
     path : Path
     version : str
-        FCS version (``"2.0"``, ``"3.0"``, ``"3.1"``).
+        FCS version (``"2.0"``, ``"3.0"``, ``"3.1"``) of the data set read.
     events : numpy.ndarray
         float64, shape (events, channels): values as the standard defines them (gain and
         log amplification undone, time scaled by ``$TIMESTEP``).
@@ -89,6 +71,17 @@ class FCSData:
         return int(self.events.shape[0])
 
 
+@dataclass
+class _DataSet:
+    """The data set to read: FlowIO's HEADER and TEXT of it, where it begins, and what
+    was noticed choosing it."""
+
+    flow: flowio.FlowData
+    base: int
+    notes: list[str]
+    markers_from: flowio.FlowData | None = None  # LMD: the FCS 2.0 set's $PnS
+
+
 def read_fcs(path: str | Path) -> FCSData:
     """Read an FCS 2.0/3.0/3.1 file, or refuse it with a one-line reason.
 
@@ -103,8 +96,9 @@ def read_fcs(path: str | Path) -> FCSData:
     Raises
     ------
     FCSReadError
-        The file is missing, not FCS, truncated, or holds data FlowIO cannot decode; the
-        message names the file and the problem.
+        The file is missing, not FCS, truncated, holds data that cannot be decoded, or
+        states DATA offsets whose right one cannot be told; the message names the file
+        and the problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -113,140 +107,216 @@ def read_fcs(path: str | Path) -> FCSData:
         head = handle.read(58)
     if not head.startswith(b"FCS"):
         raise FCSReadError(f"{path.name}: not an FCS file (it does not start with 'FCS')")
-    patched: bytes | None = None
-    blank_offsets = _blank_data_offsets(head)
-    if blank_offsets:
+    raw = path.read_bytes()
+    patched = False
+    if _blank_data_offsets(head):
         # Files over 100 MB cannot write DATA offsets in the 8-digit HEADER fields; the
         # standard then has them 0 and gives $BEGINDATA/$ENDDATA in TEXT. Some writers
         # leave the fields blank, which FlowIO cannot parse: hand it the bytes with zeros.
-        fixed = bytearray(path.read_bytes())
+        fixed = bytearray(raw)
         fixed[26:42] = b"       0       0"
-        patched = bytes(fixed)
+        raw, patched = bytes(fixed), True
+    data_set = _choose_data_set(path, raw, patched)
+    flow, base, notes = data_set.flow, data_set.base, list(data_set.notes)
+    if patched:
+        notes.append("HEADER leaves the DATA offsets blank (as for files over 100 MB); "
+                     "TEXT's $BEGINDATA/$ENDDATA were used")
+    text = {str(k).lower(): str(v) for k, v in flow.text.items()}
+    _refuse_mixed_datatypes(path, text)
+    layout = Layout.from_text(text)
+    if layout is None:  # not a layout the content can be checked in: FlowIO's offsets
+        chosen = _agreed_offsets(path, flow, base)
+    else:
+        chosen, found = locate_data(path, raw, flow.header, text, layout, base)
+        notes += found
+        if chosen.stop - chosen.start + 1 == layout.needed + 1:
+            notes.append("a DATA offset is off by one byte; read with the corrected offset")
+    result = _decode_with_flowio(path, raw, patched, data_set, chosen, notes)
+    if result is None and layout is not None:
+        result = _decode_here(path, raw, data_set, layout, chosen, notes)
+    if result is None:
+        error = _flowio_error(path, raw, patched, data_set, chosen)
+        raise FCSReadError(f"{path.name}: {_reason(path, error)}")
+    return result
+
+
+def _open(path: Path, raw: bytes, patched: bool, **options) -> flowio.FlowData:
+    """FlowIO's FlowData of the file (of the patched bytes where HEADER was patched),
+    its warnings silenced: what it notices is checked here."""
+    # FlowIO closes a handle it is given: a fresh one for every call.
+    source = io.BytesIO(raw) if patched else str(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return flowio.FlowData(source, **options)
+
+
+def _parse_text(path: Path, raw: bytes, patched: bool, base: int) -> flowio.FlowData:
+    """HEADER and TEXT of the data set at ``base`` (FlowIO, ``only_text``).
+
+    FlowIO checks the DATA offsets of the pair it reads by (TEXT's, or HEADER's on
+    request) against the file size; which pair is right is decided later, so either
+    pair's passing is enough here.
+    """
     first_error: Exception | None = None
-    for options, note, several_data_sets in _flowio_options():
-        if several_data_sets and not isinstance(first_error,
-                                                flowio.exceptions.MultipleDataSetsError):
-            break  # a single data set: the nextdata retries cannot help
-        # FlowIO closes a handle it is given: a fresh one for every attempt.
-        source = str(path) if patched is None else io.BytesIO(patched)
+    for options in ({"ignore_offset_discrepancy": True}, {"use_header_offsets": True}):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                flow = flowio.FlowData(source, **options)
-                events = np.asarray(flow.as_array(preprocess=True), dtype=np.float64)
+            return _open(path, raw, patched, only_text=True, nextdata_offset=base,
+                         **options)
         except Exception as exc:  # FlowIO raises many types for malformed files
             first_error = first_error or exc
-            continue
-        notes = [n for n in (note,) if n]
-        if blank_offsets:
-            notes = ["HEADER leaves the DATA offsets blank (as for files over 100 MB); "
-                     "TEXT's $BEGINDATA/$ENDDATA were used"]
-        if several_data_sets:
-            notes.append("the file holds more than one data set; the first was read")
-        return _checked(path, flow, events, notes)
-    try:
-        decoded = _read_with_own_decoder(path)
-    except (ValueError, OverflowError, ZeroDivisionError, KeyError):
-        decoded = None  # keywords too broken to decode by: refused below, with FlowIO's
-    if decoded is not None:
-        return decoded
     raise FCSReadError(f"{path.name}: {_reason(path, first_error)}")
+
+
+def _choose_data_set(path: Path, raw: bytes, patched: bool) -> _DataSet:
+    """The first data set, or for a Beckman Coulter LMD file (an FCS 2.0 data set and an
+    FCS 3.0 one of the same events) the FCS 3.0 one: it holds the full-resolution values
+    (FlowJo reads it too), the FCS 2.0 set the markers."""
+    first = _parse_text(path, raw, patched, 0)
+    try:
+        following = int(str(first.text.get("nextdata", "0")).strip() or 0)
+    except ValueError:
+        following = 0
+    if following <= 0:
+        return _DataSet(first, 0, [])
+    several = "the file holds more than one data set"
+    second = None
+    if following + 58 <= len(raw) and raw[following:following + 4] == b"FCS3":
+        try:
+            second = _parse_text(path, raw, patched, following)
+        except FCSReadError:
+            second = None
+    if (second is not None and str(first.version).startswith("2")
+            and str(second.text.get("tot", "")).strip() == str(first.text.get("tot", ""))
+            .strip()):
+        return _DataSet(second, following, [
+            f"{several}: an FCS 2.0 and an FCS 3.0 data set of the same "
+            f"{int(str(first.text['tot']).strip())} events (a Beckman Coulter LMD file); the "
+            "FCS 3.0 data set was read, with markers from the FCS 2.0 set's $PnS"],
+            markers_from=first)
+    return _DataSet(first, 0, [f"{several}; the first was read"])
+
+
+def _agreed_offsets(path: Path, flow: flowio.FlowData, base: int) -> Candidate:
+    """For layouts whose content cannot be checked (ASCII, ``$PnB`` of ``*``): the pair
+    FlowIO reads by, refused where HEADER and TEXT disagree."""
+    found = candidates(flow.header, {str(k).lower(): v for k, v in flow.text.items()}, base)
+    if not found:
+        raise FCSReadError(f"{path.name}: neither HEADER nor TEXT says where its DATA "
+                           "segment is")
+    if len({(c.start, c.stop) for c in found}) > 1:
+        raise FCSReadError(f"{path.name}: HEADER and TEXT give different DATA offsets "
+                           f"({found[-1]}, {found[0]}), and for this DATA layout the "
+                           "events cannot show which is right")
+    return found[0]
+
+
+def _flowio_options(flow: flowio.FlowData, chosen: Candidate, base: int) -> dict | None:
+    """FlowIO's options that make it read DATA at ``chosen``, or None where none do."""
+    options: dict = {"nextdata_offset": base, "ignore_offset_error": True}
+    if chosen.source == "HEADER":
+        return {**options, "use_header_offsets": True}
+    if str(flow.version) == "2.0":
+        return None  # FlowIO reads an FCS 2.0 file by its HEADER only
+    return {**options, "ignore_offset_discrepancy": True}
+
+
+def _decode_with_flowio(path: Path, raw: bytes, patched: bool, data_set: _DataSet,
+                        chosen: Candidate, notes: list[str]) -> FCSData | None:
+    options = _flowio_options(data_set.flow, chosen, data_set.base)
+    if options is None:
+        return None
+    try:
+        flow = _open(path, raw, patched, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            events = np.asarray(flow.as_array(preprocess=True), dtype=np.float64)
+    except Exception:  # FlowIO raises many types for malformed files
+        return None
+    return _checked(path, flow, events, notes, data_set)
+
+
+def _flowio_error(path: Path, raw: bytes, patched: bool, data_set: _DataSet,
+                  chosen: Candidate) -> Exception | None:
+    """FlowIO's error decoding the file, for the reason a user is shown."""
+    options = _flowio_options(data_set.flow, chosen, data_set.base) or {
+        "nextdata_offset": data_set.base}
+    try:
+        _open(path, raw, patched, **options).as_array(preprocess=True)
+    except Exception as exc:  # FlowIO raises many types for malformed files
+        return exc
+    return None
 
 
 # --- beyond FlowIO ------------------------------------------------------------------------
 # FlowIO 1.4 cannot decode integer channels whose width is not 8/16/32/64 bits (24-bit
-# Cytek and FlowJo-collector files), fails on a $TIMESTEP that is not a number, and on
-# files whose HEADER and TEXT disagree about DATA in a way its options do not cover. For
-# those, FlowIO still parses HEADER and TEXT (only_text); DATA is then decoded here with
-# numpy, exactly as the standard describes it, and the values converted as FlowIO would.
+# Cytek and FlowJo-collector files), fails on a $TIMESTEP that is not a number, and reads
+# an FCS 2.0 file by its HEADER's offsets only. For those, DATA is decoded here with numpy
+# at the chosen offsets, exactly as the standard describes it, and the values converted as
+# FlowIO would.
 
-def _read_with_own_decoder(path: Path) -> FCSData | None:
-    flow, notes = None, []
-    for options, _, several_data_sets in _flowio_options():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                flow = flowio.FlowData(str(path), only_text=True, **options)
-        except Exception:  # FlowIO raises many types for malformed files
-            continue
-        if several_data_sets:
-            notes.append("the file holds more than one data set; the first was read")
-        break
-    if flow is None:
-        return None
+def _decode_here(path: Path, raw: bytes, data_set: _DataSet, layout: Layout,
+                 chosen: Candidate, notes: list[str]) -> FCSData | None:
+    flow = data_set.flow
     text = {str(k).lower(): str(v) for k, v in flow.text.items()}
-    _refuse_mixed_datatypes(path, text)
+    if (chosen.stop - chosen.start + 1 not in (layout.needed, layout.needed + 1)
+            or chosen.start + layout.needed > len(raw)):
+        return None  # not the bytes $TOT and $PnB need: refused
     try:
-        tot, par = int(text["tot"]), int(text["par"])
-        widths = [int(text[f"p{n}b"]) for n in range(1, par + 1)]
-    except (KeyError, ValueError):
+        values = layout.decode(raw, chosen.start)
+    except ValueError:
         return None
-    datatype = text.get("datatype", "").upper()
-    order = {"1,2,3,4": "little", "1,2": "little", "4,3,2,1": "big", "2,1": "big"}.get(
-        text.get("byteord", "").replace(" ", ""))
-    layout_ok = (text.get("mode", "L").upper() == "L" and order is not None
-                 and datatype in ("I", "F", "D") and all(w > 0 and w % 8 == 0 for w in widths))
-    if not layout_ok:
-        return None
-    event_bytes = sum(widths) // 8
-    needed = tot * event_bytes
-    start = _data_start(path, flow, text, needed, notes)
-    if start is None:
-        return None
-    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8, count=needed,
-                        offset=start).reshape(tot, event_bytes)
-    values = np.empty((tot, par), dtype=np.float64)
-    offset = 0
-    for i, width in enumerate(widths):
-        nbytes = width // 8
-        chunk = raw[:, offset:offset + nbytes]
-        offset += nbytes
-        if datatype in ("F", "D"):
-            kind = {4: "f4", 8: "f8"}.get(nbytes)
-            if kind is None:
-                return None
-            values[:, i] = chunk.copy().view(("<" if order == "little" else ">") + kind)[:, 0]
-            continue
-        ints = np.zeros(tot, dtype=np.uint64)
-        for k in range(nbytes):  # assemble the integer byte by byte
-            shift = 8 * (k if order == "little" else nbytes - 1 - k)
-            ints |= chunk[:, k].astype(np.uint64) << np.uint64(shift)
-        value_range = float(text.get(f"p{i + 1}r", 0) or 0)
-        if value_range > 0:  # bits beyond $PnR are not data: mask them
-            bits = min(width, max(1, int(np.ceil(np.log2(value_range)))))
-            ints &= np.uint64((1 << bits) - 1)
-        values[:, i] = ints
-    notes += _convert_values(values, text, par)
-    notes.append("decoded by immunoprofile (FlowIO cannot decode this DATA layout)")
+    par = len(layout.widths)
+    if layout.datatype == "I":
+        for i, width in enumerate(layout.widths):
+            value_range = layout.ranges[i]
+            if value_range > 0:  # bits beyond $PnR are not data: mask them
+                bits = min(8 * width, max(1, int(np.ceil(np.log2(value_range)))))
+                values[:, i] = values[:, i].astype(np.uint64) & np.uint64((1 << bits) - 1)
+    try:
+        notes = notes + _convert_values(values, text, par)
+    except (ValueError, OverflowError, ZeroDivisionError, KeyError):
+        return None  # keywords too broken to decode by: refused, with FlowIO's reason
+    notes.append("decoded by immunoprofile (FlowIO cannot decode this DATA layout, or not "
+                 "at these offsets)")
     channels = [text.get(f"p{n}n") or f"P{n}" for n in range(1, par + 1)]
-    markers = [(text.get(f"p{n}s") or "").strip() for n in range(1, par + 1)]
+    markers = _markers(data_set, channels,
+                       [(text.get(f"p{n}s") or "").strip() for n in range(1, par + 1)])
     return FCSData(path=path, version=str(getattr(flow, "version", text.get("version", ""))),
                    events=values, channels=channels, markers=markers,
-                   keywords=dict(flow.text), warnings=notes)
+                   keywords=_keywords(data_set), warnings=notes)
 
 
-def _data_start(path: Path, flow, text: dict, needed: int, notes: list[str]) -> int | None:
-    """The DATA offset whose segment holds exactly the bytes $TOT and $PnB need."""
-    size = path.stat().st_size
-    header = getattr(flow, "header", {}) or {}
-    candidates = []
-    for source, start, stop in (
-            ("TEXT", text.get("begindata"), text.get("enddata")),
-            ("HEADER", header.get("data_start"), header.get("data_stop"))):
-        try:
-            candidates.append((source, int(start), int(stop)))
-        except (TypeError, ValueError):
-            continue
-    for source, start, stop in candidates:
-        if start > 0 and stop - start + 1 in (needed, needed + 1) and start + needed <= size:
-            if len({(a, b) for _, a, b in candidates}) > 1:
-                notes.append(f"HEADER and TEXT give different DATA offsets; {source}'s "
-                             "match $TOT")
-            if stop - start + 1 == needed + 1:
-                notes.append("a DATA offset is off by one byte; read with the corrected "
-                             "offset")
-            return start
-    return None
+def _markers(data_set: _DataSet, channels: list[str], markers: list[str]) -> list[str]:
+    """``$PnS`` per channel; for an LMD file's FCS 3.0 data set (which has none), the
+    FCS 2.0 set's ``$PnS`` of the channels on the same detector (``FL1 Log`` → ``FL1``),
+    where they agree."""
+    first = data_set.markers_from
+    if first is None:
+        return markers
+    by_detector: dict[str, set[str]] = {}
+    for info in first.channels.values():
+        name = str(info.get("pnn") or "").strip()
+        label = str(info.get("pns") or "").strip()
+        if name and label and label != name:
+            by_detector.setdefault(name.split()[0].lower(), set()).add(label)
+    found = []
+    for channel, marker in zip(channels, markers, strict=True):
+        labels = by_detector.get(channel.strip().lower(), set())
+        found.append(marker or (labels.pop() if len(labels) == 1 else ""))
+    return found
+
+
+def _keywords(data_set: _DataSet) -> dict:
+    """The TEXT keywords of the data set read; an LMD file's FCS 3.0 set adds the FCS 2.0
+    set's keywords it lacks that are not about channels or segments ($CYT, dates...)."""
+    keywords = dict(data_set.flow.text)
+    if data_set.markers_from is not None:
+        for key, value in data_set.markers_from.text.items():
+            name = str(key).lower()
+            if (name not in keywords and not (name[:1] == "p" and name[1:2].isdigit())
+                    and name not in ("nextdata", "begindata", "enddata")):
+                keywords[key] = value
+    return keywords
 
 
 def _convert_values(values: np.ndarray, text: dict, par: int) -> list[str]:
@@ -292,7 +362,8 @@ def _refuse_mixed_datatypes(path: Path, text: dict) -> None:
                            "not supported")
 
 
-def _checked(path: Path, flow, events: np.ndarray, notes: list[str]) -> FCSData:
+def _checked(path: Path, flow, events: np.ndarray, notes: list[str],
+             data_set: _DataSet) -> FCSData:
     _refuse_mixed_datatypes(path, {str(k).lower(): v for k, v in flow.text.items()})
     tot, par = int(flow.event_count), int(flow.channel_count)
     if events.shape != (tot, par):
@@ -309,7 +380,8 @@ def _checked(path: Path, flow, events: np.ndarray, notes: list[str]) -> FCSData:
         notes = [*notes, f"channel names repeat ({', '.join(repeated)}); columns are in "
                          "$Pn order"]
     return FCSData(path=path, version=str(flow.version), events=events, channels=channels,
-                   markers=markers, keywords=dict(flow.text), warnings=notes)
+                   markers=_markers(data_set, channels, markers),
+                   keywords=_keywords(data_set), warnings=notes)
 
 
 def _reason(path: Path, exc: Exception | None) -> str:
