@@ -421,6 +421,8 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
               default=None, help="Template folder (default: as recorded in run.json).")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default=None,
               hidden=True, help="Accepted for symmetry with the other workflow steps.")
+@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default=None,
+              help="Gating mode of the plots (default: as recorded in OUT_DIR/run.json).")
 @click.option("--no-plots", is_flag=True, help="Leave out the gating plots.")
 @click.option("--cohort-stats", "cohort_stats", type=click.Path(file_okay=False,
                                                                 path_type=Path),
@@ -428,15 +430,16 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
                                  "to include (default: OUT_DIR/cohort_stats if present).")
 @click.option("--no-cohort-stats", is_flag=True, help="Include no cohort figures.")
 def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | None,
-                   templates: Path | None, engine: str | None, no_plots: bool,
-                   cohort_stats: Path | None, no_cohort_stats: bool) -> None:
+                   templates: Path | None, engine: str | None, gating: str | None,
+                   no_plots: bool, cohort_stats: Path | None, no_cohort_stats: bool) -> None:
     """Write OUT_DIR/report.html: one self-contained HTML report of a gated batch."""
     from .report import write_report
 
     stats = None if no_cohort_stats else cohort_stats if cohort_stats is not None else True
     try:
         path = write_report(out_dir, samples_dir=samples_dir, manifest=manifest,
-                            templates=templates, plots=not no_plots, cohort_stats=stats)
+                            templates=templates, plots=not no_plots, cohort_stats=stats,
+                            gating=gating)
     except ImmunoprofileError as exc:
         _fail(exc)
     click.echo(f"report written: {path}", err=True)
@@ -450,14 +453,18 @@ def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | Non
               help="Panel (default: detected from the markers).")
 @click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
+@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+              show_default=True, help="Draw the gates placed for this tube (adaptive) or the "
+                                      "templates' fixed gates.")
 def plot_command(fcs_file: Path, out_dir: Path, tube: str | None,
-                 templates: Path | None) -> None:
+                 templates: Path | None, gating: str) -> None:
     """Draw FCS_FILE's gates: each gate's parent events with the gate over them (PNG)."""
     from .report import write_gate_plots
 
     _check_writable(out_dir)
     try:
-        written = write_gate_plots(fcs_file, out_dir, tube=tube, templates=templates)
+        written = write_gate_plots(fcs_file, out_dir, tube=tube, templates=templates,
+                                   gating=gating)
     except ImmunoprofileError as exc:
         _fail(exc)
     click.echo(f"{len(written)} gate plots written to {out_dir}", err=True)

@@ -95,7 +95,7 @@ def _flags_in_words(flags: str) -> list[str]:
 def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                  manifest: str | Path | None = None, templates: str | Path | None = None,
                  plots: bool = True, cohort_stats: str | Path | None | bool = True,
-                 reference_ranges: dict | None = None) -> str:
+                 reference_ranges: dict | None = None, gating: str | None = None) -> str:
     """The HTML text of a batch report (see :func:`write_report`)."""
     from .. import __version__
     from ..io.manifest import find_manifest, read_manifest
@@ -178,7 +178,7 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                 continue
             try:
                 drawn = plot_gates(request.path, tube=request.tube, templates=templates,
-                                   gating=run.get("gating", "fixed"))
+                                   gating=gating or run.get("gating", "fixed"))
             except ImmunoprofileError as exc:
                 plot_notes[request.sample_id] = first_line(exc)
                 continue
@@ -264,7 +264,7 @@ def write_report(out_dir: str | Path, **options) -> Path:
     out_dir : str or Path
         Output folder of ``immunoprofile gate`` (or of the workflow).
     **options
-        ``samples_dir``, ``manifest``, ``templates`` (default: as recorded in
+        ``samples_dir``, ``manifest``, ``templates``, ``gating`` (default: as recorded in
         ``run.json``), ``plots`` (False to leave out the gating plots),
         ``cohort_stats`` (folder of ``immunoprofile cohort-stats`` output whose figures to
         embed; True = ``OUT/cohort_stats`` if present, None = none) and
