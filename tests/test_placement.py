@@ -163,7 +163,7 @@ def test_gate_batch_writes_gates_and_flags_uncertain_placement(tmp_path, small_c
     shutil.copytree(adaptive_template_dir(), templates)
     cd4 = templates / "cd4_tube.xml"
     # a CD4 search range that misses the valley: the gate is placed but uncertain
-    cd4.write_text(cd4.read_text().replace('search="0.32 0.60"', 'search="0.70 0.75"'))
+    cd4.write_text(cd4.read_text().replace('search="0.22 0.62"', 'search="0.70 0.75"'))
     result = gate_batch(small_cohort, templates=templates)
     gates = result.gates
     assert set(gates["method"]) == {"beads", "seed", "scale", "cluster", "valley"}

@@ -564,7 +564,8 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
         The template polygon (scale units), used only as the fallback.
     adapt : Adaptation
         ``level`` (0.0005), ``ssc-band`` (1.45), ``cd45-band`` (0.16), ``positive-band``
-        (0.25), ``bandwidth`` (0.012 0.025: CD45 scale units, log10 SSC), ``bins`` (128).
+        (0.25),
+        ``bandwidth`` (0.012 0.025: CD45 scale units, log10 SSC), ``bins`` (128).
     y_scale : TemplateDimension
         The second dimension (for converting SSC back).
     """
@@ -609,9 +610,9 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     flat_labels = labels.ravel()
     for k in np.flatnonzero(members):
         region |= (flat_labels == maxima[k]) & (flat >= max(level * flat[maxima[k]], 3 * lone))
+    region, split_reason = _split_by_ssc(region.reshape(bins, bins), counts, dens.y, py)
+    region = region.ravel()
     kept_mass = float(counts.ravel()[region].sum())
-    merged = _merged_neighbour(dens.density, labels, region.reshape(bins, bins),
-                               maxima[significant & ~members], flat)
     region2 = region.reshape(bins, bins)
     ix = np.flatnonzero(region2.any(axis=1))
     # the hull only needs each column's lowest and highest bin (their outer corners)
@@ -626,47 +627,54 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     if not y_transformed:
         hull = np.column_stack([hull[:, 0], 10 ** hull[:, 1]])
     status, reason = "placed", ""
-    if ix.min() == 0 or iy.min() == 0 or ix.max() == bins - 1 or iy.max() == bins - 1:
+    if split_reason:
+        status, reason = "uncertain", split_reason
+    elif ix.min() == 0 or iy.min() == 0 or ix.max() == bins - 1 or iy.max() == bins - 1:
         status, reason = "uncertain", "the cluster reaches the edge of the data's range"
-    elif merged is not None:
-        status, reason = "uncertain", (
-            f"the cluster runs into a neighbouring one (monocytes?) with no clear valley "
-            f"between them (saddle at {merged:.0%} of the smaller peak)")
     confidence = kept_mass / max(float(mass[maxima[members]].sum()), 1.0)
     return hull, status, float(confidence), reason
 
 
-def _merged_neighbour(density: np.ndarray, labels: np.ndarray, region: np.ndarray,
-                      others: np.ndarray, flat: np.ndarray,
-                      min_depth: float = 0.5) -> float | None:
-    """The highest saddle between the region and a significant basin left out of it, as a
-    share of the smaller of the two peaks, when it is above ``1 - min_depth`` (the two
-    populations overlap: the boundary between them cannot be drawn cleanly); else None."""
-    worst = None
-    other_set = set(int(o) for o in others)
-    if not other_set:
-        return None
-    for axis in (0, 1):
-        for step in (1, -1):
-            inside = region
-            neighbour_label = np.roll(labels, step, axis=axis)
-            neighbour_density = np.roll(density, step, axis=axis)
-            neighbour_in = np.roll(region, step, axis=axis)
-            edge = inside & ~neighbour_in
-            if axis == 0:
-                edge[0 if step == 1 else -1, :] = False
-            else:
-                edge[:, 0 if step == 1 else -1] = False
-            for other in other_set:
-                pairs = edge & (neighbour_label == other)
-                if not pairs.any():
-                    continue
-                saddle = float(np.max(np.minimum(density[pairs], neighbour_density[pairs])))
-                own = float(flat[labels[pairs]].max())
-                share = saddle / min(own, float(flat[other]))
-                if share > 1 - min_depth and (worst is None or share > worst):
-                    worst = share
-    return worst
+def _split_by_ssc(region: np.ndarray, counts: np.ndarray, y_centres: np.ndarray,
+                  peak_y: float, min_depth: float = 0.5) -> tuple[np.ndarray, str]:
+    """Cut a cluster region at an SSC valley above the lymphocytes' SSC.
+
+    Monocytes with side scatter only about twice the lymphocytes' and wide spreads can form
+    no density maximum of their own on CD45 × SSC, and so join the lymphocytes' basin; on
+    the region's own SSC profile they still make a second peak. The region loses its bins
+    above that valley; a second peak with a valley shallower than ``min_depth`` leaves the
+    region as it is and is reported (the populations overlap).
+
+    Returns
+    -------
+    region : numpy.ndarray
+        bool (x bins, y bins).
+    reason : str
+        Why the cluster is uncertain, or "".
+    """
+    profile = (counts * region).sum(axis=0)
+    if profile.sum() < 50:
+        return region, ""
+    step = float(y_centres[1] - y_centres[0])
+    smooth = np.convolve(profile, dn._gaussian_kernel(0.03 / step), mode="same")
+    d = dn.Density1D(y_centres, smooth)
+    peaks = dn.peaks_1d(d, 0.01 * smooth.max())
+    lymph = int(np.argmin(np.abs(y_centres - peak_y)))
+    above = [int(p) for p in peaks if y_centres[p] >= peak_y + 0.2]  # ≥ 1.6 × the SSC
+    if not above:
+        return region, ""
+    upper = max(above, key=lambda p: smooth[p])
+    own = int(peaks[np.argmin(np.abs(peaks - lymph))]) if peaks.size else lymph
+    v = dn.valley_between(d, own, upper)
+    if v is None:
+        return region, ""
+    depth = 1.0 - smooth[v] / min(smooth[own], smooth[upper])
+    if depth < min_depth:
+        return region, (f"a second population at {10 ** (y_centres[upper] - y_centres[own]):.1f}×"
+                        " the lymphocytes' side scatter overlaps them (monocytes?)")
+    out = region.copy()
+    out[:, v:] = False
+    return out, ""
 
 
 def place_gates(template: AdaptiveTemplate, values: ValuesOf, n: int) -> Placement:
