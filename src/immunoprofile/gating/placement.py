@@ -28,9 +28,11 @@ The methods, in a cytometrist's terms (attributes in ``gating/README.md``):
     region reaches the edge of the plotted range.
 ``beads``
     The compact cluster bright in every fluorescence channel of the gate, wherever its
-    scatter is: the topmost peak of each event's dimmest channel, cut at the valley below
-    it, then each channel's bound raised to six bead standard deviations below the bead
-    median. Uncertain when no such peak is found.
+    scatter is: the tallest peak of each event's dimmest channel (beads are compact, so their
+    peak stands above any cell population's), cut at the valley below it, then each
+    channel's bound raised to six bead standard deviations below the bead median.
+    Uncertain when no such peak is found, when the cluster is not compact (cells as bright
+    mixed in), or when events outside it fall in the gate.
 ``scale``
     A scatter gate moved with the scatter gain: the population mode along the first
     dimension — of the peaks at least a tenth as tall as the tallest, the one nearest its
@@ -55,6 +57,9 @@ from .adaptive_template import Adaptation, AdaptiveTemplate, TemplateDimension, 
 
 #: Most events placement looks at (the engine counts every event).
 SUBSAMPLE = 100_000
+#: Largest spread (scale units: logicle, 0.03 ≈ 0.13 decade) of a bead cluster in any
+#: channel; counting beads are uniform to a CV of a few per cent.
+_BEAD_SD_MAX = 0.03
 #: Peaks lower than this share of the tallest are noise (1-D).
 _PEAK_SHARE = 0.003
 
@@ -479,9 +484,9 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
         return seeds, "uncertain", 0.0, (
             "no bead cluster (no event population bright in every channel) in the search "
             f"range {search[0]:.2f}–{search[1]:.2f}")
-    # the brightest peak that is a population, not a few stray events
-    tallest = max(d.density[p] for p in top)
-    bead = max((p for p in top if d.density[p] >= 0.05 * tallest), key=lambda p: d.centres[p])
+    # the tallest peak: beads are compact (a CV of a few %), so their peak stands above any
+    # cell population's, even one as bright and more numerous
+    bead = max(top, key=lambda p: d.density[p])
     lower = [p for p in peaks if d.centres[p] < d.centres[bead]]
     if lower:
         below = max(lower, key=lambda p: d.centres[p])
@@ -490,7 +495,7 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
     else:
         cut = float(d.centres[bead]) - 0.1
     events = scaled[finite]
-    core = events[m >= cut]
+    core = events[(m >= cut) & (np.abs(m - d.centres[bead]) <= 0.03)]
     if core.shape[0] < 5:
         return seeds, "uncertain", 0.0, "the bead cluster holds fewer than 5 events"
     # Beads are compact: trim the core to events within 4 robust SDs of its median in every
@@ -507,6 +512,10 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
     in_cluster = in_gate & np.all(np.abs(events - median) <= spread * sd, axis=1)
     strays = int(np.count_nonzero(in_gate & ~in_cluster))
     confidence = 1.0 - d.at(cut) / d.density[bead]
+    if np.any(sd > _BEAD_SD_MAX):
+        return lows, "uncertain", float(confidence), (
+            f"the bright cluster is not compact (SD up to {sd.max():.3f} on the scale, beads "
+            f"are under {_BEAD_SD_MAX}): beads and cells as bright overlap")
     if strays > max(5, 0.01 * np.count_nonzero(in_cluster)):
         return lows, "uncertain", float(confidence), (
             f"{strays} events in the bead gate lie outside the bead cluster: cells as "
