@@ -191,6 +191,10 @@ def test_report_with_a_failed_and_a_missing_tube_says_no_nan_or_none(tmp_path, s
     rows = [r for r in manifest.read_text().splitlines() if not r.startswith("P02_cd8")]
     manifest.write_text("\n".join(rows) + "\n")
     (folder / "P02_cd8.fcs").unlink()
+    for tube in ("nk", "cd4", "cd8"):  # and a patient whose profile raises no flag
+        shutil.copy(SAMPLE_DATA / f"P01_{tube}.fcs", folder / f"P09_{tube}.fcs")
+        rows.append(f"P09_{tube}.fcs,P09,{tube},50000,50,2.43")
+    manifest.write_text("\n".join(rows) + "\n")
     out = tmp_path / "results"
     assert run_cli("gate", folder, "-o", out, "-q").returncode == 1
     assert run_cli("predict", out, "-o", out / "predictions.csv",
@@ -198,7 +202,7 @@ def test_report_with_a_failed_and_a_missing_tube_says_no_nan_or_none(tmp_path, s
     result = run_cli("report", out)
     assert result.returncode == 0, result.stderr
     text = (out / "report.html").read_text()
-    assert "MISSING_TUBE" in text and "Failures" in text and "not predicted" not in text
+    assert "MISSING_TUBE" in text and "Failures" in text and "no flags" in text
     assert _empty_words(text) == []
 
 
