@@ -41,7 +41,7 @@ class _Path(click.Path):
     belongs) are input errors: one line, exit 2, no usage text."""
 
     def fail(self, message: str, param=None, ctx=None):
-        name = param.human_readable_name if param is not None else "path"
+        name = param.get_error_hint(ctx) if param is not None and ctx is not None else "path"
         raise _InputError(f"{name}: {message[:1].lower()}{message[1:]}")
 
 
