@@ -331,8 +331,10 @@ def write_report(out_dir: str | Path, **options) -> Path:
         ``samples_dir``, ``manifest``, ``templates`` (default: as recorded in
         ``run.json``), ``plots`` (False to leave out the gating plots),
         ``cohort_stats`` (folder of ``immunoprofile cohort-stats`` output whose figures to
-        embed; True = ``OUT/cohort_stats`` if present, None = none) and
-        ``reference_ranges`` (see :data:`REFERENCE_RANGES`).
+        embed; True = ``OUT/cohort_stats`` if present, None = none),
+        ``reference_ranges`` (see :data:`REFERENCE_RANGES`) and ``notes`` (a list that
+        receives one line per thing the report could not show, e.g. gating plots whose
+        FCS files cannot be found; the report says it too).
 
     Returns
     -------
