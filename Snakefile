@@ -8,6 +8,7 @@
 # The rules only call the `immunoprofile` command; all logic lives in the package.
 
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
@@ -30,3 +31,15 @@ rule all:
         f"{OUT}/report.html",
         f"{OUT}/.work/batch_ok",
     default_target: True
+
+
+onsuccess:
+    # A run with failed tubes ends on one line naming them and errors.csv (batch_ok wrote
+    # it; the reasons are in errors.csv and logs/batch_ok.log), exit status 1, no
+    # traceback. The line is removed once said, so a rerun says it again.
+    summary = os.path.join(OUT, ".work", "batch_ok")
+    if os.path.isfile(summary) and os.path.getsize(summary):
+        with open(summary, encoding="utf-8") as handle:
+            print(f"immunoprofile: {handle.read().strip()}", file=sys.stderr)
+        os.remove(summary)
+        sys.exit(1)

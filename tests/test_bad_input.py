@@ -195,3 +195,17 @@ def test_manifest_rejects_non_finite_or_negative(small_cohort, tmp_path, value):
     result = gate_batch(folder)
     assert list(result.errors["file"]) == [parts[0]]
     assert "beads_per_test must be" in result.errors["error"][0]
+
+
+def test_gate_sample_without_beads_or_alc_is_refused_as_the_manifest_does(small_cohort):
+    """The API and the CLI agree: no beads and no ALC is no absolute count — an error,
+    not a table of empty counts."""
+    with pytest.raises(ManifestError, match="neither beads_per_test nor alc is given"):
+        gate_sample(small_cohort / "P01_nk.fcs", beads_per_test=None)
+
+
+def test_batch_result_shows_a_short_summary(broken_batch):
+    result = gate_batch(broken_batch)
+    text = repr(result)
+    assert text.startswith("<BatchResult: 6 of") and "7 patients" in text, text
+    assert "5 failed" in text and "notes.fcs" in text and len(text) < 250, text

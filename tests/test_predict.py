@@ -289,3 +289,34 @@ def test_train_refuses_non_finite_regularisation(tmp_path, c_value):
                      "--no-evaluate")
     assert result.returncode in (1, 2) and "Traceback" not in result.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_predict_with_the_default_model_says_what_it_is(gated_sample_data, tmp_path):
+    result = run_cli("predict", gated_sample_data, "-o", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr
+    note = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "SIMULATED" in note[0] and "not better than chance" in note[0]
+    own = tmp_path / "own.json"
+    pr.save_model(pr.train(reference_cohort(), description="mine"), own)
+    result = run_cli("predict", gated_sample_data, "--model", own, "-o", tmp_path / "q.csv")
+    assert result.returncode == 0 and "SIMULATED" not in result.stderr
+
+
+def test_train_on_a_handful_of_patients_warns_and_labels_clinical_features(
+        gated_sample_data, tmp_path):
+    """Six simulated patients (examples/cohort.csv): the cross-validated figures are noise,
+    and train says so; a model with regimen and age says it uses them."""
+    model_path = tmp_path / "m.json"
+    result = run_cli("train", REPO / "examples" / "cohort.csv", "--profiles",
+                     gated_sample_data, "-o", model_path, "--with-regimen", "--with-age")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    warning = [line for line in lines if line.startswith("warning:")]
+    assert len(warning) == 1 and "6 patients" in warning[0] and "too few" in warning[0]
+    assert lines.index(warning[0]) < next(i for i, line in enumerate(lines)
+                                          if line.startswith("  ") and "AUC" in line)
+    assert "uses regimen (A/B) and age (years) besides the immune profile" in lines[0]
+    description = json.loads(model_path.read_text())["training"]["description"]
+    assert "uses regimen (A/B) and age (years)" in description
+    assert pr.too_few_to_evaluate(45, 12) == "" and pr.too_few_to_evaluate(45, 9) != ""
+    assert pr.too_few_to_evaluate(29, 14) != ""

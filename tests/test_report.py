@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,9 @@ def test_report_is_self_contained(report, gated):
 
 def test_report_needs_a_gate_output_folder(tmp_path):
     result = run_cli("report", tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a missing input, as in every command
     assert "no run.json" in result.stderr and "Traceback" not in result.stderr
+    assert "Usage:" not in result.stderr
 
 
 CHECK_IMAGES = """<script>
@@ -146,3 +148,97 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
     assert match, "the page did not finish loading"
     loaded, total = map(int, match.groups())
     assert total == 18 * 5 and loaded == total
+
+
+class _Text(HTMLParser):
+    """Every piece of visible text and every attribute value of a page (embedded images'
+    data left out: base64 may spell anything)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pieces: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.pieces += [v for _, v in attrs if v and not v.startswith("data:image/")]
+
+    def handle_data(self, data):
+        self.pieces.append(data)
+
+
+EMPTY_WORDS = re.compile(r"\b(nan|NaN|NAN|None|null|undefined)\b")
+
+
+def _empty_words(html_text: str) -> list[str]:
+    parser = _Text()
+    parser.feed(html_text)
+    return [piece.strip() for piece in parser.pieces if EMPTY_WORDS.search(piece)]
+
+
+def test_report_of_sample_data_says_no_nan_or_none(report):
+    text = report.read_text()
+    assert "no flags" in text  # patients without flags (an empty qc_flags cell)
+    assert _empty_words(text) == []
+
+
+def test_report_with_a_failed_and_a_missing_tube_says_no_nan_or_none(tmp_path, small_cohort):
+    """A tube that cannot be read and a patient without a CD8 tube: empty cells everywhere
+    (counts, ratio, flags, predictions), none of them written as nan or None."""
+    folder = tmp_path / "batch"
+    shutil.copytree(small_cohort, folder)
+    data = (folder / "P01_nk.fcs").read_bytes()
+    (folder / "P01_nk.fcs").write_bytes(data[: len(data) // 3])  # truncated
+    manifest = folder / "manifest.csv"
+    rows = [r for r in manifest.read_text().splitlines() if not r.startswith("P02_cd8")]
+    manifest.write_text("\n".join(rows) + "\n")
+    (folder / "P02_cd8.fcs").unlink()
+    for tube in ("nk", "cd4", "cd8"):  # and a patient whose profile raises no flag
+        shutil.copy(SAMPLE_DATA / f"P01_{tube}.fcs", folder / f"P09_{tube}.fcs")
+        rows.append(f"P09_{tube}.fcs,P09,{tube},50000,50,2.43")
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "results"
+    assert run_cli("gate", folder, "-o", out, "-q").returncode == 1
+    assert run_cli("predict", out, "-o", out / "predictions.csv",
+                   "--allow-missing").returncode == 0
+    result = run_cli("report", out)
+    assert result.returncode == 0, result.stderr
+    text = (out / "report.html").read_text()
+    assert "MISSING_TUBE" in text and "Failures" in text and "no flags" in text
+    assert _empty_words(text) == []
+
+
+def test_report_from_another_folder_finds_the_tubes(tmp_path, small_cohort):
+    """gate run with relative paths; report run from elsewhere still draws every tube, and
+    says so — exit 1, on the terminal and in the page — when the tubes are gone."""
+    work = tmp_path / "lab"
+    shutil.copytree(small_cohort, work / "batch")
+    gated = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate", "batch", "-o",
+                            "results", "-q"], cwd=work, capture_output=True, text=True,
+                           timeout=600)
+    assert gated.returncode == 0, gated.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "report",
+                             work / "results"], cwd=elsewhere, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (work / "results" / "report.html").read_text().count("<details>") == 6
+
+    (work / "batch").rename(work / "moved")
+    result = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "report",
+                             work / "results"], cwd=elsewhere, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "warning: gating plots not drawn: the FCS files cannot be found" in result.stderr
+    page = (work / "results" / "report.html").read_text()
+    assert "Gating plots not drawn" in page and "--samples" in page
+    result = run_cli("report", work / "results", "--samples", work / "moved")
+    assert result.returncode == 0, result.stderr
+    assert (work / "results" / "report.html").read_text().count("<details>") == 6
+
+
+def test_gate_plot_shows_as_an_image_in_a_notebook():
+    plot = plot_gates(SAMPLE_DATA / "P01_cd4.fcs")[0]
+    text = repr(plot)
+    assert len(text) < 300 and "PNG" in text and "\\x89" not in text, text
+    assert plot.gate_id in text and f"{plot.events:,}" in text
+    assert plot._repr_png_() == plot.png and plot.png[:4] == b"\x89PNG"

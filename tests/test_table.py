@@ -55,3 +55,62 @@ def test_columns_must_agree():
     with pytest.raises(ValueError, match="needs a kind"):
         Table({"a": [1]}, {"a": "complex"})
     assert pd.api.types.is_float_dtype(Table({"a": [1]}, {"a": "float"}).to_pandas()["a"])
+
+
+def test_precision_rounds_what_is_written_and_keeps_exact_values():
+    from immunoprofile.io.table import Decimals, Significant
+
+    exact = [2345.678901234567, 0.04312345, 0.0, math.nan, 303915.04999, math.inf]
+    ratio = [1.9731234567, 0.0123456789, 12345.678, math.nan, 1.0, 2 / 3]
+    table = Table({"cells": exact, "ratio": ratio}, {"cells": "float", "ratio": "float"},
+                  {"cells": Decimals(1), "ratio": Significant(4)})
+    assert table["cells"] == exact  # exact for whatever is computed from the table
+    assert table.to_csv().splitlines()[1:] == [
+        "2345.7,1.973", "0.043,0.01235", "0.0,12350.0", ",", "303915.0,1.0", "inf,0.6667"]
+    _same_as_pandas(table)
+    assert table.to_pandas()["cells"][0] == 2345.7
+    with pytest.raises(ValueError, match="float columns only"):
+        Table({"n": [1]}, {"n": "int"}, {"n": Decimals(1)})
+
+
+def _decimals(field: str) -> int:
+    return len(field.split(".")[1]) if "." in field and "e" not in field else 0
+
+
+def _significant(field: str) -> int:
+    digits = field.replace("-", "").replace(".", "").lstrip("0").split("e")[0]
+    return len(digits.rstrip("0")) if "." in field else len(digits)
+
+
+def test_gate_tables_carry_the_digits_the_counts_carry(small_cohort):
+    """cells/µL to 0.1, ratios, % and CVs to 4 significant digits — not 17."""
+    import csv
+    import io
+
+    from immunoprofile import gate_batch
+
+    result = gate_batch(small_cohort)
+    checked = 0
+    for name in ("populations", "profiles"):
+        rows = list(csv.DictReader(io.StringIO(result.tables[name].to_csv())))
+        for row in rows:
+            for column, field in row.items():
+                if not field or column in ("alc",) or field[0] not in "-0123456789":
+                    continue
+                if "_per_ul" in column:
+                    small = abs(float(field)) < 1
+                    assert (_significant(field) <= 2 if small else _decimals(field) <= 1), \
+                        (column, field)
+                elif column.startswith(("pct_", "count_cv", "cd4_cd8_ratio", "cd4_plus")) \
+                        or column.endswith("_spread"):
+                    assert _significant(field) <= 4, (column, field)
+                else:
+                    continue
+                checked += 1
+    assert checked > 100
+    # Rounding is all that changed: the exact values are a hair away.
+    exact = result.tables["profiles"]["cd4_cd8_ratio"]
+    written = result.profiles["cd4_cd8_ratio"]
+    assert np.allclose(written, exact, rtol=5e-4)
+    cells = result.tables["populations"]["cells_per_ul"]
+    assert np.allclose(result.populations["cells_per_ul"], cells, atol=0.05, equal_nan=True)

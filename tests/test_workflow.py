@@ -151,11 +151,22 @@ def test_failed_tube_is_reported_and_others_complete(tmp_path):
     out = tmp_path / "results"
     run = snakemake("--cores", "2", "--config", f"samples={samples}", f"output={out}",
                     cwd=tmp_path)
-    assert run.returncode != 0  # the run says something failed…
+    assert run.returncode == 1  # the run says something failed…
+    # …on one last line naming the file and errors.csv, with no traceback.
+    assert "CalledProcessError" not in run.stderr and "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert "P07_nk.fcs" in last and str(out / "errors.csv") in last, run.stderr[-3000:]
+    assert "Error in rule" not in run.stderr, run.stderr[-3000:]
     errors = pd.read_csv(out / "errors.csv")
     assert errors.file.tolist() == ["P07_nk.fcs"]
     assert "P07_nk.fcs" in errors.error[0]
     assert "P07_nk.fcs" in (out / "logs" / "batch_ok.log").read_text()
+    # A rerun redoes only the last step, and says it again.
+    config = ["--config", f"samples={samples}", f"output={out}"]
+    plan = snakemake("-n", *config, cwd=tmp_path)
+    assert set(_job_counts(plan.stdout)) - {"all", "total"} == {"batch_ok"}, plan.stdout
+    again = snakemake("--cores", "1", *config, cwd=tmp_path)
+    assert again.returncode == 1 and "P07_nk.fcs" in again.stderr.strip().splitlines()[-1]
     # …and every other patient's results are there, as `immunoprofile gate` makes them.
     profiles = pd.read_csv(out / "profiles.csv")
     complete = profiles[profiles.patient_id != "P07"]

@@ -1,12 +1,20 @@
 """The ``immunoprofile`` command: a thin shell over the Python API.
 
-Exit status: 0 when every sample succeeded, 1 when some failed (their rows are in
-``errors.csv``; the rest are complete), 2 for a usage error (bad option, no manifest).
+Exit status, the same in every command: 0 when everything succeeded; 1 when some samples
+failed (tubes, patients, plots: each said in an ``error:`` line naming its file, the rest
+complete); 2 when the command could not start — a bad option (click shows the usage), or
+an input that is missing or unusable as a whole, or an output that cannot be written (one
+``error:`` line naming the file, no usage text, and no output folder left behind).
+``tables`` and ``check-errors --summary``, workflow steps, exit 0 with failed tubes so the
+workflow goes on; its last step reports them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -18,8 +26,30 @@ EXIT_SAMPLES_FAILED = 1
 EXIT_USAGE = 2
 
 
-class _UsageError(click.UsageError):
+class _InputError(click.ClickException):
+    """An input that is missing or cannot be used, or an output that cannot be written:
+    one line naming the file, exit 2, and no usage text (the call was not the problem)."""
+
     exit_code = EXIT_USAGE
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _Path(click.Path):
+    """``click.Path`` whose complaints (a file that does not exist, a folder where a file
+    belongs) are input errors: one line, exit 2, no usage text."""
+
+    def fail(self, message: str, param=None, ctx=None):
+        name = param.get_error_hint(ctx) if param is not None and ctx is not None else "path"
+        raise _InputError(f"{name}: {message[:1].lower()}{message[1:]}")
+
+
+def _input_error(exc: ImmunoprofileError) -> _InputError:
+    """A user's input error as an exit-2 line (the command could not start its work)."""
+    from .errors import first_line
+
+    return _InputError(first_line(exc))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,29 +68,78 @@ def _allow_kernel_builds(quiet: bool) -> None:
                                                                     err=True))
 
 
-def _check_writable(out_dir: Path) -> None:
-    """Fail before any gating when the output folder cannot be written (exit 2)."""
+@contextlib.contextmanager
+def _output_folder(out_dir: Path) -> Iterator[None]:
+    """Create ``out_dir`` for a command, failing first (exit 2) when it cannot be written;
+    when the command then stops on an error, the folders it created and left empty are
+    removed again, so a run refused at the start leaves nothing behind."""
     import tempfile
 
+    created = None  # the topmost folder this command creates
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            break
+        created = folder
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):
             pass
     except OSError as exc:
-        raise _UsageError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+        _remove_empty_folders(created)
+        raise _InputError(f"cannot write results to {out_dir}: {exc.strerror or exc}") \
+            from None
+    try:
+        yield
+    except BaseException:
+        _remove_empty_folders(created)
+        raise
+
+
+def _remove_empty_folders(top: Path | None) -> None:
+    """Remove ``top`` and the folders below it that hold no file (never a file)."""
+    if top is None or not top.is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _error_lines(files: Sequence[str], errors: Sequence[str],
+                 manifest: str | None = None) -> list[str]:
+    """One console line per failed file, each naming the file it is about (the reasons of
+    errors.csv say ``manifest.csv``; the console names the manifest by its path)."""
+    import re
+
+    lines = []
+    for file, error in zip(files, errors, strict=True):
+        error = str(error)
+        if manifest and Path(manifest).name != str(manifest):
+            error = re.sub(rf"(?<![\w/\\.-]){re.escape(Path(manifest).name)}\b",
+                           lambda _: str(manifest), error, count=1)
+        named = file and (str(file) in error or Path(str(file)).name in error)
+        lines.append(f"error: {error}" if named else f"error: {file}: {error}")
+    return lines
+
+
+def _failed_summary(files: Sequence[str], errors_csv: Path) -> str:
+    """The last line of a run with failures: how many, which, and where the reasons are."""
+    shown = ", ".join(str(f) for f in files[:5]) + (f" and {len(files) - 5} more"
+                                                    if len(files) > 5 else "")
+    return (f"{len(files)} file(s) failed ({shown}) — reasons in {errors_csv}; every other "
+            "result is written")
 
 
 @main.command()
-@click.argument("samples_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.argument("samples_dir", type=_Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=_Path(file_okay=False, path_type=Path),
               required=True, help="Folder for populations.csv, profiles.csv, samples.csv, "
                                   "errors.csv and run.json.")
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--manifest", type=_Path(dir_okay=False, path_type=Path), default=None,
               help="Manifest CSV (default: SAMPLES_DIR/manifest.csv).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tubes gated side by side (threads for the compiled engine, processes "
                    "for FlowKit).")
-@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates to use instead of the "
                                  "shipped ones (nk_tube.xml, cd4_tube.xml, cd8_tube.xml).")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
@@ -81,9 +160,33 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
          templates: Path | None, engine: str, gating: str, keep_keywords: bool,
          no_resume: bool, quiet: bool) -> None:
     """Gate and count every tube in SAMPLES_DIR listed in its manifest."""
+    with _output_folder(out_dir):
+        result = _gate_into(out_dir, samples_dir, manifest, jobs, templates, engine,
+                            keep_keywords, no_resume, quiet, gating)
+    if not quiet:
+        run = result.run["samples"]
+        resumed = f", {run['resumed']} kept from the stopped run" if run["resumed"] else ""
+        click.echo(f"{run['counted']} tubes counted{resumed}, "
+                   f"{len(result.tables['profiles'])} patients, {run['failed']} failed — "
+                   f"results in {out_dir}", err=True)
+    if not result.ok:
+        errors = result.tables["errors"]
+        for line in _error_lines(errors["file"], errors["error"],
+                                 result.run.get("manifest", {}).get("path")):
+            click.echo(line, err=True)
+        click.echo(_failed_summary(errors["file"], out_dir / "errors.csv"), err=True)
+        sys.exit(EXIT_SAMPLES_FAILED)
+
+
+def _gate_into(out_dir: Path, samples_dir: Path, manifest: Path | None, jobs: int,
+               templates: Path | None, engine: str, keep_keywords: bool, no_resume: bool,
+               quiet: bool, gating: str = "adaptive"):
+    """The body of ``gate``: gate the batch and write its tables into ``out_dir``."""
+    import shutil
+
+    from .io.lock import OutputLock
     from .pipeline import gate_batch, write_results
 
-    _check_writable(out_dir)
     _allow_kernel_builds(quiet)
     bar = None
 
@@ -95,11 +198,6 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
             bar = click.progressbar(length=total, label="gating tubes", file=sys.stderr)
             bar.__enter__()
         bar.update(1)
-
-    import contextlib
-    import shutil
-
-    from .io.lock import OutputLock
 
     resume_dir = out_dir / ".work" / "resume"  # not .work/tubes: the workflow's
     try:
@@ -127,21 +225,12 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
             with contextlib.suppress(OSError):
                 resume_dir.parent.rmdir()  # .work, when nothing else lives there
     except ImmunoprofileError as exc:
-        raise _UsageError(str(exc)) from None
-    if not quiet:
-        run = result.run["samples"]
-        resumed = f", {run['resumed']} kept from the stopped run" if run["resumed"] else ""
-        click.echo(f"{run['counted']} tubes counted{resumed}, "
-                   f"{len(result.tables['profiles'])} patients, {run['failed']} failed — "
-                   f"results in {out_dir}", err=True)
-    if not result.ok:
-        for error in result.tables["errors"]["error"]:
-            click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_SAMPLES_FAILED)
+        raise _input_error(exc) from None
+    return result
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_dir", type=_Path(file_okay=False, path_type=Path))
 @click.option("--events", type=click.IntRange(min=100), default=25_000, show_default=True,
               help="Events per tube.")
 @click.option("--seed", type=int, default=2026, show_default=True, help="Random seed.")
@@ -187,7 +276,8 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
 
 
 def _fail(exc: ImmunoprofileError) -> None:
-    """Report a user's error in one line and exit 1 (the input, not the usage, is wrong)."""
+    """Report a user's error in one line and exit 1: the inputs were there, and what is in
+    them cannot be used (a bad row, a tampered model, an unreadable tube)."""
     from .errors import first_line
 
     click.echo(f"error: {first_line(exc)}", err=True)
@@ -195,10 +285,11 @@ def _fail(exc: ImmunoprofileError) -> None:
 
 
 @main.command("cohort-stats")
-@click.argument("cohort_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.argument("cohort_csv", type=_Path(exists=True, dir_okay=False, allow_dash=True,
+                                          path_type=Path))
+@click.option("-o", "--out", "out_dir", type=_Path(file_okay=False, path_type=Path),
               required=True, help="Folder for the tables (CSV, Markdown) and figures (PNG).")
-@click.option("--profiles", type=click.Path(path_type=Path), default=None,
+@click.option("--profiles", type=_Path(exists=True, path_type=Path), default=None,
               help="profiles.csv (or the output folder) of immunoprofile gate, joined on "
                    "patient_id for the immune-marker tables.")
 @click.option("--reference", is_flag=True,
@@ -212,27 +303,27 @@ def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
     from .cohort_reference import reference_cohort
     from .cohort_stats import write_cohort_stats
 
-    _check_writable(out_dir)
-    try:
-        cohort = reference_cohort() if reference else read_cohort(cohort_csv)
-        if profiles is not None:
-            if any(c in cohort.columns for c in IMMUNE_COLUMNS):
-                click.echo("note: the cohort has its own immune columns; profiles not "
-                           "joined", err=True)
-            else:
-                cohort = join_profiles(cohort, read_profiles(profiles))
-        written = write_cohort_stats(cohort, out_dir)
-    except ImmunoprofileError as exc:
-        _fail(exc)
+    with _output_folder(out_dir):
+        try:
+            cohort = reference_cohort() if reference else read_cohort(cohort_csv)
+            if profiles is not None:
+                if any(c in cohort.columns for c in IMMUNE_COLUMNS):
+                    click.echo("note: the cohort has its own immune columns; profiles not "
+                               "joined", err=True)
+                else:
+                    cohort = join_profiles(cohort, read_profiles(profiles))
+            written = write_cohort_stats(cohort, out_dir)
+        except ImmunoprofileError as exc:
+            _fail(exc)
     click.echo(f"{len(cohort)} patients — wrote {', '.join(p.name for p in written.values())} "
                f"in {out_dir}", err=True)
 
 
 @main.command()
-@click.argument("cohort_csv", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("cohort_csv", type=_Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "model_path", type=_Path(dir_okay=False, path_type=Path),
               required=True, help="Model file to write (JSON).")
-@click.option("--profiles", type=click.Path(path_type=Path), default=None,
+@click.option("--profiles", type=_Path(exists=True, path_type=Path), default=None,
               help="profiles.csv (or gate output folder) joined on patient_id, when the "
                    "cohort table has no immune columns.")
 @click.option("--with-regimen", is_flag=True, help="Also use the regimen (A/B).")
@@ -266,11 +357,15 @@ def train(cohort_csv: Path, model_path: Path, profiles: Path | None, with_regime
     try:
         pr.save_model(model, model_path)
     except OSError as exc:
-        raise _UsageError(f"cannot write {model_path}: {exc.strerror or exc}") from None
+        raise _InputError(f"cannot write {model_path}: {exc.strerror or exc}") from None
     t = model.training
+    label = pr.features_label(features)
     click.echo(f"model trained on {t['patients']} patients ({t['grade_2_or_more']} with TFR "
                f"grade >= 2; {t['rows_left_out_missing_values']} left out for missing "
-               f"values) -> {model_path}", err=True)
+               f"values){'; ' + label if label else ''} -> {model_path}", err=True)
+    small = pr.too_few_to_evaluate(t["patients"], t["grade_2_or_more"])
+    if small:
+        click.echo(f"warning: {small}", err=True)
     if evaluate:
         for row in result.summary.itertuples():
             click.echo(f"  {row.model:20s} AUC {row.auc:.2f} ({row.auc_ci_low:.2f}-"
@@ -278,13 +373,15 @@ def train(cohort_csv: Path, model_path: Path, profiles: Path | None, with_regime
 
 
 @main.command("predict")
-@click.argument("profiles", type=click.Path(path_type=Path))
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("profiles", type=_Path(exists=True, path_type=Path))
+@click.option("--model", "model_path", type=_Path(exists=True, dir_okay=False,
+                                                          path_type=Path),
               default=None, help="Model JSON from immunoprofile train (default: the shipped "
                                  "model, trained on SIMULATED data; research use only).")
-@click.option("--cohort", "cohort_csv", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--cohort", "cohort_csv", type=_Path(exists=True, dir_okay=False,
+                                                           path_type=Path),
               default=None, help="Cohort CSV with regimen/age, for models that use them.")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--out", "out_path", type=_Path(dir_okay=False, path_type=Path),
               required=True, help="predictions.csv to write.")
 @click.option("--allow-missing", is_flag=True,
               help="Exit 0 even when some patients cannot be predicted (their rows say why).")
@@ -295,6 +392,8 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
     from .cohort import read_cohort, read_profiles
     from .io.atomic import atomic_write_csv
 
+    if model_path is None:
+        click.echo(f"note: {pr.DEFAULT_MODEL_NOTE}", err=True)
     try:
         model = pr.load_model(model_path)
         table = read_profiles(profiles)
@@ -310,7 +409,7 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
     try:
         atomic_write_csv(out_path, predictions)
     except OSError as exc:
-        raise _UsageError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        raise _InputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     done = predictions["p_tfr_grade_2_or_more"].notna()
     click.echo(f"{int(done.sum())} of {len(predictions)} patients predicted "
                f"({int((predictions['risk_class'] == 'high').sum())} high risk, "
@@ -324,13 +423,13 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
 
 
 @main.command("gate-tube")
-@click.argument("fcs_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--sample-id", required=True, help="The tube's sample id in the manifest.")
 @click.option("--tube", type=click.Choice(["nk", "cd4", "cd8"]), default=None,
               help="Panel (default: detected from the markers).")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--out", "out_path", type=_Path(dir_okay=False, path_type=Path),
               required=True, help="Tube result file to write (.npz).")
-@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
               show_default=True, help="Gating engine.")
@@ -344,9 +443,11 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     """Gate one FCS file (a workflow step; see the Snakefile).
 
     A tube that cannot be read or gated is recorded in the result file with its reason
-    (and printed), and the command exits 0, so one bad tube does not stop a workflow;
-    ``immunoprofile tables`` then lists it in errors.csv. A template that cannot give the
-    counts (a gate missing, a channel no file is fitted to) is a usage error (exit 2).
+    (and printed), and the command exits 1 as every command does for a failed sample; the
+    workflow's rule accepts that status, so one bad tube does not stop the run, and
+    ``immunoprofile tables`` then lists it in errors.csv.
+    A template that cannot give the counts (a gate missing, a channel no file is fitted
+    to) is a usage error (exit 2).
     """
     from .gating.templates import check_templates
     from .pipeline import TubeFailure, gate_tube_file, save_tube_result
@@ -354,7 +455,7 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     try:  # a template that cannot give the counts stops the workflow, not each tube
         check_templates(templates, (tube,) if tube else None)
     except ImmunoprofileError as exc:
-        raise _UsageError(str(exc)) from None
+        raise _input_error(exc) from None
     _allow_kernel_builds(quiet=False)
     result = gate_tube_file(fcs_file, sample_id, tube=tube, templates=templates,
                             engine=engine, gating=gating)
@@ -362,22 +463,23 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
         out_path.parent.mkdir(parents=True, exist_ok=True)
         save_tube_result(result, out_path)
     except OSError as exc:
-        raise _UsageError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        raise _InputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     if isinstance(result, TubeFailure):
-        click.echo(f"error: {result.error}", err=True)
+        click.echo(_error_lines([str(fcs_file)], [result.error])[0], err=True)
+        sys.exit(EXIT_SAMPLES_FAILED)
     else:
         click.echo(f"{sample_id}: {result.tube} tube, {result.events} events gated "
                    f"in {result.seconds:.2f} s", err=True)
 
 
 @main.command("tables")
-@click.argument("samples_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("results_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.argument("samples_dir", type=_Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("results_dir", type=_Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=_Path(file_okay=False, path_type=Path),
               required=True, help="Folder for the tables of immunoprofile gate.")
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--manifest", type=_Path(dir_okay=False, path_type=Path), default=None,
               help="Manifest CSV (default: SAMPLES_DIR/manifest.csv).")
-@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Template folder used by gate-tube (for run.json).")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
               show_default=True, help="Engine used by gate-tube (for run.json).")
@@ -396,35 +498,38 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
     """
     from .pipeline import assemble_tube_results, write_results
 
-    _check_writable(out_dir)
-    try:
-        result = assemble_tube_results(samples_dir, results_dir, manifest,
-                                       templates=templates, engine=engine, gating=gating)
-    except ImmunoprofileError as exc:
-        raise _UsageError(str(exc)) from None
-    write_results(result, out_dir)
+    with _output_folder(out_dir):
+        try:
+            result = assemble_tube_results(samples_dir, results_dir, manifest,
+                                           templates=templates, engine=engine,
+                                           gating=gating)
+        except ImmunoprofileError as exc:
+            raise _input_error(exc) from None
+        write_results(result, out_dir)
     run = result.run["samples"]
     click.echo(f"{run['counted']} tubes counted, {len(result.tables['profiles'])} patients, "
                f"{run['failed']} failed — results in {out_dir}", err=True)
-    for error in result.tables["errors"]["error"]:
-        click.echo(f"error: {error}", err=True)
+    errors = result.tables["errors"]
+    for line in _error_lines(errors["file"], errors["error"],
+                             result.run.get("manifest", {}).get("path")):
+        click.echo(line, err=True)
 
 
 @main.command("report")
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--samples", "samples_dir", type=click.Path(exists=True, file_okay=False,
+@click.argument("out_dir", type=_Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--samples", "samples_dir", type=_Path(exists=True, file_okay=False,
                                                           path_type=Path), default=None,
               help="Samples folder (default: as recorded in OUT_DIR/run.json).")
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--manifest", type=_Path(dir_okay=False, path_type=Path), default=None,
               help="Manifest CSV (default: as recorded in run.json).")
-@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Template folder (default: as recorded in run.json).")
 @click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default=None,
               hidden=True, help="Accepted for symmetry with the other workflow steps.")
 @click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default=None,
               help="Gating mode of the plots (default: as recorded in OUT_DIR/run.json).")
 @click.option("--no-plots", is_flag=True, help="Leave out the gating plots.")
-@click.option("--cohort-stats", "cohort_stats", type=click.Path(file_okay=False,
+@click.option("--cohort-stats", "cohort_stats", type=_Path(file_okay=False,
                                                                 path_type=Path),
               default=None, help="Folder of immunoprofile cohort-stats output whose figures "
                                  "to include (default: OUT_DIR/cohort_stats if present).")
@@ -436,22 +541,27 @@ def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | Non
     from .report import write_report
 
     stats = None if no_cohort_stats else cohort_stats if cohort_stats is not None else True
+    notes: list[str] = []
     try:
         path = write_report(out_dir, samples_dir=samples_dir, manifest=manifest,
                             templates=templates, plots=not no_plots, cohort_stats=stats,
-                            gating=gating)
-    except ImmunoprofileError as exc:
-        _fail(exc)
+                            notes=notes, gating=gating)
+    except ImmunoprofileError as exc:  # not a gate output folder: nothing to report on
+        raise _input_error(exc) from None
+    for line in notes:
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"report written: {path}", err=True)
+    if notes:  # some tubes' plots are missing: the report says which, and so does the status
+        sys.exit(EXIT_SAMPLES_FAILED)
 
 
 @main.command("plot")
-@click.argument("fcs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=_Path(file_okay=False, path_type=Path),
               required=True, help="Folder for one PNG per gate.")
 @click.option("--tube", type=click.Choice(["nk", "cd4", "cd8"]), default=None,
               help="Panel (default: detected from the markers).")
-@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
 @click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
               show_default=True, help="Draw the gates placed for this tube (adaptive) or the "
@@ -461,19 +571,25 @@ def plot_command(fcs_file: Path, out_dir: Path, tube: str | None,
     """Draw FCS_FILE's gates: each gate's parent events with the gate over them (PNG)."""
     from .report import write_gate_plots
 
-    _check_writable(out_dir)
-    try:
-        written = write_gate_plots(fcs_file, out_dir, tube=tube, templates=templates,
-                                   gating=gating)
-    except ImmunoprofileError as exc:
-        _fail(exc)
+    with _output_folder(out_dir):
+        try:
+            written = write_gate_plots(fcs_file, out_dir, tube=tube, templates=templates,
+                                       gating=gating)
+        except ImmunoprofileError as exc:
+            _fail(exc)
     click.echo(f"{len(written)} gate plots written to {out_dir}", err=True)
 
 
 @main.command("check-errors")
-@click.argument("errors_csv", type=click.Path(dir_okay=False, path_type=Path))
-def check_errors_command(errors_csv: Path) -> None:
+@click.argument("errors_csv", type=_Path(dir_okay=False, path_type=Path))
+@click.option("--summary", "summary_path", type=_Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the one-line summary of the failures (empty when "
+                                 "none failed) to this file and exit 0 (the workflow's "
+                                 "last step reads it).")
+def check_errors_command(errors_csv: Path, summary_path: Path | None) -> None:
     """Exit 1 when ERRORS_CSV lists failed files (the workflow's last step), else 0."""
+    import json
+
     import pandas as pd
 
     try:
@@ -486,17 +602,25 @@ def check_errors_command(errors_csv: Path) -> None:
         click.echo(f"error: {errors_csv} is not an errors.csv (needs columns file, error)",
                    err=True)
         sys.exit(EXIT_SAMPLES_FAILED)
-    for row in errors.itertuples():
-        reason = row.error if row.file and row.file in row.error else f"{row.file}: {row.error}"
-        click.echo(f"error: {reason}", err=True)
-    if len(errors):
-        click.echo(f"{len(errors)} file(s) failed — see {errors_csv}; every other result "
-                   "is written", err=True)
+    manifest = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        run = json.loads((errors_csv.parent / "run.json").read_text(encoding="utf-8"))
+        manifest = run.get("manifest", {}).get("path")
+    for line in _error_lines(list(errors["file"]), list(errors["error"]), manifest):
+        click.echo(line, err=True)
+    summary = _failed_summary(list(errors["file"]), errors_csv) if len(errors) else ""
+    if summary:
+        click.echo(summary, err=True)
+    if summary_path is not None:
+        from .io.atomic import atomic_write_text
+
+        atomic_write_text(summary_path, summary + "\n" if summary else "")
+    elif summary:
         sys.exit(EXIT_SAMPLES_FAILED)
 
 
 @main.command("inspect")
-@click.argument("fcs_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 def inspect_command(fcs_file: Path) -> None:
     """What a user needs to know about FCS_FILE: version, cytometer, events, channels and
     markers, spillover, the panel immunoprofile sees, and any warnings."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .counting import count_gate_events
-from .errors import GatingError, ImmunoprofileError, first_line
+from .errors import GatingError, ImmunoprofileError, ManifestError, first_line
 from .gating.adaptive_gating import GATING_MODES
 from .gating.compiled_gating import count_tube_compiled
 from .gating.flowkit_gating import MAX_GATES, gate_tube
@@ -148,6 +148,17 @@ class BatchResult:
     def ok(self) -> bool:
         """True when every file was processed."""
         return len(self.tables["errors"]) == 0
+
+    def __repr__(self) -> str:
+        samples = self.run.get("samples", {})
+        counted = samples.get("counted", len(self.tables["samples"]))
+        listed = samples.get("listed", counted)
+        failed = len(self.tables["errors"])
+        files = ", ".join(str(f) for f in self.tables["errors"]["file"][:3])
+        more = f" and {failed - 3} more" if failed > 3 else ""
+        return (f"<BatchResult: {counted} of {listed} tubes counted, "
+                f"{len(self.tables['profiles'])} patients, {failed} failed"
+                f"{f' ({files}{more})' if failed else ''}>")
 
 
 def _check_engine(engine: str, gating: str = "fixed") -> None:
@@ -402,7 +413,8 @@ def gate_batch(
     result = assemble_batch(parsed, gated, failures, template_arg=template_arg, engine=engine,
                             started=started, seconds_gating=time.perf_counter() - t0,
                             gating=gating)
-    result.run["parameters"] = {"samples_dir": str(samples_dir), "jobs": jobs}
+    result.run["parameters"] = {"samples_dir": str(samples_dir),
+                                "samples_dir_absolute": _absolute(samples_dir), "jobs": jobs}
     return result
 
 
@@ -473,8 +485,12 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
         "engine": engine,
         "gating": gating,
         "templates": {"directory": template_arg or "shipped",
+                      "absolute_directory": _absolute(template_arg) if template_arg
+                      else "shipped",
                       "sha256": template_checksums(template_arg)},
-        "manifest": {"path": str(manifest_path), "sha256": parsed.sha256,
+        # The path as given, and resolved now: `report` finds the inputs from any folder.
+        "manifest": {"path": str(manifest_path), "absolute_path": _absolute(manifest_path),
+                     "sha256": parsed.sha256,
                      "rows": len(parsed.requests) + len(parsed.problems)},
         "parameters": {},
         "samples": {"listed": total, "counted": len(counted), "failed": len(failures),
@@ -556,6 +572,14 @@ def _gate_resumable(resume: _Resume | None, request: TubeRequest, template_arg: 
     if resume is None:
         return _gate_or_fail(request, template_arg, engine, keep_keywords, gating)
     return resume.gate(request, template_arg)
+
+
+def _absolute(path: str | Path) -> str:
+    """``path`` resolved against the current folder (for run.json)."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):
+        return str(Path(path).absolute())
 
 
 def _short(file: str, base: Path) -> str:
@@ -656,6 +680,9 @@ def gate_sample(
 
     Raises
     ------
+    ManifestError
+        Neither ``beads_per_test`` nor ``alc``: no absolute count could be made (as a
+        manifest row without both is refused).
     ImmunoprofileError
         The file cannot be read, gated or counted; the message says why.
     """
@@ -665,6 +692,9 @@ def gate_sample(
         tube=tube, beads_per_test=math.nan if beads_per_test is None else float(beads_per_test),
         volume_ul=float(volume_ul), alc=math.nan if alc is None else float(alc))
     _check_engine(engine, gating)
+    if beads_per_test is None and alc is None:  # what the manifest refuses, refused here
+        raise ManifestError(f"{path.name}: neither beads_per_test nor alc is given — one is "
+                            "needed for an absolute count")
     gated = _gate_one(request, resolve_templates(templates, gating), engine, gating=gating)
     counted, failures = _count([gated], path.resolve().parent)
     if failures:
@@ -823,6 +853,8 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
                             template_arg=resolve_templates(templates, gating),
                             engine=engine, seconds_gating=time.perf_counter() - t0,
                             gating=gating)
-    result.run["parameters"] = {"samples_dir": str(samples_dir), "jobs": "one per tube",
+    result.run["parameters"] = {"samples_dir": str(samples_dir),
+                                "samples_dir_absolute": _absolute(samples_dir),
+                                "jobs": "one per tube",
                                 "results_dir": str(results_dir)}
     return result

@@ -60,6 +60,18 @@ DEFAULT_THRESHOLD = 0.5
 MODEL_FORMAT = "immunoprofile-tfr-model"
 MODEL_FORMAT_VERSION = 1
 DEFAULT_MODEL = "tfr_default.json"
+#: What a user of the shipped model is told (``immunoprofile predict`` prints it).
+DEFAULT_MODEL_NOTE = ("the default model was trained on SIMULATED data (18 simulated "
+                      "patients; see MODEL_CARD.md) and is not better than chance "
+                      "(cross-validated AUC 0.65, 95 % CI 0.31-0.95): research use only, "
+                      "not anyone's risk — train your own with immunoprofile train")
+#: Below these sizes a cross-validated AUC and its bootstrap interval mean nothing (with
+#: 6 patients every fold is one or two patients, and "AUC 1.00 (1.00-1.00)" happens):
+#: ``immunoprofile train`` says so beside its figures.
+MIN_PATIENTS_TO_EVALUATE = 30
+MIN_SMALLER_CLASS_TO_EVALUATE = 10
+#: How clinical features are named in a model's description and summary.
+_CLINICAL_LABELS = {"regimen_b": "regimen (A/B)", "age": "age (years)"}
 
 
 class ModelError(ImmunoprofileError):
@@ -296,11 +308,44 @@ def train(cohort: pd.DataFrame, features: Sequence[str] = IMMUNE_FEATURES, C: fl
     clf = TFRClassifier(C=C).fit(X.to_numpy(), y.to_numpy())
     ranges = {f: (float(X[f].min()), float(X[f].max())) for f in features}
     boot = _bootstrap_refits(X.to_numpy(), y.to_numpy(), C, BOOTSTRAP_REFITS)
+    label = features_label(features)
+    if label:  # a model that also uses regimen or age says so wherever it is described
+        description = f"{description}; {label}" if description else label
     training = {"patients": int(len(y)), "grade_2_or_more": int(y.sum()),
                 "rows_left_out_missing_values": int(dropped),
                 "sha256": table_checksum(cohort), "description": description}
     return TFRModel(clf, list(features), ranges, float(threshold), training, __version__,
                     boot)
+
+
+def features_label(features: Sequence[str]) -> str:
+    """How a model's clinical features are named ("" for a model of the immune profile
+    alone), e.g. ``"uses regimen (A/B) and age (years) besides the immune profile"``."""
+    extra = [_CLINICAL_LABELS.get(f, f) for f in features if f not in IMMUNE_FEATURES]
+    if not extra:
+        return ""
+    return f"uses {' and '.join(extra)} besides the immune profile"
+
+
+def too_few_to_evaluate(patients: int, grade_2_or_more: int) -> str:
+    """Why a cohort is too small for cross-validated figures to mean anything ("" when it
+    is not): fewer than :data:`MIN_PATIENTS_TO_EVALUATE` patients, or fewer than
+    :data:`MIN_SMALLER_CLASS_TO_EVALUATE` in the smaller outcome class.
+
+    Parameters
+    ----------
+    patients : int
+        Patients used (complete rows).
+    grade_2_or_more : int
+        Of them, patients with TFR grade ≥ 2.
+    """
+    smaller = min(grade_2_or_more, patients - grade_2_or_more)
+    if patients >= MIN_PATIENTS_TO_EVALUATE and smaller >= MIN_SMALLER_CLASS_TO_EVALUATE:
+        return ""
+    return (f"{patients} patients, {smaller} in the smaller outcome class: too few for "
+            "cross-validated figures to mean anything (they need at least "
+            f"{MIN_PATIENTS_TO_EVALUATE} patients and {MIN_SMALLER_CLASS_TO_EVALUATE} in "
+            "each class) — read the AUC and Brier score below as noise")
 
 
 def _bootstrap_refits(X: np.ndarray, y: np.ndarray, C: float, refits: int,

@@ -33,7 +33,7 @@ from .counting.qc import (
     bead_fraction_flag,
     implied_volume_ul,
 )
-from .io.table import Table
+from .io.table import Decimals, Significant, Table
 from .panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS, within_gate
 
 POPULATION_COLUMNS = [
@@ -58,6 +58,17 @@ PROFILE_COLUMNS = [
     "lymphocytes_per_ul_nk_tube", "lymphocytes_per_ul_cd4_tube", "lymphocytes_per_ul_cd8_tube",
     "lymphocytes_tube_spread", "cd4_plus_cd8_to_cd3",
 ]
+#: The digits each computed number is written with (the README's output tables say the
+#: same): counts in cells/µL to 0.1 (two significant digits below 1 cell/µL), ratios,
+#: percentages, spreads and CVs to 4 significant digits. Exact values are kept for what is
+#: computed from them (ratios, flags); the manifest's inputs are written as given.
+CELLS_PER_UL = Decimals(1)
+FOUR_DIGITS = Significant(4)
+POPULATION_PRECISION = {"pct_parent": FOUR_DIGITS, "pct_lymphocytes": FOUR_DIGITS,
+                        "cells_per_ul": CELLS_PER_UL, "cells_per_ul_dual": CELLS_PER_UL,
+                        "count_cv": FOUR_DIGITS}
+PROFILE_PRECISION = {c: CELLS_PER_UL if "_per_ul" in c else FOUR_DIGITS
+                     for c in PROFILE_COLUMNS if c not in ("patient_id", "qc_flags", "alc")}
 #: Profile column of each tube's own population.
 _TUBE_COLUMN = {"nk": "nk_per_ul", "cd4": "cd4_per_ul", "cd8": "cd8_per_ul"}
 
@@ -161,7 +172,7 @@ def population_table(tubes: Sequence[CountedTube]) -> Table:
     rows["cells_per_ul"] = list(cells)
     rows["cells_per_ul_dual"] = list(dual)
     rows["count_cv"] = list(cv)
-    return Table(rows, POPULATION_KINDS)
+    return Table(rows, POPULATION_KINDS, POPULATION_PRECISION)
 
 
 def sample_flags(tube: CountedTube) -> list[str]:
@@ -308,7 +319,7 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
     columns = {"patient_id": list(patients), **{c: list(out[c]) for c in out},
                "qc_flags": flags_by_patient}
     kinds = {c: "str" if c in ("patient_id", "qc_flags") else "float" for c in PROFILE_COLUMNS}
-    return Table({c: columns[c] for c in PROFILE_COLUMNS}, kinds)
+    return Table({c: columns[c] for c in PROFILE_COLUMNS}, kinds, PROFILE_PRECISION)
 
 
 def _nanmean(values: Sequence[float]) -> float:

@@ -48,14 +48,14 @@ class GatePlot:
 
     gate_id: str
     parent_id: str
-    png: bytes
+    png: bytes = field(repr=False)
     events: int
     parent_events: int
     x_label: str
     y_label: str
-    xlim: tuple[float, float]
-    ylim: tuple[float, float]
-    outline: np.ndarray
+    xlim: tuple[float, float] = field(repr=False)
+    ylim: tuple[float, float] = field(repr=False)
+    outline: np.ndarray = field(repr=False)
     x: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
     in_gate: np.ndarray = field(repr=False)
@@ -64,6 +64,16 @@ class GatePlot:
     def percent_of_parent(self) -> float:
         """Events in the gate as % of the parent's events."""
         return 100.0 * self.events / self.parent_events if self.parent_events else float("nan")
+
+    def __repr__(self) -> str:
+        share = (f"{self.percent_of_parent:.3g} % of {self.parent_id}"
+                 if self.parent_events else f"parent {self.parent_id} empty")
+        return (f"<GatePlot {self.gate_id}: {self.events:,} of {self.parent_events:,} events "
+                f"({share}); {self.x_label} × {self.y_label}; PNG {len(self.png):,} bytes>")
+
+    def _repr_png_(self) -> bytes:
+        """The plot itself, for Jupyter and IPython (shown instead of the repr)."""
+        return self.png
 
 
 def plot_gates(path: str | Path, *, tube: str | None = None,

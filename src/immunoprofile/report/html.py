@@ -43,8 +43,18 @@ summary{cursor:pointer;font-weight:600}.risk-high{color:#b3261e;font-weight:700}
 """
 
 
-def _esc(value) -> str:
-    return html.escape("" if value is None else str(value))
+def _missing(value) -> bool:
+    """None, NaN or an empty string: a value the tables left empty."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
+
+
+def _esc(value, missing: str = "—") -> str:
+    """A value as HTML text; an empty value (None, NaN, "") as ``missing``, never "nan"."""
+    return html.escape(missing if _missing(value) else str(value))
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -80,7 +90,8 @@ def _flags_in_words(flags: str) -> list[str]:
         return _esc(FLAG_DESCRIPTIONS.get(name.split(":")[0], "see the README"))
 
     words = []
-    for flag in filter(None, (f.strip() for f in str(flags or "").split(";"))):
+    text = "" if _missing(flags) else str(flags)  # no flags: an empty (NaN) cell
+    for flag in filter(None, (f.strip() for f in text.split(";"))):
         head, _, tail = flag.partition(":")
         if head == "MISSING_TUBE":
             words.append(f"<b>MISSING_TUBE</b> — the {_esc(tail)} tube is absent or failed; "
@@ -92,17 +103,57 @@ def _flags_in_words(flags: str) -> list[str]:
     return words
 
 
+def _first_existing(*candidates, folder: bool) -> str | None:
+    """The first candidate path that exists (a folder, or a file), else the first given."""
+    given = [c for c in candidates if c]
+    for candidate in given:
+        path = Path(candidate)
+        if path.is_dir() if folder else path.is_file():
+            return str(path)
+    return given[0] if given else None
+
+
+def _plot_inputs(run: dict, samples_dir, manifest, templates) -> tuple:
+    """Where the batch's FCS files, manifest and templates are: what the caller gave, else
+    what ``run.json`` recorded — the absolute path resolved when ``gate`` ran first, then
+    the path as given then (relative to where ``gate`` ran, so it holds only from there)."""
+    parameters, recorded = run.get("parameters", {}), run.get("manifest", {})
+    if manifest is None and samples_dir is not None \
+            and (Path(samples_dir) / "manifest.csv").is_file():
+        manifest = str(Path(samples_dir) / "manifest.csv")  # the folder given, as gate
+    if samples_dir is None:
+        samples_dir = _first_existing(parameters.get("samples_dir_absolute"),
+                                      parameters.get("samples_dir"), folder=True)
+    if manifest is None:
+        manifest = _first_existing(recorded.get("absolute_path"), recorded.get("path"),
+                                   folder=False)
+    kept = run.get("templates", {})
+    if templates is None and kept.get("directory") not in (None, "shipped"):
+        templates = _first_existing(kept.get("absolute_directory"), kept["directory"],
+                                    folder=True)
+    return samples_dir, manifest, templates
+
+
 def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                  manifest: str | Path | None = None, templates: str | Path | None = None,
                  plots: bool = True, cohort_stats: str | Path | None | bool = True,
-                 reference_ranges: dict | None = None, gating: str | None = None) -> str:
-    """The HTML text of a batch report (see :func:`write_report`)."""
+                 reference_ranges: dict | None = None,
+                 notes: list[str] | None = None, gating: str | None = None) -> str:
+    """The HTML text of a batch report (see :func:`write_report`).
+
+    ``notes``, when given, receives one line for each thing the report could not show
+    (gating plots whose FCS files cannot be found); the report itself says it too.
+    """
     from .. import __version__
     from ..io.manifest import find_manifest, read_manifest
     from .gating_plots import plot_gates
 
     out = Path(out_dir)
     ranges = reference_ranges or REFERENCE_RANGES
+
+    def note(line: str) -> None:
+        if notes is not None:
+            notes.append(line)
     run_path = out / "run.json"
     try:
         run = json.loads(run_path.read_text(encoding="utf-8"))
@@ -161,18 +212,27 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
     tube_plots: dict[str, list[str]] = {}
     plot_notes: dict[str, str] = {}
     if plots:
-        samples_dir = samples_dir or run.get("parameters", {}).get("samples_dir")
-        manifest = manifest or run.get("manifest", {}).get("path")
-        if templates is None and run.get("templates", {}).get("directory") not in (
-                None, "shipped"):
-            templates = run["templates"]["directory"]
+        samples_dir, manifest, templates = _plot_inputs(run, samples_dir, manifest, templates)
         try:
             parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
         except (ImmunoprofileError, TypeError) as exc:
             parsed = None
-            parts.append(f'<p class="muted">Gating plots not drawn: {_esc(first_line(exc))}'
-                         "</p>")
+            reason = (f"the FCS files cannot be found: {first_line(exc)} — run the report "
+                      "with --samples DIR (and --manifest PATH), or --no-plots")
+            parts.append(f'<div class="banner"><b>Gating plots not drawn:</b> {_esc(reason)}'
+                         "</div>")
+            note(f"gating plots not drawn: {reason}")
         counted = set(samples["sample_id"]) if "sample_id" in samples else set()
+        if parsed is not None:
+            found = {r.sample_id for r in parsed.requests}
+            lost = sorted(s for s in counted if s not in found)
+            for sample_id in lost:
+                plot_notes[sample_id] = (f"its FCS file is not where {parsed.path} says "
+                                         "(moved or deleted?)")
+            if lost:
+                note(f"gating plots not drawn for {len(lost)} tube(s) whose FCS files "
+                     f"cannot be found ({', '.join(lost[:5])}"
+                     f"{', …' if len(lost) > 5 else ''}) — see {parsed.path}")
         for request in parsed.requests if parsed else []:
             if request.sample_id not in counted:
                 continue
@@ -181,10 +241,13 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                                    gating=gating or run.get("gating", "fixed"))
             except ImmunoprofileError as exc:
                 plot_notes[request.sample_id] = first_line(exc)
+                note(f"{request.sample_id}: gating plots not drawn — {first_line(exc)}")
                 continue
             except Exception as exc:  # a bug: one tube's plots are lost, not the report
                 plot_notes[request.sample_id] = (f"internal error — please report: "
                                                  f"{type(exc).__name__}: {first_line(exc)}")
+                note(f"{request.sample_id}: gating plots not drawn — "
+                     f"{plot_notes[request.sample_id]}")
                 continue
             tube_plots.setdefault(request.patient_id, []).append(
                 f"<details><summary>{_esc(request.sample_id)} — gating "
@@ -210,7 +273,8 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
             except (TypeError, ValueError):
                 v = float("nan")
             mark = f'<span class="{state}">{state}</span>' if state else ""
-            parts.append(f"<tr><td>{_esc(label)}</td><td>{_num(v, digits)} {_esc(unit)}</td>"
+            shown = f"{_num(v, digits)} {_esc(unit, missing='')}".strip()
+            parts.append(f"<tr><td>{_esc(label)}</td><td>{shown}</td>"
                          f"<td>{_num(lo, digits)}–{_num(hi, digits)}</td><td>{mark}</td></tr>")
         parts.append("</table>")
         words = _flags_in_words(getattr(row, "qc_flags", ""))
@@ -219,21 +283,23 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
         if pred is not None and pid in pred.index:
             p = pred.loc[pid]
             if pd.notna(p.get("p_tfr_grade_2_or_more")):
-                risk = str(p.get("risk_class", ""))
+                risk = _esc(p.get("risk_class"), missing="")
                 interval = ""
                 if pd.notna(p.get("p_low_95")) and pd.notna(p.get("p_high_95")):
                     interval = (f" (bootstrap 95 % range {100 * p['p_low_95']:.0f}–"
                                 f"{100 * p['p_high_95']:.0f} %)")
                 outside = (" <b>Outside the training range</b> "
                            f"({_esc(p.get('outside_features'))}): an extrapolation."
-                           if bool(p.get("outside_training_range")) else "")
+                           if p.get("outside_training_range") is True
+                           or str(p.get("outside_training_range")) == "True" else "")
                 parts.append(f"<p><b>TFR grade ≥ 2 risk:</b> "
                              f"{100 * p['p_tfr_grade_2_or_more']:.0f} %{interval}, "
-                             f'<span class="risk-{_esc(risk)}">{_esc(risk)}</span> '
+                             f'<span class="risk-{risk}">{risk}</span> '
                              f"(threshold {100 * float(p.get('threshold', 0.5)):.0f} %)."
                              f"{outside}</p>")
             else:
-                parts.append(f"<p><b>TFR risk:</b> {_esc(p.get('note', 'not predicted'))}</p>")
+                parts.append(f"<p><b>TFR risk:</b> "
+                             f"{_esc(p.get('note'), missing='not predicted')}</p>")
         parts += tube_plots.get(pid, [])
     for sample_id, note in plot_notes.items():
         parts.append(f'<p class="muted">{_esc(sample_id)}: plots not drawn — {_esc(note)}</p>')
@@ -267,8 +333,10 @@ def write_report(out_dir: str | Path, **options) -> Path:
         ``samples_dir``, ``manifest``, ``templates``, ``gating`` (default: as recorded in
         ``run.json``), ``plots`` (False to leave out the gating plots),
         ``cohort_stats`` (folder of ``immunoprofile cohort-stats`` output whose figures to
-        embed; True = ``OUT/cohort_stats`` if present, None = none) and
-        ``reference_ranges`` (see :data:`REFERENCE_RANGES`).
+        embed; True = ``OUT/cohort_stats`` if present, None = none),
+        ``reference_ranges`` (see :data:`REFERENCE_RANGES`) and ``notes`` (a list that
+        receives one line per thing the report could not show, e.g. gating plots whose
+        FCS files cannot be found; the report says it too).
 
     Returns
     -------
