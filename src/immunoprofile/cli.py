@@ -264,8 +264,8 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
     given += ["--other-cytometer"] if other_cytometer else []
     if given:
-        raise _UsageError(f"--envelope draws beads, blood volume and instrument for every "
-                          f"case itself: drop {', '.join(given)}")
+        raise click.UsageError(f"--envelope draws beads, blood volume and instrument for "
+                               f"every case itself: drop {', '.join(given)}")
     from .simulate import write_envelope
 
     if ctx.get_parameter_source("events") is click.core.ParameterSource.DEFAULT:
@@ -450,10 +450,10 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     to) is a usage error (exit 2).
     """
     from .gating.templates import check_templates
-    from .pipeline import TubeFailure, gate_tube_file, save_tube_result
+    from .pipeline import TubeFailure, gate_tube_file, resolve_templates, save_tube_result
 
     try:  # a template that cannot give the counts stops the workflow, not each tube
-        check_templates(templates, (tube,) if tube else None)
+        check_templates(resolve_templates(templates, gating), (tube,) if tube else None)
     except ImmunoprofileError as exc:
         raise _input_error(exc) from None
     _allow_kernel_builds(quiet=False)
