@@ -121,26 +121,8 @@ def mutations(raw: bytes, deltas=(*range(-8, 0), *range(1, 9))):
 
 
 def decoded(events) -> np.ndarray:
-    """The values the gating kernel computes from an ``EventData`` (float64), decoded as
-    ``engine.kernel._decode`` does, in numpy."""
-    from immunoprofile.io.events import NO_MASK
-
-    data = np.asarray(events.data)
-    values = np.empty(data.shape, dtype=np.float64)
-    for c in range(data.shape[1]):
-        x = data[:, c]
-        if events.mask[c] != NO_MASK:
-            x = (x.astype(np.uint64) & np.uint64(events.mask[c])).astype(np.float64)
-        else:
-            x = x.astype(np.float64)
-        if events.scale[c] != 1.0:
-            x = x * events.scale[c]
-        if events.decades[c] > 0.0:
-            x = (10.0 ** (events.decades[c] * x / events.value_range[c])) * events.log0[c]
-        if events.gain[c] not in (0.0, 1.0):
-            x = x / events.gain[c]
-        values[:, c] = x
-    return values
+    """The values the gating kernel computes from an ``EventData`` (float64)."""
+    return events.decoded()
 
 
 def stated_offsets(raw: bytes, base: int = 0) -> tuple[tuple[int, int] | None,

@@ -21,7 +21,7 @@ from ..engine.compiler import _matrix_for
 from ..engine.plain import gating_ml, lower_plain
 from ..engine.plan import GatingPlan
 from ..errors import GatingError, first_line
-from ..io.events import NO_MASK, EventData
+from ..io.events import EventData
 from ..io.fcs import Tube
 from ..panels import Panel
 from .adaptive_template import TemplateDimension, cached_template
@@ -50,39 +50,6 @@ def subsample_rows(n: int, limit: int = SUBSAMPLE) -> np.ndarray:
     return np.arange(0, n, step, dtype=np.int64)
 
 
-def decoded_columns(events: EventData, columns: list[int], rows: np.ndarray) -> np.ndarray:
-    """Untransformed values of some channels for some events, decoded as FlowIO does.
-
-    Parameters
-    ----------
-    events : EventData
-    columns : list of int
-        Channel indices.
-    rows : numpy.ndarray
-        Event indices.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, (rows, columns).
-    """
-    out = np.empty((rows.size, len(columns)))
-    for j, c in enumerate(columns):
-        raw = events.data[rows, c]
-        if events.mask[c] != NO_MASK:
-            x = (raw.astype(np.uint64) & events.mask[c]).astype(np.float64)
-        else:
-            x = raw.astype(np.float64)
-        if events.scale[c] != 1.0:
-            x = x * events.scale[c]
-        if events.decades[c] > 0.0:
-            x = (10.0 ** (events.decades[c] * x / events.value_range[c])) * events.log0[c]
-        if events.gain[c] not in (1.0, 0.0):
-            x = x / events.gain[c]
-        out[:, j] = x
-    return out
-
-
 class _TubeValues:
     """Compensated or raw values of the subsampled events, per channel (made on demand)."""
 
@@ -98,7 +65,7 @@ class _TubeValues:
             if channel not in self.events.pnn:
                 raise LookupError(f"{channel} is not a channel of {self.events.name}")
             col = self.events.pnn.index(channel)
-            self._raw[channel] = decoded_columns(self.events, [col], self.rows)[:, 0]
+            self._raw[channel] = self.events.decoded([col], self.rows)[:, 0]
         return self._raw[channel]
 
     def __call__(self, d: TemplateDimension) -> np.ndarray:

@@ -71,6 +71,41 @@ class EventData:
         """Events in the tube, events."""
         return int(self.data.shape[0])
 
+    def decoded(self, columns=None, rows=None) -> np.ndarray:
+        """Untransformed values, decoded as the gating kernel decodes them (FlowIO's rules:
+        the ``$PnR`` bit mask of integer data, time step, ``$PnE`` log amplification,
+        ``$PnG`` gain), in numpy.
+
+        Parameters
+        ----------
+        columns : sequence of int, optional
+            Channel indices (all by default).
+        rows : numpy.ndarray, optional
+            Event indices (all by default).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, (rows, columns).
+        """
+        columns = range(self.data.shape[1]) if columns is None else columns
+        data = self.data if rows is None else self.data[rows]
+        out = np.empty((data.shape[0], len(columns)))
+        for j, c in enumerate(columns):
+            raw = data[:, c]
+            if self.mask[c] != NO_MASK:
+                x = (raw.astype(np.uint64) & np.uint64(self.mask[c])).astype(np.float64)
+            else:
+                x = raw.astype(np.float64)
+            if self.scale[c] != 1.0:
+                x = x * self.scale[c]
+            if self.decades[c] > 0.0:
+                x = (10.0 ** (self.decades[c] * x / self.value_range[c])) * self.log0[c]
+            if self.gain[c] not in (1.0, 0.0):
+                x = x / self.gain[c]
+            out[:, j] = x
+        return out
+
     @classmethod
     def from_sample(cls, sample) -> EventData:
         """Wrap a FlowKit ``Sample`` (its raw events are already decoded, float64)."""
