@@ -201,3 +201,17 @@ def test_place_tube_uses_a_subsample_and_is_deterministic():
     a = place_tube(tube, panel, str(adaptive_template_dir()))
     b = place_tube(tube, panel, str(adaptive_template_dir()))
     assert a.gates == b.gates
+
+
+def test_a_real_mouse_tube_taken_for_a_cd4_tube_is_flagged(tmp_path):
+    """``flowsom/68983.fcs`` (real, murine, another panel) given as a CD4 tube, as a new
+    user might: counted, but its gates are flagged, never silently trusted."""
+    from conftest import shared_path
+
+    source = shared_path("fcs-corpus", "flowsom", "68983.fcs")
+    (tmp_path / "68983.fcs").symlink_to(source)
+    (tmp_path / "manifest.csv").write_text(
+        "file,patient_id,tube,beads_per_test,volume_ul,alc\n68983.fcs,M1,cd4,,50,5\n")
+    result = gate_batch(tmp_path)
+    assert result.ok
+    assert "GATE_UNCERTAIN" in result.samples.qc_flags.iloc[0]

@@ -250,12 +250,17 @@ def _count(gated: Sequence[GatedTube], base: Path) -> tuple[list[CountedTube], l
 
 
 def _uncertain_gates(g: GatedTube, request: TubeRequest) -> tuple[str, ...]:
-    """Gates to flag ``GATE_UNCERTAIN``; beads only matter in a tube that has them."""
+    """Gates to flag ``GATE_UNCERTAIN``. Finding no beads is expected of a tube stained
+    without them; a bead gate placed uncertainly is flagged in any tube (every cell gate
+    lies within ``NotBeads``)."""
+    from .gating.placement import NO_BEADS
+
     if not g.placements:
         return ()
     return tuple(p["gate_id"] for p in g.placements
                  if p["status"] == "uncertain"
-                 and not (p["gate_id"] == BEAD_GATE and math.isnan(request.beads_per_test)))
+                 and not (p["gate_id"] == BEAD_GATE and math.isnan(request.beads_per_test)
+                          and p["reason"].startswith(NO_BEADS)))
 
 
 def gate_table(gated: Sequence[GatedTube]) -> Table:

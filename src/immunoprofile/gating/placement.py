@@ -55,6 +55,9 @@ from ..errors import GatingError
 from . import density as dn
 from .adaptive_template import Adaptation, AdaptiveTemplate, TemplateDimension, TemplateGate
 
+#: How a bead placement that found no beads at all begins its reason (a tube stained
+#: without beads is expected to say it, and is not flagged for it).
+NO_BEADS = "no bead cluster"
 #: Most events placement looks at (the engine counts every event).
 SUBSAMPLE = 100_000
 #: Largest spread (scale units: logicle, 0.03 ≈ 0.13 decade) of a bead cluster in any
@@ -482,7 +485,7 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
     top = [p for p in peaks if search[0] <= d.centres[p] <= search[1]]
     if not top:
         return seeds, "uncertain", 0.0, (
-            "no bead cluster (no event population bright in every channel) in the search "
+            f"{NO_BEADS} (no event population bright in every channel) in the search "
             f"range {search[0]:.2f}–{search[1]:.2f}")
     # the tallest peak: beads are compact (a CV of a few %), so their peak stands above any
     # cell population's, even one as bright and more numerous
