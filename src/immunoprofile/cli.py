@@ -252,27 +252,33 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
     """Write a SIMULATED cohort (6 CLL patients × NK, CD4, CD8 tubes) with truth files and
     manifest.csv into OUT_DIR; with --envelope N, N random patients across the layout
     envelope instead."""
+    if envelope is not None:
+        given = [f"--{name.replace('_', '-')}" for name in ("beads_per_test", "volume_ul")
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        given += ["--other-cytometer"] if other_cytometer else []
+        if given:
+            raise click.UsageError(f"--envelope draws beads, blood volume and instrument "
+                                   f"for every case itself: drop {', '.join(given)}")
+        if ctx.get_parameter_source("events") is click.core.ParameterSource.DEFAULT:
+            events = 30_000
+    from .simulate import write_cohort, write_envelope
+
+    with _output_folder(out_dir):
+        try:
+            if envelope is None:
+                manifest = write_cohort(out_dir, events=events, seed=seed,
+                                        beads_per_test=beads_per_test, volume_ul=volume_ul,
+                                        other_cytometer=other_cytometer)
+            else:
+                manifest = write_envelope(out_dir, envelope, seed=seed, events=events)
+        except OSError as exc:
+            raise _InputError(f"cannot write the cohort to {out_dir}: "
+                              f"{exc.strerror or exc}") from None
     if envelope is None:
-        from .simulate import write_cohort
-
-        manifest = write_cohort(out_dir, events=events, seed=seed,
-                                beads_per_test=beads_per_test, volume_ul=volume_ul,
-                                other_cytometer=other_cytometer)
         click.echo(f"simulated cohort written: {manifest}", err=True)
-        return
-    given = [f"--{name.replace('_', '-')}" for name in ("beads_per_test", "volume_ul")
-             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
-    given += ["--other-cytometer"] if other_cytometer else []
-    if given:
-        raise click.UsageError(f"--envelope draws beads, blood volume and instrument for "
-                               f"every case itself: drop {', '.join(given)}")
-    from .simulate import write_envelope
-
-    if ctx.get_parameter_source("events") is click.core.ParameterSource.DEFAULT:
-        events = 30_000
-    manifest = write_envelope(out_dir, envelope, seed=seed, events=events)
-    click.echo(f"simulated envelope cases written ({envelope} patients × 3 tubes): "
-               f"{manifest}", err=True)
+    else:
+        click.echo(f"simulated envelope cases written ({envelope} patients × 3 tubes): "
+                   f"{manifest}", err=True)
 
 
 def _fail(exc: ImmunoprofileError) -> None:
