@@ -28,9 +28,10 @@ The methods, in a cytometrist's terms (attributes in ``gating/README.md``):
     region reaches the edge of the plotted range.
 ``beads``
     The compact cluster bright in every fluorescence channel of the gate, wherever its
-    scatter is: the tallest peak of each event's dimmest channel (beads are compact, so their
-    peak stands above any cell population's), cut at the valley below it, then each
-    channel's bound raised to six bead standard deviations below the bead median.
+    scatter is: of the peaks of each event's dimmest channel, brightest first, the first
+    whose core is compact (beads are uniform to a few per cent; cells as bright are broad),
+    cut at the valley below it, then each channel's bound raised to six bead standard
+    deviations below the bead median.
     Uncertain when no such peak is found, when the cluster is not compact (cells as bright
     mixed in), or when events outside it fall in the gate.
 ``scale``
@@ -487,35 +488,24 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
         return seeds, "uncertain", 0.0, (
             f"{NO_BEADS} (no event population bright in every channel) in the search "
             f"range {search[0]:.2f}–{search[1]:.2f}")
-    # the tallest peak: beads are compact (a CV of a few %), so their peak stands above any
-    # cell population's, even one as bright and more numerous
-    bead = max(top, key=lambda p: d.density[p])
-    lower = [p for p in peaks if d.centres[p] < d.centres[bead]]
-    if lower:
-        below = max(lower, key=lambda p: d.centres[p])
-        v = dn.valley_between(d, below, bead)
-        cut = float(d.centres[v]) if v is not None else float(d.centres[bead]) - 0.1
-    else:
-        cut = float(d.centres[bead]) - 0.1
     events = scaled[finite]
-    core = events[(m >= cut) & (np.abs(m - d.centres[bead]) <= 0.03)]
-    if core.shape[0] < 5:
-        return seeds, "uncertain", 0.0, "the bead cluster holds fewer than 5 events"
-    # Beads are compact: trim the core to events within 4 robust SDs of its median in every
-    # channel, a few times, so bright cells that reach the cut do not widen it.
-    for _ in range(6):
-        median = np.median(core, axis=0)
-        sd = np.maximum(1.4826 * np.median(np.abs(core - median), axis=0), 0.003)
-        kept = core[np.all(np.abs(core - median) <= 4.0 * sd, axis=1)]
-        if kept.shape[0] == core.shape[0] or kept.shape[0] < 5:
-            break
-        core = kept
-    lows = np.maximum(cut, median - spread * sd)
+    # Beads are compact (a CV of a few %): of the peaks in the range, brightest first, the
+    # first whose core is compact is the beads; cells as bright are broad.
+    candidates = [_bead_candidate(d, peaks, p, m, events, spread)
+                  for p in sorted(top, key=lambda p: -d.centres[p])]
+    compact = [c for c in candidates if c is not None and np.all(c[2] <= _BEAD_SD_MAX)]
+    if compact:
+        bead, cut, sd, median, lows = compact[0]
+    else:
+        found = [c for c in candidates if c is not None]
+        if not found:
+            return seeds, "uncertain", 0.0, "the bead cluster holds fewer than 5 events"
+        bead, cut, sd, median, lows = max(found, key=lambda c: d.density[c[0]])
     in_gate = np.all(events >= lows, axis=1)
     in_cluster = in_gate & np.all(np.abs(events - median) <= spread * sd, axis=1)
     strays = int(np.count_nonzero(in_gate & ~in_cluster))
     confidence = 1.0 - d.at(cut) / d.density[bead]
-    if np.any(sd > _BEAD_SD_MAX):
+    if not compact:
         return lows, "uncertain", float(confidence), (
             f"the bright cluster is not compact (SD up to {sd.max():.3f} on the scale, beads "
             f"are under {_BEAD_SD_MAX}): beads and cells as bright overlap")
@@ -524,6 +514,31 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
             f"{strays} events in the bead gate lie outside the bead cluster: cells as "
             "bright as the beads reach into it")
     return lows, "placed", float(confidence), ""
+
+
+def _bead_candidate(d: dn.Density1D, peaks: np.ndarray, bead: int, m: np.ndarray,
+                    events: np.ndarray, spread: float):
+    """A peak of the dimmest-channel density as the beads: (peak, cut, per-channel SD,
+    median, lower bounds), or None when fewer than 5 events sit at it."""
+    lower = [p for p in peaks if d.centres[p] < d.centres[bead]]
+    if lower:
+        v = dn.valley_between(d, max(lower, key=lambda p: d.centres[p]), bead)
+        cut = float(d.centres[v]) if v is not None else float(d.centres[bead]) - 0.1
+    else:
+        cut = float(d.centres[bead]) - 0.1
+    core = events[(m >= cut) & (np.abs(m - d.centres[bead]) <= 0.03)]
+    if core.shape[0] < 5:
+        return None
+    # trim to events within 4 robust SDs of the median in every channel, a few times, so
+    # bright cells that reach the cut do not widen it
+    for _ in range(6):
+        median = np.median(core, axis=0)
+        sd = np.maximum(1.4826 * np.median(np.abs(core - median), axis=0), 0.003)
+        kept = core[np.all(np.abs(core - median) <= 4.0 * sd, axis=1)]
+        if kept.shape[0] == core.shape[0] or kept.shape[0] < 5:
+            break
+        core = kept
+    return bead, cut, sd, median, np.maximum(cut, median - spread * sd)
 
 
 def scale_factor(values: np.ndarray, adapt: Adaptation) -> tuple[float, str, float, str]:
