@@ -158,9 +158,15 @@ def test_placed_gates_written_as_gating_ml_are_flowkit_gates():
     assert {p.gate_id for p in result.placements} >= {"Beads", "Lymphocytes", "CD4pos"}
 
 
-def test_gate_batch_writes_gates_and_flags_uncertain_placement(tmp_path, small_cohort):
+def _copied_templates(tmp_path):
+    """The shipped adaptive templates, copied to edit."""
     templates = tmp_path / "templates"
     shutil.copytree(adaptive_template_dir(), templates)
+    return templates
+
+
+def test_gate_batch_writes_gates_and_flags_uncertain_placement(tmp_path, small_cohort):
+    templates = _copied_templates(tmp_path)
     cd4 = templates / "cd4_tube.xml"
     # a CD4 search range that misses the valley: the gate is placed but uncertain
     cd4.write_text(cd4.read_text().replace('search="0.22 0.62"', 'search="0.70 0.75"'))
@@ -177,8 +183,7 @@ def test_gate_batch_writes_gates_and_flags_uncertain_placement(tmp_path, small_c
 
 
 def test_gates_that_cannot_be_placed_go_to_errors(tmp_path, small_cohort):
-    templates = tmp_path / "templates"
-    shutil.copytree(adaptive_template_dir(), templates)
+    templates = _copied_templates(tmp_path)
     nk = templates / "nk_tube.xml"
     nk.write_text(nk.read_text().replace('expected="55000"', ''))
     result = gate_batch(small_cohort, templates=templates)

@@ -109,6 +109,14 @@ def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placem
                           f"{first_line(exc)}") from None
 
 
+def placed_membership(placement: Placement, events: EventData) -> dict[str, np.ndarray]:
+    """Every event's membership of the placed gates (gate ID → bool per event,
+    parent-ANDed), counted by the compiled engine."""
+    plan = GatingPlan.from_program(lower_plain(placement.gates), kernel="generic")
+    bits = plan.membership(events, threads=1)
+    return {name: bits[(name, path)] for name, path in plan.gate_ids}
+
+
 def template_view(tube: Tube, panel: Panel, templates: str | None,
                   placement: Placement):
     """The fitted template (seed positions, display transforms) and every event's membership
@@ -123,9 +131,7 @@ def template_view(tube: Tube, panel: Panel, templates: str | None,
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
     text = fitted_template(panel.tube, mapping, templates)
     template = cached_template(text, template_path(panel.tube, templates).name)
-    plan = GatingPlan.from_program(lower_plain(placement.gates), kernel="generic")
-    bits = plan.membership(tube.events, threads=1)
-    return template, {name: bits[(name, path)] for name, path in plan.gate_ids}
+    return template, placed_membership(placement, tube.events)
 
 
 def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
@@ -225,6 +231,4 @@ def place_with_template(path: str | Path, template: str | Path) -> tuple[Placeme
     parsed = cached_template(text, Path(template).name)
     rows = subsample_rows(tube.event_count)
     placement = place_gates(parsed, _TubeValues(tube.events, rows), rows.size)
-    plan = GatingPlan.from_program(lower_plain(placement.gates), kernel="generic")
-    bits = plan.membership(tube.events, threads=1)
-    return placement, {name: bits[(name, gate_path)] for name, gate_path in plan.gate_ids}
+    return placement, placed_membership(placement, tube.events)

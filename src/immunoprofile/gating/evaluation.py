@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.plain import lower_plain
-from ..engine.plan import GatingPlan
 from ..io.fcs import read_tube
 from ..panels import Panel, detect_panel
-from .adaptive_gating import place_tube
+from .adaptive_gating import place_tube, placed_membership
 from .compiled_gating import gate_tube_compiled
 from .placement import GatePlacement
 
@@ -80,9 +78,7 @@ def gate_membership(path: str | Path, gating: str = "adaptive",
     if gating == "adaptive":
         folder = templates if templates is not None else str(adaptive_template_dir())
         placement = place_tube(fcs, panel, folder)
-        plan = GatingPlan.from_program(lower_plain(placement.gates), kernel="generic")
-        bits = plan.membership(fcs.events, threads=1)
-        return GatedMembership(panel, {name: bits[(name, p)] for name, p in plan.gate_ids},
+        return GatedMembership(panel, placed_membership(placement, fcs.events),
                                placement.reports)
     gated = gate_tube_compiled(fcs, panel, templates)
     return GatedMembership(panel, {g: gated.membership(g) for g in gated.gate_ids}, None)

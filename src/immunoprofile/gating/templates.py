@@ -78,9 +78,17 @@ def adaptive_template_dir() -> Path:
 def uses_adaptation(tube: str, directory: str | Path | None = None) -> bool:
     """Whether a tube's template declares any adaptive placement (else adaptive gating
     gates it exactly as written, by the fixed path)."""
+    path = template_path(tube, directory)
+    stat = path.stat()
+    return _declares_adaptation(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _declares_adaptation(path: str, mtime_ns: int, size: int) -> bool:
+    """Read once per template file version, not once per tube."""
     from .adaptive_template import declares_adaptation
 
-    return declares_adaptation(template_path(tube, directory))
+    return declares_adaptation(path)
 
 
 def template_path(tube: str, directory: str | Path | None = None) -> Path:
