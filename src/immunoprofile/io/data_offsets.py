@@ -20,12 +20,29 @@ So each offset pair is tried on the bytes themselves (:func:`locate_data`):
 3. otherwise the file is refused, naming both pairs: a refusal is better than a guess.
 
 Where the two starts agree the values are the same whichever end is right, and that start
-is used. Offsets here are absolute file positions; ``base`` is where the data set begins
-(not 0 for the second data set of a file).
+is used.
+
+A pair stated once (an FCS 2.0 HEADER whose TEXT has no ``$BEGINDATA``; a large file's
+TEXT beside HEADER's zeros) has no second statement to be checked against, and moving it
+by a few bytes moves everything there is. Its own events catch some shifts (a time channel
+going backwards), but a shift by whole values of integer data without a time channel only
+rotates the channels, which looks plausible. So the stated region is compared with the
+regions of the same length a few bytes either way (:func:`_confirm_lone_statement`), on
+the same signs in their events and on where their ends lie: a DATA segment written by an
+instrument starts right after the TEXT (or another segment), or after padding (spaces,
+NULs), and ends at the end of the file, before the next segment, before padding or before
+an 8-character CRC. A shifted region has data bytes right outside one of its ends. The
+stated region is read only when it is at least as good as every neighbour on every sign
+and better than each on one; otherwise the file is refused, naming the stated offsets and
+the neighbour that fits as well.
+
+Offsets here are absolute file positions; ``base`` is where the data set begins (not 0
+for the second data set of a file).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +57,19 @@ _CLEARLY_BETTER = 0.2
 
 #: Events decoded per candidate to compare them (a shift breaks every event alike).
 _EVENTS_COMPARED = 20_000
+
+#: A lone statement is compared with the regions shifted by up to this many bytes each
+#: way (real files' offsets are off by a few bytes; two 64-bit values).
+_NEIGHBOURS = 16
+#: Events decoded per region to compare a lone statement with its neighbours (the stated
+#: region on the same sample; a shift breaks every event alike).
+_NEIGHBOUR_EVENTS = 2_000
+#: Bytes just outside a region's ends that are looked at for data, bytes.
+_EDGE = 16
+#: Bytes writers pad segments with.
+_PADDING = frozenset(b"\x00 \t\r\n")
+#: FCS 3.1's CRC after DATA: 8 characters ("00000000" where none is computed).
+_CRC = re.compile(rb"[0-9A-Fa-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -215,7 +245,7 @@ def locate_data(path: Path, raw: bytes | np.ndarray, header: dict, text: dict,
         fitting = [c for c in found if _size_fits(c, layout)] or found
         chosen = fitting[0]
         if len(found) == 1:
-            _check_lone_statement(path, raw, header, layout, chosen, base)
+            _check_lone_statement(path, raw, header, text, layout, chosen, base)
         notes = []
         if len({c.stop for c in found}) > 1:
             notes.append(f"HEADER and TEXT give different DATA end offsets ({found[0]}, "
@@ -245,14 +275,15 @@ def locate_data(path: Path, raw: bytes | np.ndarray, header: dict, text: dict,
     return chosen, [f"{both}; {chosen.source}'s were used: {reason}"]
 
 
-def _check_lone_statement(path: Path, raw, header: dict, layout: Layout,
+def _check_lone_statement(path: Path, raw, header: dict, text: dict, layout: Layout,
                           chosen: Candidate, base: int) -> None:
     """One statement of where DATA lies (FCS 2.0's HEADER, a large file's TEXT) has
-    nothing to be checked against: refuse it where it is impossible, or where its events
-    show what no correctly placed DATA segment does: a time channel going backwards, float
-    values that are not finite or are denormal. (Integer bits above ``$PnR`` are no such
-    sign, some instruments set them; nor are float values beyond ``$PnR``, which some
-    writers state wrongly.)"""
+    nothing to be checked against: refuse it where it is impossible, where its events
+    show what no correctly placed DATA segment does (a time channel going backwards, float
+    values that are not finite or are denormal), or where a region a few bytes away fits
+    the file as well (:func:`_confirm_lone_statement`). (Integer bits above ``$PnR`` are
+    no such sign on their own, some instruments set them; nor are float values beyond
+    ``$PnR``, which some writers state wrongly: they count only against a neighbour.)"""
     if not _size_fits(chosen, layout):
         return  # the caller refuses a segment of the wrong size, in its own words
     problem = _impossible(chosen, header, layout, len(raw), base)
@@ -265,6 +296,143 @@ def _check_lone_statement(path: Path, raw, header: dict, layout: Layout,
         raise FCSReadError(
             f"{path.name}: its DATA offsets ({chosen}, the only ones it states) cannot be "
             f"right: {problem} — the file is damaged")
+    _confirm_lone_statement(path, raw, header, text, layout, chosen, base)
+
+
+def _confirm_lone_statement(path: Path, raw, header: dict, text: dict, layout: Layout,
+                            chosen: Candidate, base: int) -> None:
+    """Refuse a lone statement that its neighbours fit as well.
+
+    The regions of the same length shifted by 1 to :data:`_NEIGHBOURS` bytes each way are
+    the places the data would be if the statement were a few bytes off. Each possible one
+    is compared with the stated region on its ends (:func:`_edge_measures`) and, where
+    that does not already show it worse, on its events (:func:`_wrongness` of the first
+    :data:`_NEIGHBOUR_EVENTS` events of each). The statement stands when every neighbour
+    is clearly worse on some sign and none is clearly better on any; where the stated
+    region is clean on every sign, as real files are, only neighbours whose ends look as
+    right are decoded.
+
+    Parameters
+    ----------
+    path : Path
+        The file (for messages).
+    raw : bytes or numpy.ndarray
+        The whole file's bytes.
+    header, text : dict
+        FlowIO's HEADER and TEXT keywords (lower case, no ``$``) of the data set.
+    layout : Layout
+    chosen : Candidate
+        The statement, already found possible and of the right size.
+    base : int
+        Byte where the data set begins, bytes.
+
+    Raises
+    ------
+    FCSReadError
+        A neighbour is clearly better on some sign, or not clearly worse on any; the
+        message names the file, the stated offsets and that neighbour.
+    """
+    segments = _segments(raw, header, text, base)
+    stated = {**_edge_measures(raw, chosen.start, chosen.start + layout.needed, segments),
+              **_wrongness(layout.decode(raw, chosen.start, _NEIGHBOUR_EVENTS), layout)}
+    beatable = any(v >= _DECISIVE_FRACTION for v in stated.values())
+    rivals = []
+    for shift in (*range(-_NEIGHBOURS, 0), *range(1, _NEIGHBOURS + 1)):
+        other = Candidate(chosen.source, chosen.start + shift, chosen.stop + shift,
+                          (chosen.written[0] + shift, chosen.written[1] + shift))
+        if _impossible(other, header, layout, len(raw), base):
+            continue
+        evidence = _edge_measures(raw, other.start, other.start + layout.needed, segments)
+        # Its events are needed unless its ends already show it worse and the stated
+        # region's events are clean on every sign (then no neighbour's can be better).
+        if beatable or not _clearly_worse_on(evidence, stated):
+            evidence.update(_wrongness(layout.decode(raw, other.start, _NEIGHBOUR_EVENTS),
+                                       layout))
+        better = _clearly_worse_on(stated, evidence)
+        worse = _clearly_worse_on(evidence, stated)
+        if better or not worse:  # named first: better, and worse nowhere; then as good
+            rank = 0 if better and not worse else 1 if not worse else 2
+            rivals.append((rank, -len(better), abs(shift), shift, other, better))
+    if not rivals:
+        return
+    *_, shift, other, better = min(rivals, key=lambda r: r[:4])
+    where = f"{abs(shift)} byte{'s' if abs(shift) > 1 else ''} " + (
+        "later" if shift > 0 else "earlier")
+    if better:
+        fit = "fits the file better (" + "; ".join(
+            _described(m, stated[m]) for m in better) + ")"
+    else:
+        fit = "fits the file as well (its ends and its events show nothing to tell them apart)"
+    raise FCSReadError(
+        f"{path.name}: its DATA offsets ({chosen}, the only ones it states) cannot be "
+        f"confirmed: the same span {where} ({other.written[0]}–{other.written[1]}) {fit} — "
+        "the offsets or the file are damaged; ask the instrument's software for a fresh "
+        "export")
+
+
+def _clearly_worse_on(measures: dict[str, float], other: dict[str, float]) -> list[str]:
+    """The measures on which ``measures`` are clearly worse than ``other``'s."""
+    return [m for m, bad in measures.items()
+            if bad >= _DECISIVE_FRACTION and other.get(m, 0.0) <= _CLEARLY_BETTER * bad]
+
+
+def _described(measure: str, value: float) -> str:
+    """The stated region's ``value`` of ``measure``, in words."""
+    if measure in _EDGES:
+        return f"the stated one has {measure}"
+    return f"{measure} in {100 * value:.3g} % of the stated one's values"
+
+
+def _segments(raw, header: dict, text: dict, base: int) -> list[tuple[int, int]]:
+    """The data set's segments other than DATA, [first, last + 1) in the file: its
+    HEADER, TEXT, supplemental TEXT, ANALYSIS and the next data set's HEADER."""
+    found = [(base, base + 58)]
+    try:
+        text_start = base + int(header["text_start"])
+        text_stop = base + int(header["text_stop"])
+    except (KeyError, TypeError, ValueError):
+        text_start = text_stop = -1
+    if 0 <= text_start < text_stop < len(raw):
+        delimiter = raw[text_start]
+        # TEXT's last byte is often written one past its final delimiter
+        one_past = raw[text_stop] != delimiter and raw[text_stop - 1] == delimiter
+        found.append((text_start, text_stop + (0 if one_past else 1)))
+    pairs = [(header.get("analysis_start"), header.get("analysis_stop"))] + [
+        (text.get(f"begin{name}"), text.get(f"end{name}")) for name in ("stext", "analysis")]
+    for first, last in pairs:
+        try:
+            first, last = int(str(first).strip()), int(str(last).strip())
+        except (TypeError, ValueError):
+            continue
+        if 0 < first <= last:
+            found.append((base + first, base + last + 1))
+    try:
+        following = int(str(text.get("nextdata", "0")).strip() or 0)
+    except ValueError:
+        following = 0
+    if following > 0:
+        found.append((base + following, base + following + 58))
+    return found
+
+
+def _edge_measures(raw, start: int, end: int, segments: list[tuple[int, int]]
+                   ) -> dict[str, float]:
+    """Signs (1.0 or 0.0) that the region [start, end) is not where a writer put DATA:
+    anything but padding in the :data:`_EDGE` bytes before its start (back to the end of
+    the segment before it), anything but padding or a CRC in those after its end (up to
+    the next segment or the end of the file), a segment it overlaps."""
+    before = max((e for s, e in segments if e <= start), default=0)
+    after = min((s for s, e in segments if s >= end), default=len(raw))
+    lead = bytes(raw[max(before, start - _EDGE):start])
+    tail = bytes(raw[end:min(after, end + _EDGE)])
+    crc = _CRC.match(tail)
+    if crc is not None and (len(tail) == 8 or tail[8] in _PADDING):
+        tail = tail[8:]
+    return {
+        _DATA_BEFORE: float(any(b not in _PADDING for b in lead)),
+        _DATA_AFTER: float(any(b not in _PADDING for b in tail)),
+        _OVERLAP: float(any(s < end and e > start for s, e in segments)),
+    }
 
 
 def _size_fits(candidate: Candidate, layout: Layout) -> bool:
@@ -345,3 +513,7 @@ def _wrongness(values: np.ndarray, layout: Layout) -> dict[str, float]:
 
 _NOT_NUMBERS = "float values not finite or denormal"
 _TIME_BACKWARDS = "time going backwards"
+_DATA_BEFORE = "data bytes right before its start"
+_DATA_AFTER = "data bytes right after its end"
+_OVERLAP = "an overlap with another segment"
+_EDGES = (_DATA_BEFORE, _DATA_AFTER, _OVERLAP)

@@ -4,9 +4,10 @@ FlowIO parses HEADER and TEXT; where DATA lies is decided here
 (:func:`immunoprofile.io.data_offsets.locate_data`): when HEADER and TEXT disagree on the
 DATA offsets, by the events each pair gives — never by a fixed preference, since real
 files are wrong either way — and the file is refused, naming both pairs, when the content
-cannot tell. FlowIO then decodes DATA at the chosen offsets and applies the standard's
-value conversions (gain, log amplification, time step). What bends the standard is read
-with a warning saying what was assumed:
+cannot tell; a pair stated once is refused where a region a few bytes away fits the file
+as well (its events, where its ends lie). FlowIO then decodes DATA at the chosen offsets
+and applies the standard's value conversions (gain, log amplification, time step). What
+bends the standard is read with a warning saying what was assumed:
 
 - an end offset one byte past the DATA segment (common in Miltenyi and LMD files);
 - HEADER and TEXT disagreeing on the DATA offsets (see above);
