@@ -27,14 +27,15 @@ TEXT beside HEADER's zeros) has no second statement to be checked against, and m
 by a few bytes moves everything there is. Its own events catch some shifts (a time channel
 going backwards), but a shift by whole values of integer data without a time channel only
 rotates the channels, which looks plausible. So the stated region is compared with the
-regions of the same length a few bytes either way (:func:`_confirm_lone_statement`), on
-the same signs in their events and on where their ends lie: a DATA segment written by an
+regions of the same length a few bytes either way (:func:`_unconfirmed`), on the same
+signs in their events and on where their ends lie: a DATA segment written by an
 instrument starts right after the TEXT (or another segment), or after padding (spaces,
 NULs), and ends at the end of the file, before the next segment, before padding or before
 an 8-character CRC. A shifted region has data bytes right outside one of its ends. The
 stated region is read only when it is at least as good as every neighbour on every sign
 and better than each on one; otherwise the file is refused, naming the stated offsets and
-the neighbour that fits as well.
+the neighbour that fits as well. A lone pair of the wrong size is judged by the
+``$TOT`` × ``$PnB`` bytes from its start, which is what is decoded.
 
 Offsets here are absolute file positions; ``base`` is where the data set begins (not 0
 for the second data set of a file).
@@ -281,27 +282,41 @@ def _check_lone_statement(path: Path, raw, header: dict, text: dict, layout: Lay
     nothing to be checked against: refuse it where it is impossible, where its events
     show what no correctly placed DATA segment does (a time channel going backwards, float
     values that are not finite or are denormal), or where a region a few bytes away fits
-    the file as well (:func:`_confirm_lone_statement`). (Integer bits above ``$PnR`` are
-    no such sign on their own, some instruments set them; nor are float values beyond
-    ``$PnR``, which some writers state wrongly: they count only against a neighbour.)"""
-    if not _size_fits(chosen, layout):
-        return  # the caller refuses a segment of the wrong size, in its own words
-    problem = _impossible(chosen, header, layout, len(raw), base)
+    the file as well (:func:`_unconfirmed`). (Integer bits above ``$PnR`` are no such
+    sign on their own, some instruments set them; nor are float values beyond ``$PnR``,
+    which some writers state wrongly: they count only against a neighbour.)
+
+    A pair of the wrong size is decoded from its start all the same (FlowIO reads
+    ``$TOT`` events from there: an end offset wrong, the start right), so the ``$TOT`` ×
+    ``$PnB`` bytes from its start are checked alike, and the pair is refused, naming its
+    size, where they cannot be right or confirmed (a start offset moved makes the span
+    the wrong size too)."""
+    fits = _size_fits(chosen, layout)
+    region = chosen if fits else Candidate(chosen.source, chosen.start,
+                                           chosen.start + layout.needed - 1, chosen.written)
+    problem = _impossible(region, header, layout, len(raw), base)
+    doubt = ""
     if not problem:
-        measures = _wrongness(layout.decode(raw, chosen.start, _EVENTS_COMPARED), layout)
+        measures = _wrongness(layout.decode(raw, region.start, _EVENTS_COMPARED), layout)
         wrong = {m: v for m, v in measures.items()
                  if m in (_NOT_NUMBERS, _TIME_BACKWARDS) and v >= _DECISIVE_FRACTION}
         problem = "; ".join(f"{m} in {100 * v:.3g} % of its values" for m, v in wrong.items())
-    if problem:
-        raise FCSReadError(
-            f"{path.name}: its DATA offsets ({chosen}, the only ones it states) cannot be "
-            f"right: {problem} — the file is damaged")
-    _confirm_lone_statement(path, raw, header, text, layout, chosen, base)
+    if not problem:
+        doubt = _unconfirmed(raw, header, text, layout, region, base)
+    if not (problem or doubt):
+        return
+    verdict = f"cannot be right: {problem}" if problem else f"cannot be confirmed: {doubt}"
+    if not fits:
+        verdict = (f"span {chosen.stop - chosen.start + 1} bytes where $TOT × $PnB need "
+                   f"{layout.needed}, and the {layout.needed} from its start {verdict}")
+    raise FCSReadError(
+        f"{path.name}: its DATA offsets ({chosen}, the only ones it states) {verdict} — the "
+        "offsets or the file are damaged; ask the instrument's software for a fresh export")
 
 
-def _confirm_lone_statement(path: Path, raw, header: dict, text: dict, layout: Layout,
-                            chosen: Candidate, base: int) -> None:
-    """Refuse a lone statement that its neighbours fit as well.
+def _unconfirmed(raw, header: dict, text: dict, layout: Layout, region: Candidate,
+                 base: int) -> str:
+    """Why a lone statement's region is not confirmed by its neighbours ("" where it is).
 
     The regions of the same length shifted by 1 to :data:`_NEIGHBOURS` bytes each way are
     the places the data would be if the statement were a few bytes off. Each possible one
@@ -314,32 +329,32 @@ def _confirm_lone_statement(path: Path, raw, header: dict, text: dict, layout: L
 
     Parameters
     ----------
-    path : Path
-        The file (for messages).
     raw : bytes or numpy.ndarray
         The whole file's bytes.
     header, text : dict
         FlowIO's HEADER and TEXT keywords (lower case, no ``$``) of the data set.
     layout : Layout
-    chosen : Candidate
-        The statement, already found possible and of the right size.
+    region : Candidate
+        The stated region, ``$TOT`` × ``$PnB`` bytes long, already found possible.
     base : int
         Byte where the data set begins, bytes.
 
-    Raises
-    ------
-    FCSReadError
-        A neighbour is clearly better on some sign, or not clearly worse on any; the
-        message names the file, the stated offsets and that neighbour.
+    Returns
+    -------
+    str
+        "" where the statement stands; else which neighbour fits as well or better, and
+        why, in words.
     """
     segments = _segments(raw, header, text, base)
-    stated = {**_edge_measures(raw, chosen.start, chosen.start + layout.needed, segments),
-              **_wrongness(layout.decode(raw, chosen.start, _NEIGHBOUR_EVENTS), layout)}
+    stated = {**_edge_measures(raw, region.start, region.start + layout.needed, segments),
+              **_wrongness(layout.decode(raw, region.start, _NEIGHBOUR_EVENTS), layout)}
     beatable = any(v >= _DECISIVE_FRACTION for v in stated.values())
     rivals = []
     for shift in (*range(-_NEIGHBOURS, 0), *range(1, _NEIGHBOURS + 1)):
-        other = Candidate(chosen.source, chosen.start + shift, chosen.stop + shift,
-                          (chosen.written[0] + shift, chosen.written[1] + shift))
+        first = region.written[0] + shift
+        other = Candidate(region.source, region.start + shift,
+                          region.start + shift + layout.needed - 1,
+                          (first, first + layout.needed - 1))
         if _impossible(other, header, layout, len(raw), base):
             continue
         evidence = _edge_measures(raw, other.start, other.start + layout.needed, segments)
@@ -354,7 +369,7 @@ def _confirm_lone_statement(path: Path, raw, header: dict, text: dict, layout: L
             rank = 0 if better and not worse else 1 if not worse else 2
             rivals.append((rank, -len(better), abs(shift), shift, other, better))
     if not rivals:
-        return
+        return ""
     *_, shift, other, better = min(rivals, key=lambda r: r[:4])
     where = f"{abs(shift)} byte{'s' if abs(shift) > 1 else ''} " + (
         "later" if shift > 0 else "earlier")
@@ -363,11 +378,7 @@ def _confirm_lone_statement(path: Path, raw, header: dict, text: dict, layout: L
             _described(m, stated[m]) for m in better) + ")"
     else:
         fit = "fits the file as well (its ends and its events show nothing to tell them apart)"
-    raise FCSReadError(
-        f"{path.name}: its DATA offsets ({chosen}, the only ones it states) cannot be "
-        f"confirmed: the same span {where} ({other.written[0]}–{other.written[1]}) {fit} — "
-        "the offsets or the file are damaged; ask the instrument's software for a fresh "
-        "export")
+    return f"the same span {where} ({other.written[0]}–{other.written[1]}) {fit}"
 
 
 def _clearly_worse_on(measures: dict[str, float], other: dict[str, float]) -> list[str]:
