@@ -25,7 +25,7 @@ from ..io.events import EventData
 from ..io.fcs import Tube
 from ..panels import Panel
 from .adaptive_template import TemplateDimension, cached_template
-from .placement import SUBSAMPLE, GatePlacement, Placement, place_gates
+from .placement import DENSE_SUBSAMPLE, SUBSAMPLE, GatePlacement, Placement, place_gates
 from .templates import channel_map, fitted_template, template_path
 
 #: Gating modes: gates placed from each tube's events, or the templates' fixed positions.
@@ -95,10 +95,11 @@ class _TubeValues:
         return self._compensated[d.channel]
 
 
-def _subsample(events: EventData, template) -> tuple[_TubeValues, int]:
-    """The tube's subsample as placement reads it, and its size (events)."""
+def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, int]:
+    """Every k-th event of the tube (k as small as keeps at most ``limit``: deterministic,
+    spread over the whole acquisition) as placement reads them, and how many (events)."""
     n = events.event_count
-    step = max(1, -(-n // SUBSAMPLE))
+    step = max(1, -(-n // limit))
     channels = [d.channel for g in template.gates for d in g.dimensions]
     spill = _matrix_for("FCS", None, events)  # type: ignore[arg-type]
     if spill is not None:
@@ -106,6 +107,20 @@ def _subsample(events: EventData, template) -> tuple[_TubeValues, int]:
     values = _TubeValues(events, slice(0, n, step), channels)
     values.set_matrix(spill)
     return values, len(range(0, n, step))
+
+
+def _place_on_subsample(template, events: EventData) -> Placement:
+    """Place on :data:`SUBSAMPLE` events; when a gate is uncertain there and the tube has
+    more events, place again on up to :data:`DENSE_SUBSAMPLE` (a rare population, such as
+    a few dozen beads in a large tube, may show with more events; the cost is paid only
+    by such tubes)."""
+    values, n = _subsample(events, template, SUBSAMPLE)
+    placement = place_gates(template, values, n)
+    if n < min(events.event_count, DENSE_SUBSAMPLE) and \
+            any(r.uncertain for r in placement.reports):
+        values, n = _subsample(events, template, DENSE_SUBSAMPLE)
+        placement = place_gates(template, values, n)
+    return placement
 
 
 def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placement:
@@ -124,8 +139,7 @@ def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placem
     text = fitted_template(panel.tube, mapping, templates)
     template = cached_template(text, template_path(panel.tube, templates).name)
     try:
-        values, n = _subsample(tube.events, template)
-        return place_gates(template, values, n)
+        return _place_on_subsample(template, tube.events)
     except LookupError as exc:
         raise GatingError(f"{tube.path.name}: the template cannot be applied to this tube: "
                           f"{first_line(exc)}") from None
@@ -254,6 +268,5 @@ def place_with_template(path: str | Path, template: str | Path) -> tuple[Placeme
     tube = read_tube(path)
     text = Path(template).read_text(encoding="utf-8")
     parsed = cached_template(text, Path(template).name)
-    values, n = _subsample(tube.events, parsed)
-    placement = place_gates(parsed, values, n)
+    placement = _place_on_subsample(parsed, tube.events)
     return placement, placed_membership(placement, tube.events)
