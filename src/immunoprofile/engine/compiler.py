@@ -350,14 +350,12 @@ class _Lowering:
             # For a vertical edge FlowKit's is_left sign is the sign of (ax - x), both ways.
             program.edge_lt.append(self.test(ux, fx, None, float(a[0]))
                                    if kind == K.EDGE_VERTICAL else None)
-        dirs = np.zeros((n, len(ys) + 1), dtype=np.int64)
-        for j in range(n):
-            ra, rb = rank[float(verts[j][1])], rank[float(verts[(j + 1) % n][1])]
-            for band in range(len(ys) + 1):
-                if ra < band <= rb:
-                    dirs[j, band] = 1
-                elif rb < band <= ra:
-                    dirs[j, band] = -1
+        # edge j counts +1 in the bands its upward y span reaches, −1 downward
+        ra = np.array([rank[float(v[1])] for v in verts], dtype=np.int64)[:, None]
+        rb = np.roll(ra, -1, axis=0)
+        band = np.arange(len(ys) + 1, dtype=np.int64)[None, :]
+        dirs = ((ra < band) & (band <= rb)).astype(np.int64) - \
+            ((rb < band) & (band <= ra)).astype(np.int64)
         program.edge_dirs = dirs
         program.slab_left, program.slab_right = self._slabs(program, fx, ys, dirs)
         program.slab_domain = min(DOMAIN, self.transforms[fx].domain)

@@ -25,7 +25,7 @@ from ..io.events import EventData
 from ..io.fcs import Tube
 from ..panels import Panel
 from .adaptive_template import TemplateDimension, cached_template
-from .placement import SUBSAMPLE, GatePlacement, Placement, place_gates
+from .placement import DENSE_SUBSAMPLE, SUBSAMPLE, GatePlacement, Placement, place_gates
 from .templates import channel_map, fitted_template, template_path
 
 #: Gating modes: gates placed from each tube's events, or the templates' fixed positions.
@@ -43,29 +43,38 @@ class AdaptiveResult:
     gating_ml: str
 
 
-def subsample_rows(n: int, limit: int = SUBSAMPLE) -> np.ndarray:
-    """Every k-th event (k as small as keeps at most ``limit``): deterministic, spread
-    over the whole acquisition."""
-    step = max(1, -(-n // limit))
-    return np.arange(0, n, step, dtype=np.int64)
-
-
 class _TubeValues:
-    """Compensated or raw values of the subsampled events, per channel (made on demand)."""
+    """Compensated or raw values of the subsampled events, per channel.
 
-    def __init__(self, events: EventData, rows: np.ndarray):
+    The first request decodes every channel of ``channels`` (the template's, and the
+    spillover's detectors) in one pass over the subsampled rows; ``rows`` may be a slice
+    (every k-th event: a view of the events, not a copy) or an index array.
+    """
+
+    def __init__(self, events: EventData, rows: np.ndarray | slice,
+                 channels: list[str] | None = None):
         self.events = events
         self.rows = rows
+        self.channels = channels
         self._matrix = None
+        self._compensated: dict[str, np.ndarray] = {}
         self._matrix_done = False
         self._raw: dict[str, np.ndarray] = {}
+
+    def set_matrix(self, matrix) -> None:
+        """The tube's spillover matrix, when the caller has already parsed it."""
+        self._matrix, self._matrix_done = matrix, True
 
     def raw(self, channel: str) -> np.ndarray:
         if channel not in self._raw:
             if channel not in self.events.pnn:
                 raise LookupError(f"{channel} is not a channel of {self.events.name}")
-            col = self.events.pnn.index(channel)
-            self._raw[channel] = self.events.decoded([col], self.rows)[:, 0]
+            wanted = [c for c in dict.fromkeys([channel, *(self.channels or [])])
+                      if c in self.events.pnn and c not in self._raw]
+            values = self.events.decoded([self.events.pnn.index(c) for c in wanted],
+                                         self.rows)
+            for j, c in enumerate(wanted):
+                self._raw[c] = values[:, j]
         return self._raw[channel]
 
     def __call__(self, d: TemplateDimension) -> np.ndarray:
@@ -77,9 +86,41 @@ class _TubeValues:
         matrix = self._matrix
         if matrix is None or d.channel not in matrix.detectors:
             return self.raw(d.channel)
-        inverse = np.linalg.inv(np.asarray(matrix.matrix, dtype=np.float64))
-        target = matrix.detectors.index(d.channel)
-        return sum(self.raw(det) * inverse[j, target] for j, det in enumerate(matrix.detectors))
+        if d.channel not in self._compensated:
+            # every detector compensated at once: raw detectors × inverse spillover
+            inverse = np.linalg.inv(np.asarray(matrix.matrix, dtype=np.float64))
+            raw = np.column_stack([self.raw(det) for det in matrix.detectors])
+            for j, value in enumerate((raw @ inverse).T):
+                self._compensated[matrix.detectors[j]] = np.ascontiguousarray(value)
+        return self._compensated[d.channel]
+
+
+def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, int]:
+    """Every k-th event of the tube (k as small as keeps at most ``limit``: deterministic,
+    spread over the whole acquisition) as placement reads them, and how many (events)."""
+    n = events.event_count
+    step = max(1, -(-n // limit))
+    channels = [d.channel for g in template.gates for d in g.dimensions]
+    spill = _matrix_for("FCS", None, events)  # type: ignore[arg-type]
+    if spill is not None:
+        channels += list(spill.detectors)
+    values = _TubeValues(events, slice(0, n, step), channels)
+    values.set_matrix(spill)
+    return values, len(range(0, n, step))
+
+
+def _place_on_subsample(template, events: EventData) -> Placement:
+    """Place on :data:`SUBSAMPLE` events; when a gate is uncertain there and the tube has
+    more events, place again on up to :data:`DENSE_SUBSAMPLE` (a rare population, such as
+    a few dozen beads in a large tube, may show with more events; the cost is paid only
+    by such tubes)."""
+    values, n = _subsample(events, template, SUBSAMPLE)
+    placement = place_gates(template, values, n)
+    if n < min(events.event_count, DENSE_SUBSAMPLE) and \
+            any(r.uncertain for r in placement.reports):
+        values, n = _subsample(events, template, DENSE_SUBSAMPLE)
+        placement = place_gates(template, values, n)
+    return placement
 
 
 def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placement:
@@ -97,10 +138,8 @@ def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placem
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
     text = fitted_template(panel.tube, mapping, templates)
     template = cached_template(text, template_path(panel.tube, templates).name)
-    rows = subsample_rows(tube.event_count)
-    values = _TubeValues(tube.events, rows)
     try:
-        return place_gates(template, values, rows.size)
+        return _place_on_subsample(template, tube.events)
     except LookupError as exc:
         raise GatingError(f"{tube.path.name}: the template cannot be applied to this tube: "
                           f"{first_line(exc)}") from None
@@ -229,6 +268,5 @@ def place_with_template(path: str | Path, template: str | Path) -> tuple[Placeme
     tube = read_tube(path)
     text = Path(template).read_text(encoding="utf-8")
     parsed = cached_template(text, Path(template).name)
-    rows = subsample_rows(tube.event_count)
-    placement = place_gates(parsed, _TubeValues(tube.events, rows), rows.size)
+    placement = _place_on_subsample(parsed, tube.events)
     return placement, placed_membership(placement, tube.events)

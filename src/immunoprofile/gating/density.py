@@ -11,8 +11,9 @@ density-based gate placement of openCyto's ``mindensity`` and flowDensity's ``de
   (every bin climbs to its highest neighbour until it reaches a local maximum);
 - :func:`convex_hull`: the hull of a set of points (Andrew's monotone chain).
 
-numpy only, on purpose: the command line gates without importing scipy (start-up), and
-these estimates are cheap enough in numpy on a subsample of events.
+numpy, and the few loops numpy cannot express in one pass compiled in
+:mod:`.density_kernels`; no scipy, on purpose: the command line gates without importing it
+(start-up), and these estimates are binned, so their cost hardly grows with the events.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .density_kernels import ascent_basins, convex_hull_indices, convolve_rows
+from .density_kernels import points_in_polygon as _points_in_polygon
 
 
 def _gaussian_kernel(sigma_bins: float) -> np.ndarray:
@@ -31,7 +35,9 @@ def _gaussian_kernel(sigma_bins: float) -> np.ndarray:
 
 def _smooth_axis(h: np.ndarray, sigma_bins: float, axis: int) -> np.ndarray:
     kernel = _gaussian_kernel(sigma_bins)
-    return np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), axis, h)
+    if axis == 1:
+        return convolve_rows(h, kernel)
+    return np.ascontiguousarray(convolve_rows(h.T, kernel).T)
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,7 @@ def basins_2d(density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Watershed basins of a 2-D density by steepest ascent.
 
     Every bin points to the highest of itself and its eight neighbours; following the
-    pointers (by pointer jumping) ends at a local maximum, whose flat index labels the
+    pointers ends at a local maximum, whose flat index labels the
     basin.
 
     Returns
@@ -197,28 +203,7 @@ def basins_2d(density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     maxima : numpy.ndarray
         Flat indices of the local maxima.
     """
-    nx, ny = density.shape
-    padded = np.pad(density, 1, mode="constant", constant_values=-np.inf)
-    flat = np.arange(nx * ny).reshape(nx, ny)
-    best = density.copy()
-    target = flat.copy()
-    for dx in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            if dx == 0 and dy == 0:
-                continue
-            neighbour = padded[1 + dx:1 + dx + nx, 1 + dy:1 + dy + ny]
-            better = neighbour > best
-            best = np.where(better, neighbour, best)
-            shifted = np.clip(flat + dx * ny + dy, 0, nx * ny - 1)
-            target = np.where(better, shifted, target)
-    pointer = target.ravel()
-    while True:
-        jumped = pointer[pointer]
-        if np.array_equal(jumped, pointer):
-            break
-        pointer = jumped
-    maxima = np.flatnonzero(target.ravel() == np.arange(nx * ny))
-    return pointer.reshape(nx, ny), maxima
+    return ascent_basins(density)
 
 
 def convex_hull(points: np.ndarray) -> np.ndarray:
@@ -226,21 +211,7 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     pts = np.unique(np.asarray(points, dtype=np.float64), axis=0)
     if len(pts) <= 2:
         return pts
-
-    def cross(o, a, b) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    lower: list = []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    upper: list = []
-    for p in pts[::-1]:
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
-    return np.array(lower[:-1] + upper[:-1])
+    return pts[convex_hull_indices(pts)]
 
 
 def points_in_polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
@@ -252,14 +223,4 @@ def points_in_polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.
     vertices : numpy.ndarray
         (n, 2), in the same units.
     """
-    inside = np.zeros(x.shape, dtype=bool)
-    n = len(vertices)
-    for k in range(n):
-        ax, ay = vertices[k]
-        bx, by = vertices[(k + 1) % n]
-        if ay == by:
-            continue
-        crosses = (ay <= y) != (by <= y)
-        xs = ax + (y - ay) * (bx - ax) / (by - ay)
-        inside ^= crosses & (x < xs)
-    return inside
+    return _points_in_polygon(x, y, vertices)

@@ -1,0 +1,239 @@
+"""The compiled inner loops of gate placement (Numba, through :mod:`immunoprofile._numba`).
+
+Placement's numpy code spent most of its time in loops that numpy can only express as many
+passes over the data (or hands to a threaded BLAS that contends with the engine's threads):
+a table lookup of the logicle transform, a 2-D histogram's smoothing, an even-odd
+point-in-polygon test, steepest-ascent pointers on a 2-D density, and a monotone-chain
+convex hull. Here each is one pass, a small pure function over arrays; the callers in
+:mod:`.density` and :mod:`.adaptive_template` keep the documented interfaces. Kernels of
+the ``placement`` group are built ahead of time with the others (see :mod:`._aot`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._numba import kernel
+
+
+@kernel(args=[("f8", 1), ("f8", 1), ("f8", 1)], returns=("f8", 1), group="placement")
+def _lookup_on_asinh_grid(values, table, grid):
+    # table[k] is the function at x = sinh(grid[1] + k * grid[2]) / grid[0]; values beyond
+    # the table take its end values, NaN stays NaN
+    out = np.empty(values.size)
+    last = table.size - 1
+    for i in range(values.size):
+        x = values[i]
+        if x != x:
+            out[i] = x
+            continue
+        pos = (math.asinh(x * grid[0]) - grid[1]) / grid[2]
+        if pos <= 0.0:
+            out[i] = table[0]
+        elif pos >= last:
+            out[i] = table[last]
+        else:
+            k = int(pos)
+            w = pos - k
+            out[i] = table[k] + w * (table[k + 1] - table[k])
+    return out
+
+
+def lookup_on_asinh_grid(values: np.ndarray, table: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A monotone function of signal values, interpolated in a table uniform in asinh.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Untransformed values (signal units).
+    table : numpy.ndarray
+        The function at ``x_k = sinh(u0 + k·du) / s``, k = 0 … len − 1.
+    grid : numpy.ndarray
+        ``[s, u0, du]``: the table's asinh scale (1/signal units), start and step.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one value per input (clamped to the table's ends; NaN stays NaN).
+    """
+    return _lookup_on_asinh_grid(np.ascontiguousarray(values, dtype=np.float64),
+                                 np.ascontiguousarray(table, dtype=np.float64),
+                                 np.ascontiguousarray(grid, dtype=np.float64))
+
+
+@kernel(args=[("f8", 2), ("f8", 1)], returns=("f8", 2), group="placement")
+def _convolve_rows(h, weights):
+    # np.convolve(row, weights, mode="same") for every row: out[i] = Σ_j row[j]·w[i + c − j]
+    rows, n = h.shape
+    size = weights.size
+    centre = (size - 1) // 2
+    out = np.zeros((rows, n))
+    for r in range(rows):
+        for i in range(n):
+            total = 0.0
+            for k in range(size):
+                j = i + centre - k
+                if 0 <= j < n:
+                    total += h[r, j] * weights[k]
+            out[r, i] = total
+    return out
+
+
+def convolve_rows(h: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Every row of ``h`` convolved with ``weights``, as ``np.convolve(row, weights,
+    mode="same")`` (an odd number of weights, no longer than a row).
+
+    Parameters
+    ----------
+    h : numpy.ndarray
+        (rows, n), e.g. a 2-D histogram (events per bin).
+    weights : numpy.ndarray
+        The smoothing kernel.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, (rows, n).
+    """
+    return _convolve_rows(np.ascontiguousarray(h, dtype=np.float64),
+                          np.ascontiguousarray(weights, dtype=np.float64))
+
+
+@kernel(args=[("f8", 1), ("f8", 1), ("f8", 1), ("f8", 1)], returns=("u1", 1),
+        group="placement")
+def _points_in_polygon(x, y, vx, vy):
+    n = vx.size
+    out = np.zeros(x.size, dtype=np.uint8)
+    xmin = vx.min()
+    xmax = vx.max()
+    ymin = vy.min()
+    ymax = vy.max()
+    for i in range(x.size):
+        px = x[i]
+        py = y[i]
+        if not (xmin <= px <= xmax and ymin <= py <= ymax):
+            continue
+        inside = False
+        for k in range(n):
+            ax = vx[k]
+            ay = vy[k]
+            bx = vx[(k + 1) % n]
+            by = vy[(k + 1) % n]
+            if ay == by:
+                continue
+            if (ay <= py) != (by <= py):
+                xs = ax + (py - ay) * (bx - ax) / (by - ay)
+                if px < xs:
+                    inside = not inside
+        out[i] = inside
+    return out
+
+
+def points_in_polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon test, inside the polygon's bounding box.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Points (any units).
+    vertices : numpy.ndarray
+        (n, 2), in the same units.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool per point.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    return _points_in_polygon(np.ascontiguousarray(x, dtype=np.float64),
+                              np.ascontiguousarray(y, dtype=np.float64),
+                              np.ascontiguousarray(v[:, 0]),
+                              np.ascontiguousarray(v[:, 1])).view(bool)
+
+
+@kernel(args=[("f8", 2)], returns=("i8", 1), group="placement")
+def _ascent_targets(density):
+    # each bin's highest neighbour (itself included); on ties the first met, in the order
+    # dx = -1, 0, 1 then dy = -1, 0, 1 (itself counts first)
+    nx, ny = density.shape
+    target = np.empty(nx * ny, dtype=np.int64)
+    for i in range(nx):
+        for j in range(ny):
+            best = density[i, j]
+            t = i * ny + j
+            for dx in range(-1, 2):
+                for dy in range(-1, 2):
+                    if dx == 0 and dy == 0:
+                        continue
+                    a = i + dx
+                    b = j + dy
+                    if 0 <= a < nx and 0 <= b < ny and density[a, b] > best:
+                        best = density[a, b]
+                        t = a * ny + b
+            target[i * ny + j] = t
+    return target
+
+
+@kernel(args=[("i8", 1)], returns=("i8", 1), group="placement")
+def _follow_to_maxima(target):
+    labels = target.copy()
+    for i in range(labels.size):
+        k = labels[i]
+        while target[k] != k:
+            k = target[k]
+        labels[i] = k
+    return labels
+
+
+def ascent_basins(density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steepest-ascent basins of a 2-D density (see :func:`.density.basins_2d`).
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int64, same shape: the flat index of each bin's local maximum.
+    maxima : numpy.ndarray
+        Flat indices of the local maxima.
+    """
+    d = np.ascontiguousarray(density, dtype=np.float64)
+    target = _ascent_targets(d)
+    labels = _follow_to_maxima(target)
+    maxima = np.flatnonzero(target == np.arange(target.size))
+    return labels.reshape(d.shape), maxima
+
+
+@kernel(args=[("f8", 2)], returns=("i8", 1), group="placement")
+def _monotone_chain(points):
+    # points sorted by x then y, distinct; returns hull indices, counter-clockwise
+    n = points.shape[0]
+    hull = np.empty(2 * n, dtype=np.int64)
+    k = 0
+    for step in range(2):
+        start = k
+        for s in range(n):
+            i = s if step == 0 else n - 1 - s
+            while k >= start + 2:
+                o = hull[k - 2]
+                a = hull[k - 1]
+                cross = ((points[a, 0] - points[o, 0]) * (points[i, 1] - points[o, 1])
+                         - (points[a, 1] - points[o, 1]) * (points[i, 0] - points[o, 0]))
+                if cross > 0.0:
+                    break
+                k -= 1
+            hull[k] = i
+            k += 1
+        k -= 1  # the last point of each chain starts the next
+    return hull[:k].copy()
+
+
+def convex_hull_indices(sorted_points: np.ndarray) -> np.ndarray:
+    """Indices of the convex hull's vertices, counter-clockwise (Andrew's monotone chain).
+
+    Parameters
+    ----------
+    sorted_points : numpy.ndarray
+        (n, 2) distinct points sorted by x, then y (as ``np.unique(..., axis=0)`` gives).
+    """
+    return _monotone_chain(np.ascontiguousarray(sorted_points, dtype=np.float64))

@@ -1,0 +1,112 @@
+"""The compiled loops of gate placement against plain numpy and flowutils answers."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from immunoprofile.gating import density_kernels as dk
+from immunoprofile.gating.adaptive_template import Logicle
+from immunoprofile.gating.density import _gaussian_kernel
+
+
+def _numpy_basins(density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steepest ascent in numpy: the highest of each bin and its neighbours (first met on
+    ties), pointers jumped to their fixed point."""
+    nx, ny = density.shape
+    padded = np.pad(density, 1, constant_values=-np.inf)
+    flat = np.arange(nx * ny).reshape(nx, ny)
+    best, target = density.copy(), flat.copy()
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            if dx or dy:
+                neighbour = padded[1 + dx:1 + dx + nx, 1 + dy:1 + dy + ny]
+                better = neighbour > best
+                best = np.where(better, neighbour, best)
+                target = np.where(better, np.clip(flat + dx * ny + dy, 0, nx * ny - 1), target)
+    pointer = target.ravel()
+    while not np.array_equal(pointer[pointer], pointer):
+        pointer = pointer[pointer]
+    return pointer.reshape(nx, ny), np.flatnonzero(target.ravel() == np.arange(nx * ny))
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 12)),
+              elements=st.sampled_from([0.0, 1.0, 2.0, 3.5, 7.0])))
+def test_ascent_basins_are_numpys_ties_included(density):
+    labels, maxima = dk.ascent_basins(density)
+    ref_labels, ref_maxima = _numpy_basins(density)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(maxima, ref_maxima)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.floats(0.3, 6.0), st.integers(0, 2**31))
+def test_convolve_rows_is_numpys_convolve(n, sigma, seed):
+    weights = _gaussian_kernel(sigma)
+    if weights.size > n:
+        return  # np.convolve's "same" is then as long as the kernel: not used
+    h = np.random.default_rng(seed).poisson(3.0, (5, n)).astype(np.float64)
+    expected = np.array([np.convolve(row, weights, mode="same") for row in h])
+    np.testing.assert_allclose(dk.convolve_rows(h, weights), expected, rtol=1e-12, atol=1e-12)
+
+
+def _cross(o, a, b) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 60), st.integers(0, 2**31))
+def test_monotone_chain_hull_holds_every_point_with_strictly_convex_turns(n, seed):
+    # integer points: many collinear and repeated, the cases a hull gets wrong
+    pts = np.unique(np.random.default_rng(seed).integers(0, 8, (n, 2)).astype(float), axis=0)
+    if len(pts) < 3:
+        return
+    hull = pts[dk.convex_hull_indices(pts)]
+    k = len(hull)
+    if k >= 3:
+        for i in range(k):  # counter-clockwise, no collinear vertex kept
+            assert _cross(hull[i], hull[(i + 1) % k], hull[(i + 2) % k]) > 0
+        for p in pts:  # every point inside or on the hull
+            assert all(_cross(hull[i], hull[(i + 1) % k], p) >= 0 for i in range(k))
+    else:  # all points on one line: its two ends
+        assert k == 2
+
+
+def _numpy_points_in_polygon(x, y, vertices):
+    inside = np.zeros(x.shape, dtype=bool)
+    for k in range(len(vertices)):
+        (ax, ay), (bx, by) = vertices[k], vertices[(k + 1) % len(vertices)]
+        if ay == by:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xs = ax + (y - ay) * (bx - ax) / (by - ay)
+        inside ^= ((ay <= y) != (by <= y)) & (x < xs)
+    return inside
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 12), st.integers(0, 2**31))
+def test_points_in_polygon_is_the_even_odd_rule(n, seed):
+    rng = np.random.default_rng(seed)
+    vertices = rng.integers(0, 10, (n, 2)).astype(float)  # self-crossing, flat edges too
+    x, y = rng.integers(-1, 12, (2, 400)).astype(float)  # points on edges and vertices
+    np.testing.assert_array_equal(dk.points_in_polygon(x, y, vertices),
+                                  _numpy_points_in_polygon(x, y, vertices))
+
+
+def test_logicle_lookup_is_within_1e6_of_flowutils():
+    from flowutils.transforms import logicle
+
+    rng = np.random.default_rng(0)
+    for scale in (Logicle(262144, 0.5, 4.5, 0), Logicle(1024, 0.5, 4.5, 0),
+                  Logicle(10_000, 1.0, 4.0, 0.5)):
+        v = np.concatenate([rng.lognormal(3, 3, 20_000), -rng.lognormal(3, 2, 2_000),
+                            np.linspace(-scale.t / 100, scale.t / 100, 5_000), [0.0, scale.t]])
+        exact = logicle(v.reshape(-1, 1), [0], t=scale.t, w=scale.w, m=scale.m,
+                        a=scale.a).ravel()
+        inside = (exact > -0.5) & (exact < 1.5)
+        assert np.max(np.abs(scale.forward(v) - exact)[inside]) < 1e-6
+        assert np.isnan(scale.forward(np.array([np.nan]))[0])
