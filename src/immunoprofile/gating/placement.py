@@ -70,6 +70,9 @@ DENSE_SUBSAMPLE = 100_000
 #: Largest spread (scale units: logicle, 0.03 ≈ 0.13 decade) of a bead cluster in any
 #: channel; counting beads are uniform to a CV of a few per cent.
 _BEAD_SD_MAX = 0.03
+#: Share of a lymphocyte cluster's events beyond the SSC valley below the monocytes above
+#: which the cluster is uncertain (monocytes reach it).
+_BEYOND_VALLEY_SHARE = 0.02
 #: Peaks lower than this share of the tallest are noise (1-D).
 _PEAK_SHARE = 0.003
 
@@ -681,13 +684,21 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
 
 def _split_by_ssc(region: np.ndarray, counts: np.ndarray, y_centres: np.ndarray,
                   peak_y: float, min_depth: float = 0.5) -> tuple[np.ndarray, str]:
-    """Cut a cluster region at an SSC valley above the lymphocytes' SSC.
+    """Cut a cluster region at an SSC valley above the lymphocytes' SSC, or say that
+    monocytes reach it.
 
     Monocytes with side scatter only about twice the lymphocytes' and wide spreads can form
     no density maximum of their own on CD45 × SSC, and so join the lymphocytes' basin; on
     the region's own SSC profile they still make a second peak. The region loses its bins
     above that valley; a second peak with a valley shallower than ``min_depth`` leaves the
     region as it is and is reported (the populations overlap).
+
+    Monocytes that do keep a basin of their own can still lend the lymphocytes' basin their
+    lower tail. So the SSC profile of *every* event in the region's CD45 columns is read
+    too: when it shows a population above the lymphocytes (the nearest peak at least 1.6×
+    their SSC and a twentieth of their height) and more than :data:`_BEYOND_VALLEY_SHARE`
+    of the region's events lie beyond the valley between the two, the region is reported
+    (not cut: NK cells, of higher SSC than T cells, sit in that tail too).
 
     Returns
     -------
@@ -696,29 +707,47 @@ def _split_by_ssc(region: np.ndarray, counts: np.ndarray, y_centres: np.ndarray,
     reason : str
         Why the cluster is uncertain, or "".
     """
-    profile = (counts * region).sum(axis=0)
-    if profile.sum() < 50:
+    inside = (counts * region).sum(axis=0)
+    if inside.sum() < 50:
         return region, ""
-    step = float(y_centres[1] - y_centres[0])
-    smooth = np.convolve(profile, dn._gaussian_kernel(0.03 / step), mode="same")
-    d = dn.Density1D(y_centres, smooth)
-    peaks = dn.peaks_1d(d, 0.01 * smooth.max())
     lymph = int(np.argmin(np.abs(y_centres - peak_y)))
-    above = [int(p) for p in peaks if y_centres[p] >= peak_y + 0.2]  # ≥ 1.6 × the SSC
-    if not above:
-        return region, ""
-    upper = max(above, key=lambda p: smooth[p])
-    own = int(peaks[np.argmin(np.abs(peaks - lymph))]) if peaks.size else lymph
-    v = dn.valley_between(d, own, upper)
-    if v is None:
-        return region, ""
-    depth = 1.0 - smooth[v] / min(smooth[own], smooth[upper])
-    if depth < min_depth:
-        return region, (f"a second population at {10 ** (y_centres[upper] - y_centres[own]):.1f}×"
-                        " the lymphocytes' side scatter overlaps them (monocytes?)")
-    out = region.copy()
-    out[:, v:] = False
-    return out, ""
+
+    def second_population(profile: np.ndarray, nearest: bool):
+        """(profile density, own peak, upper peak, valley) or None."""
+        step = float(y_centres[1] - y_centres[0])
+        smooth = np.convolve(profile, dn._gaussian_kernel(0.03 / step), mode="same")
+        d = dn.Density1D(y_centres, smooth)
+        peaks = dn.peaks_1d(d, 0.01 * smooth.max())
+        own = int(peaks[np.argmin(np.abs(peaks - lymph))]) if peaks.size else lymph
+        above = [int(p) for p in peaks if y_centres[p] >= peak_y + 0.2  # ≥ 1.6 × the SSC
+                 and (not nearest or smooth[p] >= 0.05 * smooth[own])]
+        if not above:
+            return None
+        upper = min(above) if nearest else max(above, key=lambda p: smooth[p])
+        v = dn.valley_between(d, own, upper)
+        return None if v is None else (smooth, own, upper, v)
+
+    def overlap(own: int, upper: int) -> str:
+        return (f"a second population at {10 ** (y_centres[upper] - y_centres[own]):.1f}×"
+                " the lymphocytes' side scatter overlaps them (monocytes?)")
+
+    found = second_population(inside, nearest=False)
+    if found is not None:
+        smooth, own, upper, v = found
+        depth = 1.0 - smooth[v] / min(smooth[own], smooth[upper])
+        if depth < min_depth:
+            return region, overlap(own, upper)
+        out = region.copy()
+        out[:, v:] = False
+        return out, ""
+    found = second_population(counts[region.any(axis=1)].sum(axis=0), nearest=True)
+    if found is not None:
+        _, own, upper, v = found
+        share = float(inside[v:].sum() / inside.sum())
+        if share > _BEYOND_VALLEY_SHARE:
+            return region, (overlap(own, upper) + f": {share:.1%} of the gate's events lie "
+                            "beyond the valley between them")
+    return region, ""
 
 
 def place_gates(template: AdaptiveTemplate, values: ValuesOf, n: int) -> Placement:
