@@ -556,3 +556,33 @@ def test_a_lone_pair_with_a_wrong_tot_is_refused_not_crashed(tmp_path):
         path.write_bytes(raw)
         with pytest.raises(FCSReadError, match="^tot.fcs: "):
             read_fcs(path)
+
+
+@pytest.mark.parametrize("parts, last", [
+    (("gatingml", "data1.fcs"), 16),  # FACSCalibur, Time included: a last event of zeros
+    (("fcs-corpus", "flowcore", "compdata", "data", "060909.001"), 2),  # no Time: a last 0
+])
+def test_a_clean_lone_pair_ending_in_zeros_or_a_dos_eof_is_read_not_refused(tmp_path, parts,
+                                                                          last):
+    """Real FCS 2.0 files with HEADER offsets only, DATA up to the end of the file: data
+    ending in bytes that look like padding, or followed by ^Z, read as the original — a
+    neighbouring region that fits as well does not make a clean statement doubtful."""
+    from conftest import shared_path
+
+    path = shared_path(*parts)
+    original = read_fcs(path).events
+    zeroed = bytearray(path.read_bytes())
+    zeroed[-last:] = bytes(last)
+    (tmp_path / "zeroed.fcs").write_bytes(bytes(zeroed))
+    events = read_fcs(tmp_path / "zeroed.fcs").events
+    np.testing.assert_array_equal(events[:-1], original[:-1])
+    (tmp_path / "eof.fcs").write_bytes(path.read_bytes() + b"\x1a")
+    np.testing.assert_array_equal(read_fcs(tmp_path / "eof.fcs").events, original)
+
+
+def test_a_lone_pair_of_no_events_is_read(tmp_path):
+    path = write_fcs(tmp_path / "empty.fcs", np.zeros((0, 4), int),
+                     ["FSC-H", "SSC-H", "FL1-H", "FL2-H"], datatype="I", bits=16,
+                     ranges=[1024] * 4, version="2.0", gap=200,
+                     drop=("$BEGINDATA", "$ENDDATA"))
+    assert read_fcs(path).events.shape == (0, 4)

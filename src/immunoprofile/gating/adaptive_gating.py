@@ -100,12 +100,14 @@ def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, in
     spread over the whole acquisition) as placement reads them, and how many (events)."""
     n = events.event_count
     step = max(1, -(-n // limit))
-    channels = [d.channel for g in template.gates for d in g.dimensions]
-    spill = _matrix_for("FCS", None, events)  # type: ignore[arg-type]
-    if spill is not None:
-        channels += list(spill.detectors)
+    dims = [d for g in template.gates for d in g.dimensions]
+    channels = [d.channel for d in dims]
     values = _TubeValues(events, slice(0, n, step), channels)
-    values.set_matrix(spill)
+    if any(d.compensated for d in dims):  # the spillover is parsed only when used
+        spill = _matrix_for("FCS", None, events)  # type: ignore[arg-type]
+        if spill is not None:
+            values.channels = channels + list(spill.detectors)
+        values.set_matrix(spill)
     return values, len(range(0, n, step))
 
 

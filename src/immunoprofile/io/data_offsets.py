@@ -68,7 +68,7 @@ _NEIGHBOUR_EVENTS = 2_000
 #: Bytes just outside a region's ends that are looked at for data, bytes.
 _EDGE = 16
 #: Bytes writers pad segments with.
-_PADDING = frozenset(b"\x00 \t\r\n")
+_PADDING = frozenset(b"\x00 \t\r\n\x1a")  # ^Z: the DOS end of file some writers add
 #: FCS 3.1's CRC after DATA: 8 characters ("00000000" where none is computed).
 _CRC = re.compile(rb"[0-9A-Fa-f]{8}")
 
@@ -365,7 +365,10 @@ def _unconfirmed(raw, header: dict, text: dict, layout: Layout, region: Candidat
                                        layout))
         better = _clearly_worse_on(stated, evidence)
         worse = _clearly_worse_on(evidence, stated)
-        if better or not worse:  # named first: better, and worse nowhere; then as good
+        # A neighbour that fits as well counts only against a stated region with a sign
+        # against it: a clean statement is not refused because a region beside it, ending
+        # in bytes that look like padding (a last value of 0, 10, 32…), is clean too.
+        if better or (beatable and not worse):  # named first: better and worse nowhere
             rank = 0 if better and not worse else 1 if not worse else 2
             rivals.append((rank, -len(better), abs(shift), shift, other, better))
     if not rivals:
