@@ -12,8 +12,13 @@ from immunoprofile.simulate import cohort_specs, write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Compiled programs of this test run go to a private folder, not the user's cache.
-os.environ["IMMUNOPROFILE_CACHE"] = tempfile.mkdtemp(prefix="immunoprofile-programs-")
+# Compiled programs of this test run go to a private folder, not the user's cache; the
+# pytest-xdist workers of one run share the folder their controller made (the cache is
+# built for concurrent processes: a file lock per build, atomic writes), so a kernel is
+# compiled once per run, not once per worker.
+if not (os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("IMMUNOPROFILE_TEST_CACHE")):
+    os.environ["IMMUNOPROFILE_TEST_CACHE"] = tempfile.mkdtemp(prefix="immunoprofile-programs-")
+os.environ["IMMUNOPROFILE_CACHE"] = os.environ["IMMUNOPROFILE_TEST_CACHE"]
 SHARED = REPO.parent / "shared"
 
 
@@ -32,3 +37,16 @@ def small_cohort(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("small_cohort")
     write_cohort(folder, cohort_specs()[:2], events=10_000, seed=7)
     return folder
+
+
+#: The files that take longest (measured serially on the 2-core CI machine, 2026-12), run
+#: first, so that with one file per worker (``--dist loadfile``) no long file starts last
+#: and keeps one worker busy while the other is done. Order only; every test still runs.
+LONGEST_FILES = ("test_engine.py", "test_workflow.py", "test_predict.py", "test_report.py",
+                 "test_adaptive_envelope.py", "test_aot.py", "test_engine_generated.py",
+                 "test_accuracy.py", "test_fcs_fuzz.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
