@@ -220,3 +220,37 @@ def test_a_real_mouse_tube_taken_for_a_cd4_tube_is_flagged(tmp_path):
     result = gate_batch(tmp_path)
     assert result.ok
     assert "GATE_UNCERTAIN" in result.samples.qc_flags.iloc[0]
+
+
+def test_a_spillover_that_misses_channels_does_not_stop_a_template_that_does_not_compensate(
+        tmp_path):
+    """Placement parses the file's spillover only for a template that compensates: an
+    uncompensated template places on a tube whose $SPILLOVER leaves out a fluorescence
+    channel (flowutils refuses such a matrix), and a compensating one is refused in one
+    line."""
+    import flowio
+
+    from immunoprofile.errors import GatingError
+    from immunoprofile.simulate import PatientSpec, simulate_tube, write_tube
+
+    patient = PatientSpec("P", b_cells_per_ul=2_000, cd4_per_ul=800, cd8_per_ul=500,
+                          nk_per_ul=300)
+    full = write_tube(simulate_tube(patient, "cd4", events=5_000, seed=3), tmp_path / "a.fcs")
+    flow = flowio.FlowData(str(full))
+    events = np.reshape(flow.events, (-1, flow.channel_count))
+    names, markers = list(flow.pnn_labels), [m or "" for m in flow.pns_labels]
+    path = tmp_path / "P_cd4.fcs"
+    with open(path, "wb") as handle:  # the spillover knows two of the three colours
+        flowio.create_fcs(handle, events.ravel(), names, markers,
+                          {"spillover": "2,FITC-A,PE-A,1,0.1,0.05,1"})
+    templates = tmp_path / "templates"
+    shutil.copytree(adaptive_template_dir(), templates)
+    for xml in templates.glob("*.xml"):
+        xml.write_text(xml.read_text().replace('compensation-ref="FCS"',
+                                               'compensation-ref="uncompensated"'))
+    tube = read_tube(path)
+    panel = detect_panel(tube.markers)
+    placement = place_tube(tube, panel, str(templates))
+    assert {r.gate_id for r in placement.reports} >= {"Beads", "Lymphocytes", "CD4pos"}
+    with pytest.raises(GatingError, match="^P_cd4.fcs: "):
+        place_tube(tube, panel, str(adaptive_template_dir()))
