@@ -32,9 +32,10 @@ signs in their events and on where their ends lie: a DATA segment written by an
 instrument starts right after the TEXT (or another segment), or after padding (spaces,
 NULs), and ends at the end of the file, before the next segment, before padding or before
 an 8-character CRC. A shifted region has data bytes right outside one of its ends. The
-stated region is read only when it is at least as good as every neighbour on every sign
-and better than each on one; otherwise the file is refused, naming the stated offsets and
-the neighbour that fits as well. A lone pair of the wrong size is judged by the
+file is refused, naming the stated offsets and the neighbour, when a neighbour is clearly
+better on some sign, or when the stated region itself shows a sign and a neighbour is no
+worse on any; a clean stated region is read even where a neighbour looks clean too (data
+ending in a zero value looks like padding). A lone pair of the wrong size is judged by the
 ``$TOT`` × ``$PnB`` bytes from its start, which is what is decoded.
 
 Offsets here are absolute file positions; ``base`` is where the data set begins (not 0
@@ -322,10 +323,10 @@ def _unconfirmed(raw, header: dict, text: dict, layout: Layout, region: Candidat
     the places the data would be if the statement were a few bytes off. Each possible one
     is compared with the stated region on its ends (:func:`_edge_measures`) and, where
     that does not already show it worse, on its events (:func:`_wrongness` of the first
-    :data:`_NEIGHBOUR_EVENTS` events of each). The statement stands when every neighbour
-    is clearly worse on some sign and none is clearly better on any; where the stated
-    region is clean on every sign, as real files are, only neighbours whose ends look as
-    right are decoded.
+    :data:`_NEIGHBOUR_EVENTS` events of each). The statement falls to a neighbour
+    clearly better on some sign, or, where the stated region shows a sign itself, to one
+    no worse on any; where the stated region is clean on every sign, as real files are,
+    only neighbours whose ends look as right are decoded.
 
     Parameters
     ----------

@@ -5,7 +5,8 @@ FlowIO parses HEADER and TEXT; where DATA lies is decided here
 DATA offsets, by the events each pair gives — never by a fixed preference, since real
 files are wrong either way — and the file is refused, naming both pairs, when the content
 cannot tell; a pair stated once is refused where a region a few bytes away fits the file
-as well (its events, where its ends lie). FlowIO then decodes DATA at the chosen offsets
+better, or as well when the stated one shows a sign against it (its events, where its
+ends lie). FlowIO then decodes DATA at the chosen offsets
 and applies the standard's value conversions (gain, log amplification, time step). What
 bends the standard is read with a warning saying what was assumed:
 
