@@ -43,27 +43,27 @@ class AdaptiveResult:
     gating_ml: str
 
 
+#: ``matrix`` of a :class:`_TubeValues` not given one: parse the file's when first needed.
+_PARSE_WHEN_NEEDED = object()
+
+
 class _TubeValues:
     """Compensated or raw values of the subsampled events, per channel.
 
     The first request decodes every channel of ``channels`` (the template's, and the
     spillover's detectors) in one pass over the subsampled rows; ``rows`` may be a slice
-    (every k-th event: a view of the events, not a copy) or an index array.
+    (every k-th event: a view of the events, not a copy) or an index array. ``matrix`` is
+    the tube's spillover (None: uncompensated) where the caller has parsed it.
     """
 
     def __init__(self, events: EventData, rows: np.ndarray | slice,
-                 channels: list[str] | None = None):
+                 channels: list[str] | None = None, matrix=_PARSE_WHEN_NEEDED):
         self.events = events
         self.rows = rows
         self.channels = channels
-        self._matrix = None
+        self._matrix = matrix
         self._compensated: dict[str, np.ndarray] = {}
-        self._matrix_done = False
         self._raw: dict[str, np.ndarray] = {}
-
-    def set_matrix(self, matrix) -> None:
-        """The tube's spillover matrix, when the caller has already parsed it."""
-        self._matrix, self._matrix_done = matrix, True
 
     def raw(self, channel: str) -> np.ndarray:
         if channel not in self._raw:
@@ -80,9 +80,8 @@ class _TubeValues:
     def __call__(self, d: TemplateDimension) -> np.ndarray:
         if not d.compensated:
             return self.raw(d.channel)
-        if not self._matrix_done:
+        if self._matrix is _PARSE_WHEN_NEEDED:
             self._matrix = _matrix_for("FCS", None, self.events)  # type: ignore[arg-type]
-            self._matrix_done = True
         matrix = self._matrix
         if matrix is None or d.channel not in matrix.detectors:
             return self.raw(d.channel)
@@ -102,13 +101,11 @@ def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, in
     step = max(1, -(-n // limit))
     dims = [d for g in template.gates for d in g.dimensions]
     channels = [d.channel for d in dims]
-    values = _TubeValues(events, slice(0, n, step), channels)
+    spill = None
     if any(d.compensated for d in dims):  # the spillover is parsed only when used
         spill = _matrix_for("FCS", None, events)  # type: ignore[arg-type]
-        if spill is not None:
-            values.channels = channels + list(spill.detectors)
-        values.set_matrix(spill)
-    return values, len(range(0, n, step))
+        channels += list(spill.detectors) if spill is not None else []
+    return _TubeValues(events, slice(0, n, step), channels, spill), len(range(0, n, step))
 
 
 def _place_on_subsample(template, events: EventData) -> Placement:

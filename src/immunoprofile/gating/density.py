@@ -215,7 +215,8 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
 
 
 def points_in_polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """Even-odd point-in-polygon test (for placement on a subsample; the engine counts).
+    """Even-odd point-in-polygon test inside the polygon's bounding box (inclusive), for
+    placement on a subsample; the engine counts.
 
     Parameters
     ----------

@@ -228,10 +228,7 @@ class _Placer:
                     ok &= v < hi
             return ok
         x, y = (self.raw(d) for d in dims)
-        verts = np.asarray(gate.vertices)
-        box = ((x >= verts[:, 0].min()) & (x <= verts[:, 0].max())
-               & (y >= verts[:, 1].min()) & (y <= verts[:, 1].max()))
-        return box & dn.points_in_polygon(x, y, verts)
+        return dn.points_in_polygon(x, y, np.asarray(gate.vertices))  # bounding box first
 
     @staticmethod
     def _template_dim(d: PlainDimension) -> TemplateDimension:
