@@ -1,6 +1,6 @@
 """Adaptive gating across the layout envelope: accuracy, flags and the worst cases.
 
-Simulated tubes (SIMULATED data: ``immunoprofile.simulate.envelope_cases``, the envelope of
+Simulated tubes (SIMULATED data: ``immunoprofile.datasets.simulate.envelope_cases``, the envelope of
 issue 12: fluorescence gains ±0.5 decade, scatter gain ±0.3 decade, beads anywhere from
 10^4.0 to 10^5.3 and at any scatter, monocyte SSC down to 2× the lymphocytes', CLL cells
 CD45-dim and up to 99 % of lymphocytes, CD4 or CD8 down to 20 cells/µL, spreads ×0.7–1.5)
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from immunoprofile.gating.evaluation import covered, evaluate_simulated_batch
-from immunoprofile.simulate import write_envelope
+from immunoprofile.datasets.evaluation import covered, evaluate_simulated_batch
+from immunoprofile.datasets.simulate import write_envelope
 
 
 def summarise(name: str, records: list[dict], seconds: float) -> None:
@@ -84,12 +84,12 @@ def summarise(name: str, records: list[dict], seconds: float) -> None:
 
 
 def speed(events: int = 200_000, repeat: int = 7) -> None:
+    from immunoprofile.datasets.simulate import PatientSpec, simulate_tube, write_tube
     from immunoprofile.gating.adaptive_gating import gate_tube_adaptive, place_tube
     from immunoprofile.gating.compiled_gating import count_tube_compiled
+    from immunoprofile.gating.panels import detect_panel
     from immunoprofile.gating.templates import adaptive_template_dir
     from immunoprofile.io.fcs import read_tube
-    from immunoprofile.panels import detect_panel
-    from immunoprofile.simulate import PatientSpec, simulate_tube, write_tube
 
     patient = PatientSpec("S", b_cells_per_ul=20_000, cd4_per_ul=800, cd8_per_ul=500,
                           nk_per_ul=300)

@@ -47,14 +47,14 @@ import numpy as np
 import pandas as pd
 
 from immunoprofile import engine
-from immunoprofile.io.events import read_events
-from immunoprofile.simulate import (
+from immunoprofile.datasets.simulate import (
     PatientSpec,
     cohort_specs,
     simulate_tube,
     write_cohort,
     write_tube,
 )
+from immunoprofile.io.events import read_events
 
 LOGICLE = fk.transforms.LogicleTransform(262144.0, 0.5, 4.5, 0.0)
 

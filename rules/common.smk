@@ -6,7 +6,7 @@ from pathlib import Path
 from immunoprofile.errors import ImmunoprofileError
 from immunoprofile.gating.templates import adaptive_template_dir, check_templates, template_dir
 from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
-from immunoprofile.pipeline import tube_result_key
+from immunoprofile.pipeline.batch import tube_result_key
 
 SAMPLES = config["samples"]
 OUT = os.path.normpath(config["output"])

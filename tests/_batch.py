@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from immunoprofile.simulate import (
+from immunoprofile.datasets.simulate import (
     Instrument,
     PatientSpec,
     simulate_tube,

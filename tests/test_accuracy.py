@@ -17,8 +17,8 @@ import pytest
 from _batch import write_manifest, write_patient
 
 from immunoprofile import gate_batch
-from immunoprofile.gating.evaluation import gate_membership
-from immunoprofile.simulate import (
+from immunoprofile.datasets.evaluation import gate_membership
+from immunoprofile.datasets.simulate import (
     GATE_TRUTH,
     LABEL_CODE,
     Instrument,

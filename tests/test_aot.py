@@ -1,4 +1,4 @@
-"""Kernels compiled ahead of time (immunoprofile._aot) answer as the just-in-time ones do,
+"""Kernels compiled ahead of time (immunoprofile._compile.aot) answer as the just-in-time ones do,
 and let ``immunoprofile gate`` run without importing Numba, pandas or FlowKit."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pytest
 from _fcs_writer import write_fcs
 from conftest import REPO
 
-from immunoprofile import _aot, engine
+from immunoprofile import engine
+from immunoprofile._compile import aot as _aot
 
 pytestmark = pytest.mark.slow  # the first builds take a few seconds each
 
@@ -33,9 +34,9 @@ def builds(monkeypatch):
 
 
 def _plan(path: Path, kernel: str):
+    from immunoprofile.gating.panels import detect_panel
     from immunoprofile.gating.templates import channel_map, load_strategy
     from immunoprofile.io.fcs import read_tube
-    from immunoprofile.panels import detect_panel
 
     tube = read_tube(path)
     panel = detect_panel(tube.markers)
@@ -76,7 +77,7 @@ def test_compiled_kernels_equal_the_jit_ones(builds, monkeypatch):
 
 
 def test_counting_kernels_equal_the_jit_ones(builds):
-    from immunoprofile import _numba
+    from immunoprofile._compile import jit as _numba
     from immunoprofile.counting import absolute, gate_counts, qc
 
     rng = np.random.default_rng(5)

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from immunoprofile.cohort import (
+from immunoprofile.study.cohort import (
     CohortError,
     join_profiles,
     read_cohort,
     read_profiles,
 )
-from immunoprofile.cohort_reference import reference_cohort
+from immunoprofile.study.reference_cohort import reference_cohort
 
 HEADER = ("patient_id,regimen,age,sex,rai_stage,alc,tfr_grade,tfr_onset_days,"
           "tfr_duration_days,response,pfs_months,pfs_event")

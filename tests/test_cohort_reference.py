@@ -1,5 +1,5 @@
 """The simulated reference cohort honours every published number it claims to
-(immunoprofile.cohort_reference.PUBLISHED and PUBLISHED_P_VALUES)."""
+(immunoprofile.study.reference_cohort.PUBLISHED and PUBLISHED_P_VALUES)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from immunoprofile import stats as S
-from immunoprofile.cohort_reference import (
+from immunoprofile.study import statistics as S
+from immunoprofile.study.cohort_stats import immune_by_tfr_grade, table2, tfr_risk_factors
+from immunoprofile.study.reference_cohort import (
     PUBLISHED,
     PUBLISHED_P_VALUES,
     SIMULATED_NOTE,
     reference_cohort,
 )
-from immunoprofile.cohort_stats import immune_by_tfr_grade, table2, tfr_risk_factors
 
 
 @pytest.fixture(scope="module")

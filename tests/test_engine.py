@@ -19,10 +19,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from immunoprofile import engine
+from immunoprofile.datasets.simulate import (
+    cohort_specs,
+    random_instrument,
+    simulate_tube,
+    write_tube,
+)
+from immunoprofile.gating.panels import detect_panel
 from immunoprofile.gating.templates import channel_map, load_strategy
 from immunoprofile.io.fcs import read_tube
-from immunoprofile.panels import detect_panel
-from immunoprofile.simulate import cohort_specs, random_instrument, simulate_tube, write_tube
 
 TRUTH_NAME = {"ParRectangle1": "ParQuadRect"}
 

@@ -1,7 +1,7 @@
 import pytest
 
 from immunoprofile.errors import PanelError
-from immunoprofile.panels import (
+from immunoprofile.gating.panels import (
     NK_MARKER,
     detect_panel,
     marker_channels,

@@ -9,7 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from immunoprofile.simulate import cohort_specs, simulate_tube, stained_volume_ul, write_tube
+from immunoprofile.datasets.simulate import (
+    cohort_specs,
+    simulate_tube,
+    stained_volume_ul,
+    write_tube,
+)
 
 #: Identifiers seeded into every file's TEXT, as clinical cytometers write them.
 IDENTIFIERS = {

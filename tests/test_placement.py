@@ -18,10 +18,10 @@ from immunoprofile.errors import TemplateError
 from immunoprofile.gating import density as dn
 from immunoprofile.gating.adaptive_gating import gate_tube_adaptive, place_tube
 from immunoprofile.gating.adaptive_template import Adaptation, parse_adaptive_template
+from immunoprofile.gating.panels import detect_panel
 from immunoprofile.gating.placement import bead_bounds, cluster_hull, valley_cut
 from immunoprofile.gating.templates import adaptive_template_dir
 from immunoprofile.io.fcs import read_tube
-from immunoprofile.panels import detect_panel
 
 RNG = np.random.default_rng(12)
 SAMPLE = REPO / "sample_data" / "P03_cd4.fcs"
@@ -230,8 +230,8 @@ def test_a_spillover_that_misses_channels_does_not_stop_a_template_that_does_not
     line."""
     import flowio
 
+    from immunoprofile.datasets.simulate import PatientSpec, simulate_tube, write_tube
     from immunoprofile.errors import GatingError
-    from immunoprofile.simulate import PatientSpec, simulate_tube, write_tube
 
     patient = PatientSpec("P", b_cells_per_ul=2_000, cd4_per_ul=800, cd8_per_ul=500,
                           nk_per_ul=300)

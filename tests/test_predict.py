@@ -14,11 +14,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import check_estimator
 
-from immunoprofile import predict as pr
-from immunoprofile.cohort_reference import SIMULATED_NOTE, reference_cohort
+from immunoprofile.predict import model as pr
+from immunoprofile.study.reference_cohort import SIMULATED_NOTE, reference_cohort
 
 REPO = Path(__file__).resolve().parents[1]
-CARD = REPO / "src/immunoprofile/models/MODEL_CARD.md"
+CARD = REPO / "src/immunoprofile/predict/models/MODEL_CARD.md"
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import REPO, shared_path
 
+from immunoprofile.datasets.evaluation import f1_score
 from immunoprofile.gating.adaptive_gating import place_with_template
-from immunoprofile.gating.evaluation import f1_score
 
 TEMPLATE = REPO / "gating" / "examples" / "flowcap_gvhd_cd4_cd8.xml"
 SAMPLES = range(1, 7)

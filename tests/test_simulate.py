@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from immunoprofile.cli import main
-from immunoprofile.simulate import (
+from immunoprofile.datasets.simulate import (
     CHANNEL_RANGE,
     CHANNELS,
     ENVELOPE,

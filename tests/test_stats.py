@@ -1,4 +1,4 @@
-"""immunoprofile.stats: known answers worked out by hand, the χ²/Fisher rule, and every P
+"""immunoprofile.study.statistics: known answers worked out by hand, the χ²/Fisher rule, and every P
 value of the study that its printed counts determine."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from immunoprofile import stats as S
+from immunoprofile.study import statistics as S
 
 # --- known answers (worked by hand; the working is in each comment) ---------------------------
 

@@ -13,8 +13,10 @@ import pytest
 from conftest import REPO
 
 from immunoprofile import gate_sample
+from immunoprofile.datasets.simulate import CHANNELS, PatientSpec, simulate_tube, write_tube
 from immunoprofile.errors import PanelError, TemplateError
 from immunoprofile.gating.flowkit_gating import gate_tube
+from immunoprofile.gating.panels import PANELS
 from immunoprofile.gating.templates import (
     channel_map,
     check_template,
@@ -25,8 +27,6 @@ from immunoprofile.gating.templates import (
     template_path,
 )
 from immunoprofile.io.fcs import read_tube
-from immunoprofile.panels import PANELS
-from immunoprofile.simulate import CHANNELS, PatientSpec, simulate_tube, write_tube
 
 # xs:ID is an NCName: a letter or underscore, then letters, digits, '.', '-', '_'.
 NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")

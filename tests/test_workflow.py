@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from immunoprofile.pipeline import tube_result_key
+from immunoprofile.pipeline.batch import tube_result_key
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
@@ -184,7 +184,7 @@ def test_workflow_with_awkward_names_a_cohort_and_a_manifest_edit(tmp_path):
     """Spaces in paths, numeric ids, a subfolder, an absolute path in the manifest, a
     cohort CSV with its own immune columns; then a manifest edit re-counts but re-gates
     nothing."""
-    from immunoprofile.cohort_reference import reference_cohort
+    from immunoprofile.study.reference_cohort import reference_cohort
 
     samples = tmp_path / "tubes with spaces"
     (samples / "sub dir").mkdir(parents=True)
@@ -226,7 +226,7 @@ def test_workflow_with_awkward_names_a_cohort_and_a_manifest_edit(tmp_path):
 
 def test_tube_result_files_are_safe_and_checked(tmp_path):
     from immunoprofile.io.manifest import TubeRequest
-    from immunoprofile.pipeline import TubeFailure, load_tube_result
+    from immunoprofile.pipeline.batch import TubeFailure, load_tube_result
 
     keys = {tube_result_key(s) for s in ("a b", "a_b", "../../etc/x", "P{1}", "001")}
     assert len(keys) == 5
@@ -246,7 +246,7 @@ def test_tube_results_of_the_first_format_are_counted(tmp_path):
     import numpy as np
 
     from immunoprofile.io.manifest import TubeRequest
-    from immunoprofile.pipeline import GatedTube, TubeFailure, load_tube_result
+    from immunoprofile.pipeline.batch import GatedTube, TubeFailure, load_tube_result
 
     request = TubeRequest(path=tmp_path / "x.fcs", sample_id="x", patient_id="P",
                           tube=None, beads_per_test=1.0, volume_ul=1.0, alc=1.0)

@@ -1,10 +1,10 @@
-"""How the values of ``immunoprofile.cohort_reference`` were chosen (run once, by hand).
+"""How the values of ``immunoprofile.study.reference_cohort`` were chosen (run once, by hand).
 
 The study (Chanan-Khan et al., Cancer 2011) publishes aggregates only. Each block below
 searches, with a fixed seed, for per-patient values that reproduce the published medians,
 ranges and counts exactly and, where the study prints a rank-based or log-rank P value for
 them, a P value that rounds to the published one. The result is printed as Python literals
-that were pasted into ``src/immunoprofile/cohort_reference.py``. The values are SIMULATED:
+that were pasted into ``src/immunoprofile/study/reference_cohort.py``. The values are SIMULATED:
 any other set meeting the same constraints is as faithful to the paper as this one.
 
     python tools/search_reference_cohort.py
@@ -170,8 +170,8 @@ def immune_subset(rng):
 
 
 def km_median(t, e):
-    """Kaplan-Meier median as SAS defines it (immunoprofile.stats.kaplan_meier_median)."""
-    from immunoprofile.stats import _km_median
+    """Kaplan-Meier median as SAS defines it (study.statistics.kaplan_meier_median)."""
+    from immunoprofile.study.statistics import _km_median
 
     times = np.unique(t[e == 1])
     surv, s = [], 1.0

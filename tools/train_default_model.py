@@ -1,9 +1,9 @@
 """Train the shipped default TFR model on the SIMULATED reference cohort, and print the
-metrics that go into ``src/immunoprofile/models/MODEL_CARD.md``.
+metrics that go into ``src/immunoprofile/predict/models/MODEL_CARD.md``.
 
     python tools/train_default_model.py
 
-Writes ``src/immunoprofile/models/tfr_default.json``. ``tests/test_predict.py`` retrains
+Writes ``src/immunoprofile/predict/models/tfr_default.json``. ``tests/test_predict.py`` retrains
 and checks the shipped file is exactly what this script produces, and that the model card
 quotes the metrics ``evaluate`` gives.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from immunoprofile.cohort_reference import SIMULATED_NOTE, reference_cohort
-from immunoprofile.predict import (
+from immunoprofile.predict.model import (
     DEFAULT_MODEL,
     IMMUNE_FEATURES,
     evaluate,
     save_model,
     train,
 )
+from immunoprofile.study.reference_cohort import SIMULATED_NOTE, reference_cohort
 
 #: Regularisation of the default model (inverse strength, standardised features).
 DEFAULT_C = 1.0
@@ -27,7 +27,7 @@ DEFAULT_C = 1.0
 def main() -> None:
     cohort = reference_cohort()
     model = train(cohort, IMMUNE_FEATURES, C=DEFAULT_C, description=SIMULATED_NOTE)
-    out = Path(__file__).resolve().parents[1] / "src/immunoprofile/models" / DEFAULT_MODEL
+    out = Path(__file__).resolve().parents[1] / "src/immunoprofile/predict/models" / DEFAULT_MODEL
     save_model(model, out)
     print(f"wrote {out}")
     result = evaluate(cohort, IMMUNE_FEATURES, C=DEFAULT_C)

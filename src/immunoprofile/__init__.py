@@ -14,11 +14,13 @@ The notebook API::
     ip.write_report("results/")                 # results/report.html
 
 TFR risk and the study's statistics: :mod:`immunoprofile.predict`,
-:mod:`immunoprofile.stats`, :mod:`immunoprofile.cohort`.
+:mod:`immunoprofile.study`. How the package is layered: ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
+from ._moved import install_moved_module_aliases
+from ._version import __version__
 from .errors import (
     FCSReadError,
     GatingError,
@@ -28,8 +30,7 @@ from .errors import (
     TemplateError,
 )
 
-#: The package's version (pyproject.toml reads it from here).
-__version__ = "0.1.0"
+install_moved_module_aliases()
 
 #: Public names and the modules that define them, imported on first use (PEP 562): the
 #: command line imports only what a command needs, so ``immunoprofile gate`` starts
@@ -37,8 +38,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Tube": ".io.fcs", "read_tube": ".io.fcs",
     "FCSData": ".io.fcs_reader", "read_fcs": ".io.fcs_reader",
-    "BatchResult": ".pipeline", "gate_batch": ".pipeline", "gate_sample": ".pipeline",
-    "write_results": ".pipeline",
+    "BatchResult": ".pipeline.batch", "gate_batch": ".pipeline.batch",
+    "gate_sample": ".pipeline.batch", "write_results": ".pipeline.batch",
     "plot_gates": ".report", "write_report": ".report",
 }
 

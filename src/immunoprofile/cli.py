@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import ImmunoprofileError
 
 EXIT_SAMPLES_FAILED = 1
@@ -61,8 +61,8 @@ def main() -> None:
 
 def _allow_kernel_builds(quiet: bool) -> None:
     """Let this command compile missing kernels ahead of time (once per machine), so that
-    later runs start without Numba (see :mod:`immunoprofile._aot`)."""
-    from . import _aot
+    later runs start without Numba (see :mod:`immunoprofile._compile.aot`)."""
+    from ._compile import aot as _aot
 
     _aot.allow_builds(None if quiet else lambda message: click.echo(f"note: {message}",
                                                                     err=True))
@@ -185,7 +185,7 @@ def _gate_into(out_dir: Path, samples_dir: Path, manifest: Path | None, jobs: in
     import shutil
 
     from .io.lock import OutputLock
-    from .pipeline import gate_batch, write_results
+    from .pipeline.batch import gate_batch, write_results
 
     _allow_kernel_builds(quiet)
     bar = None
@@ -261,7 +261,7 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
                                    f"for every case itself: drop {', '.join(given)}")
         if ctx.get_parameter_source("events") is click.core.ParameterSource.DEFAULT:
             events = 30_000
-    from .simulate import write_cohort, write_envelope
+    from .datasets.simulate import write_cohort, write_envelope
 
     with _output_folder(out_dir):
         try:
@@ -305,9 +305,9 @@ def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
                  reference: bool) -> None:
     """The study's statistics on a cohort: Table 2 (groups A vs B), TFR risk factors,
     immune markers by TFR grade (Figure 2) and CR by TFR grade (Figure 3)."""
-    from .cohort import IMMUNE_COLUMNS, join_profiles, read_cohort, read_profiles
-    from .cohort_reference import reference_cohort
-    from .cohort_stats import write_cohort_stats
+    from .study.cohort import IMMUNE_COLUMNS, join_profiles, read_cohort, read_profiles
+    from .study.cohort_stats import write_cohort_stats
+    from .study.reference_cohort import reference_cohort
 
     with _output_folder(out_dir):
         try:
@@ -344,8 +344,8 @@ def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
 def train(cohort_csv: Path, model_path: Path, profiles: Path | None, with_regimen: bool,
           with_age: bool, c_value: float, threshold: float, evaluate: bool) -> None:
     """Train the TFR classifier on COHORT_CSV (tfr_grade + immune profiles)."""
-    from . import predict as pr
-    from .cohort import join_profiles, read_cohort, read_profiles
+    from .predict import model as pr
+    from .study.cohort import join_profiles, read_cohort, read_profiles
 
     features = list(pr.IMMUNE_FEATURES)
     features += ["regimen_b"] if with_regimen else []
@@ -394,9 +394,9 @@ def train(cohort_csv: Path, model_path: Path, profiles: Path | None, with_regime
 def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | None,
                     out_path: Path, allow_missing: bool) -> None:
     """P(TFR grade >= 2) per patient from PROFILES (profiles.csv or the gate output folder)."""
-    from . import predict as pr
-    from .cohort import read_cohort, read_profiles
     from .io.atomic import atomic_write_csv
+    from .predict import model as pr
+    from .study.cohort import read_cohort, read_profiles
 
     if model_path is None:
         click.echo(f"note: {pr.DEFAULT_MODEL_NOTE}", err=True)
@@ -456,7 +456,7 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     to) is a usage error (exit 2).
     """
     from .gating.templates import check_templates
-    from .pipeline import TubeFailure, gate_tube_file, resolve_templates, save_tube_result
+    from .pipeline.batch import TubeFailure, gate_tube_file, resolve_templates, save_tube_result
 
     try:  # a template that cannot give the counts stops the workflow, not each tube
         check_templates(resolve_templates(templates, gating), (tube,) if tube else None)
@@ -502,7 +502,7 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
     Writes what ``immunoprofile gate`` writes, from the tube results of ``gate-tube``. Exits
     0 even when tubes failed (they are in errors.csv), so the workflow goes on to the report.
     """
-    from .pipeline import assemble_tube_results, write_results
+    from .pipeline.batch import assemble_tube_results, write_results
 
     with _output_folder(out_dir):
         try:
@@ -631,8 +631,8 @@ def inspect_command(fcs_file: Path) -> None:
     """What a user needs to know about FCS_FILE: version, cytometer, events, channels and
     markers, spillover, the panel immunoprofile sees, and any warnings."""
     from .errors import PanelError
+    from .gating.panels import detect_panel, marker_channels
     from .io.fcs_reader import read_fcs
-    from .panels import detect_panel, marker_channels
 
     try:
         data = read_fcs(fcs_file)

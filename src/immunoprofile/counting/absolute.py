@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import kernel
+from .._compile.jit import kernel
 
 
 @kernel(args=[("f8", 1)] * 4, returns=("f8", 1))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._numba import kernel
+from .._compile.jit import kernel
 
 
 @kernel(args=[("u4", 1), ("i8", 1), ("int", 0)], returns=("i8", 2))

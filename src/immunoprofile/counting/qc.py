@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._numba import kernel
+from .._compile.jit import kernel
 from .absolute import poisson_cv, ratio, single_platform_cells_per_ul
 
 #: Fewer bead events than this makes the bead count's own Poisson CV exceed ~3 %.

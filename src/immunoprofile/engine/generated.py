@@ -1,10 +1,10 @@
 """Kernels generated per strategy (:mod:`.codegen`): written to disk, compiled, run.
 
 A generated module is a plain ``.py`` file in the kernel cache (``kernels/``, see
-:func:`immunoprofile._aot.kernel_dir`), named by a digest of its source and of the code it
+:func:`immunoprofile._compile.aot.kernel_dir`), named by a digest of its source and of the code it
 calls, so Numba's own on-disk cache (``cache=True``) keeps its machine code between runs
 like any other kernel of the package. The file is written atomically; a damaged or foreign
-one is rewritten. Where an ahead-of-time build of it exists (:mod:`immunoprofile._aot`:
+one is rewritten. Where an ahead-of-time build of it exists (:mod:`immunoprofile._compile.aot`:
 the command line builds them), that runs instead, without importing Numba; so does the
 generic kernel that settles the events the generated one marks.
 
@@ -25,7 +25,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .. import _aot
+from .._compile import aot as _aot
 from ..io.atomic import atomic_write_text
 from . import codegen
 from .compiler import Bound, Program
@@ -40,7 +40,7 @@ _INT64 = (np.dtype(np.int64), 1, False)
 
 
 def kernel_dir() -> Path:
-    """Where generated kernels are kept (see :func:`immunoprofile._aot.kernel_dir`)."""
+    """Where generated kernels are kept (see :func:`immunoprofile._compile.aot.kernel_dir`)."""
     return _aot.kernel_dir()
 
 
@@ -60,7 +60,7 @@ def kernel_digest() -> str:
 
 
 def _path(source: str) -> tuple[str, Path]:
-    from .. import __version__
+    from .._version import __version__
 
     key = codegen.source_key(source, __version__, kernel_digest())
     return key, kernel_dir() / f"{key}.py"

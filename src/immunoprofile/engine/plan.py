@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _aot
+from .._compile import aot as _aot
 from ..io.events import EventData, read_events
 from . import codegen, generated
 from .compiler import Bound, GateKey, Program, Unsupported, bind, lower

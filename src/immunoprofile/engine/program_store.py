@@ -31,7 +31,7 @@ FORMAT = 4
 def cache_dir() -> Path:
     """Where compiled programs are kept: ``programs/`` in the cache
     (``$IMMUNOPROFILE_CACHE``, else ``~/.cache/immunoprofile``)."""
-    from .._aot import cache_root
+    from .._compile.aot import cache_root
 
     return cache_root() / "programs"
 

@@ -23,8 +23,8 @@ from ..engine.plan import GatingPlan
 from ..errors import GatingError, first_line
 from ..io.events import EventData
 from ..io.fcs import Tube
-from ..panels import Panel
 from .adaptive_template import TemplateDimension, cached_template
+from .panels import Panel
 from .placement import DENSE_SUBSAMPLE, SUBSAMPLE, GatePlacement, Placement, place_gates
 from .templates import channel_map, fitted_template, template_path
 

@@ -16,8 +16,8 @@ from .. import engine
 from ..engine.program_store import load_program, program_key, save_program
 from ..errors import GatingError, first_line
 from ..io.fcs import Tube
-from ..panels import Panel
 from .flowkit_gating import MAX_GATES, GateMemberships
+from .panels import Panel
 from .templates import channel_map, fitted_template, load_strategy
 
 _PLANS: dict[str, engine.GatingPlan] = {}

@@ -1,4 +1,4 @@
-"""The compiled inner loops of gate placement (Numba, through :mod:`immunoprofile._numba`).
+"""The compiled inner loops of gate placement (Numba, through :mod:`immunoprofile._compile.jit`).
 
 Placement's numpy code spent most of its time in loops that numpy can only express as many
 passes over the data (or hands to a threaded BLAS that contends with the engine's threads):
@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .._numba import kernel
+from .._compile.jit import kernel
 
 
 @kernel(args=[("f8", 1), ("f8", 1), ("f8", 1)], returns=("f8", 1), group="placement")

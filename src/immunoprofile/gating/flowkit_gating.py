@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import GatingError, first_line
 from ..io.fcs import Tube
-from ..panels import Panel
+from .panels import Panel
 from .templates import channel_map, load_strategy
 
 #: Most gates a membership bitmask holds.

@@ -7,7 +7,7 @@ name (``$PnN``), and the template's channel names are rewritten to the file's be
 FlowKit parses it. The gates themselves are never changed.
 
 A template is checked before any tube is gated (:func:`check_template`): it must define
-the gates its panel's counts are read from (:attr:`~immunoprofile.panels.Panel.gate_ids`),
+the gates its panel's counts are read from (:attr:`~immunoprofile.gating.panels.Panel.gate_ids`),
 the tube's own population and ``CD3pos`` within ``Lymphocytes``, and gate only on the
 channels fitted to a file (``FITC-A``, ``PE-A``, ``PerCP-Cy5-5-A``, ``FSC-A``, ``FSC-H``,
 ``SSC-A``). Otherwise a renamed ``CD4pos`` gives an empty ``cd4_per_ul`` for every patient,
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PanelError, TemplateError
-from ..panels import LYMPHOCYTE_GATE, PANELS, Panel, within_gate
+from .panels import LYMPHOCYTE_GATE, PANELS, Panel, within_gate
 
 if TYPE_CHECKING:  # FlowKit is imported only when a template is parsed
     import flowkit as fk
@@ -151,7 +151,7 @@ def check_template(tube: str, directory: str | Path | None = None) -> None:
     TemplateError
         Naming the template file and, where it is about one, the gate: not well-formed
         XML or not Gating-ML 2.0 (FlowKit's parse, once per template text); a gate of
-        :attr:`~immunoprofile.panels.Panel.gate_ids` missing; the tube's population or
+        :attr:`~immunoprofile.gating.panels.Panel.gate_ids` missing; the tube's population or
         ``CD3pos`` outside ``Lymphocytes``; a gate on a channel outside
         :data:`TEMPLATE_CHANNELS`; a gate ID used twice; a ``parent_id``, transformation
         or compensation the template does not define.
@@ -251,7 +251,7 @@ def _flowkit_check(path: str, mtime_ns: int, text: str) -> None:
     in the cache remembers a success, so later runs need not import FlowKit."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from .._aot import cache_root
+    from .._compile.aot import cache_root
     from ..io.atomic import atomic_write_text
 
     try:

@@ -136,7 +136,7 @@ def quiet_flowio():
 
     ``warnings.catch_warnings`` swaps process-wide state and is not thread-safe, so in a
     worker thread nothing is changed here: the batch sets the same filters once, around
-    its thread pool (:func:`immunoprofile.pipeline.gate_batch`).
+    its thread pool (:func:`immunoprofile.pipeline.batch.gate_batch`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield

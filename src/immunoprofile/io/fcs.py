@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FCSReadError, first_line
-from ..panels import marker_channels, scatter_channels
+from ..gating.panels import marker_channels, scatter_channels
 from .events import EventData, quiet_flowio, read_events
 
 if TYPE_CHECKING:  # FlowKit is imported only when a FlowKit Sample is asked for
@@ -136,7 +136,7 @@ def _classify_scatter(events: EventData, scatter_names) -> None:
     FlowIO recognises scatter only by those prefixes, so a Beckman Coulter ``FS INT`` is
     taken for a fluorescence channel and ``FCS`` compensation then fails: the spillover
     matrix does not name it. The scatter channels found by
-    :func:`immunoprofile.panels.scatter_channels` are removed from ``fluoro_indices``.
+    :func:`immunoprofile.gating.panels.scatter_channels` are removed from ``fluoro_indices``.
     """
     indices = {events.pnn.index(name) for name in scatter_names}
     events.fluoro_indices = [i for i in events.fluoro_indices if i not in indices]

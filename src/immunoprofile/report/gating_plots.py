@@ -109,6 +109,7 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
     matplotlib.use("Agg", force=False)
 
     from ..gating.compiled_gating import gate_tube_compiled
+    from ..gating.panels import detect_panel
     from ..gating.templates import (
         adaptive_template_dir,
         channel_map,
@@ -116,7 +117,6 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
         uses_adaptation,
     )
     from ..io.fcs import read_tube
-    from ..panels import detect_panel
 
     path = Path(path)
     tube_data = read_tube(path)

@@ -144,7 +144,7 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
     ``notes``, when given, receives one line for each thing the report could not show
     (gating plots whose FCS files cannot be found); the report itself says it too.
     """
-    from .. import __version__
+    from .._version import __version__
     from ..io.manifest import find_manifest, read_manifest
     from .gating_plots import plot_gates
 

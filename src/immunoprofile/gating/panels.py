@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import PanelError
+from ..errors import PanelError
 
 #: Canonical name of the NK-cell marker cocktail (CD16 and/or CD56 in one colour).
 NK_MARKER = "CD16/56"

@@ -22,30 +22,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .counting import count_gate_events
-from .errors import GatingError, ImmunoprofileError, ManifestError, first_line
-from .gating.adaptive_gating import GATING_MODES
-from .gating.compiled_gating import count_tube_compiled
-from .gating.flowkit_gating import MAX_GATES, gate_tube
-from .gating.templates import (
+from ..counting import count_gate_events
+from ..errors import GatingError, ImmunoprofileError, ManifestError, first_line
+from ..gating.adaptive_gating import GATING_MODES
+from ..gating.compiled_gating import count_tube_compiled
+from ..gating.flowkit_gating import MAX_GATES, gate_tube
+from ..gating.panels import detect_panel
+from ..gating.templates import (
     adaptive_template_dir,
     check_template,
     check_templates,
     template_checksums,
     uses_adaptation,
 )
-from .io.atomic import atomic_write_text
-from .io.fcs import read_tube
-from .io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
-from .io.table import Table
-from .panels import detect_panel
-from .profile import (
-    BEAD_GATE,
-    CountedTube,
-    population_table,
-    profile_table,
-    sample_table,
-)
+from ..io.atomic import atomic_write_text
+from ..io.fcs import read_tube
+from ..io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
+from ..io.table import Table
+from ..profile.tables import BEAD_GATE, CountedTube, population_table, profile_table, sample_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -184,7 +178,7 @@ def _gate_one(request: TubeRequest, templates: str | None, engine: str,
     check_template(panel.tube, templates)  # checked once per template: cached
     placements = gating_ml = None
     if gating == "adaptive" and uses_adaptation(panel.tube, templates):
-        from .gating.adaptive_gating import gate_tube_adaptive
+        from ..gating.adaptive_gating import gate_tube_adaptive
 
         adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine)
         gate_ids, parents, gate_events = adaptive.gate_ids, adaptive.parents, \
@@ -253,7 +247,7 @@ def _uncertain_gates(g: GatedTube, request: TubeRequest) -> tuple[str, ...]:
     """Gates to flag ``GATE_UNCERTAIN``. Finding no beads is expected of a tube stained
     without them; a bead gate placed uncertainly is flagged in any tube (every cell gate
     lies within ``NotBeads``)."""
-    from .gating.placement import NO_BEADS
+    from ..gating.placement import NO_BEADS
 
     if not g.placements:
         return ()
@@ -519,7 +513,7 @@ class _Resume:
 
     def __init__(self, folder: Path, checksums: dict, engine: str, keep_keywords: bool,
                  gating: str = "fixed"):
-        from . import __version__
+        from .._version import __version__
 
         self.folder = folder
         self.common = {"templates": checksums, "engine": engine, "gating": gating,
@@ -762,7 +756,7 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
     skips flushing it to disk (a resume cache: a damaged entry is gated again)."""
     import io as _io
 
-    from .io.atomic import atomic_write_bytes
+    from ..io.atomic import atomic_write_bytes
 
     if isinstance(result, TubeFailure):
         meta = {"format": TUBE_RESULT_FORMAT, "failure": result.error, "file": result.file}

@@ -162,7 +162,7 @@ def reference_cohort() -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns :data:`COLUMNS` plus ``cd4_cd8_ratio`` (CD4/CD8, immune subset only), typed
-        as :func:`immunoprofile.cohort.read_cohort` types a cohort CSV.
+        as :func:`immunoprofile.study.cohort.read_cohort` types a cohort CSV.
         ``attrs["simulated"]`` carries :data:`SIMULATED_NOTE`, which reports and figures
         print.
     """

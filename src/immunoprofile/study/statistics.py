@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import ImmunoprofileError
+from ..errors import ImmunoprofileError
 
 #: χ² is trusted only when every expected count reaches this (the study's rule).
 MIN_EXPECTED_COUNT = 5.0

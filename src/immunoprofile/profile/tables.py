@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .counting import (
+from ..counting import (
     cd4_cd8_ratio,
     dual_platform_cells_per_ul,
     poisson_cv,
@@ -23,7 +23,7 @@ from .counting import (
     relative_spread,
     single_platform_cells_per_ul,
 )
-from .counting.qc import (
+from ..counting.qc import (
     MAX_CD4_CD8_SUM_MISMATCH,
     MAX_TUBE_SPREAD,
     MIN_BEAD_EVENTS,
@@ -33,8 +33,8 @@ from .counting.qc import (
     bead_fraction_flag,
     implied_volume_ul,
 )
-from .io.table import Decimals, Significant, Table
-from .panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS, within_gate
+from ..gating.panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS, within_gate
+from ..io.table import Decimals, Significant, Table
 
 POPULATION_COLUMNS = [
     "sample_id", "patient_id", "tube", "population", "events", "parent_events", "pct_parent",

@@ -1,7 +1,7 @@
 """Holding gates to the truth: F1 per gate and counts against known concentrations.
 
 For tubes that carry their truth — simulated ones (``NAME.labels.npz``, ``NAME.truth.json``
-from :mod:`immunoprofile.simulate`) or real tubes with manual labels — this module gates a
+from :mod:`immunoprofile.datasets.simulate`) or real tubes with manual labels — this module gates a
 tube with either gating mode, keeps every event's membership, and scores each gate. It is
 what ``tests/test_adaptive_envelope.py`` and ``benchmarks/bench_adaptive.py`` run; a lab can
 run it on its own labelled files to see how a template of its own does.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..gating.adaptive_gating import place_tube, placed_membership
+from ..gating.compiled_gating import gate_tube_compiled
+from ..gating.panels import Panel, detect_panel
+from ..gating.placement import GatePlacement
 from ..io.fcs import read_tube
-from ..panels import Panel, detect_panel
-from .adaptive_gating import place_tube, placed_membership
-from .compiled_gating import gate_tube_compiled
-from .placement import GatePlacement
 
 
 def f1_score(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -71,7 +71,7 @@ def gate_membership(path: str | Path, gating: str = "adaptive",
     tube : str, optional
         The panel's tube name; detected from the markers when omitted.
     """
-    from .templates import adaptive_template_dir
+    from ..gating.templates import adaptive_template_dir
 
     fcs = read_tube(path)
     panel = detect_panel(fcs.markers, expected=tube, source=Path(path).name)
@@ -95,7 +95,7 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
     Parameters
     ----------
     folder : str or Path
-        Written by :func:`immunoprofile.simulate.write_envelope` or ``write_cohort``.
+        Written by :func:`immunoprofile.datasets.simulate.write_envelope` or ``write_cohort``.
     gating : {"adaptive", "fixed"}
     templates : str, optional
 
@@ -108,8 +108,8 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
         tube's QC flags), ``uncertain`` (whether a ``GATE_UNCERTAIN`` flag is among them)
         and ``error`` (the failure reason of a tube that was not counted).
     """
-    from ..pipeline import gate_batch
-    from ..simulate import GATE_TRUTH, LABEL_CODE, read_truth
+    from ..pipeline.batch import gate_batch
+    from .simulate import GATE_TRUTH, LABEL_CODE, read_truth
 
     folder = Path(folder)
     result = gate_batch(folder, gating=gating, templates=templates)

@@ -59,8 +59,8 @@ from typing import NamedTuple
 import flowio
 import numpy as np
 
-from .io.atomic import atomic_write_bytes, atomic_write_text
-from .panels import NK_MARKER, PANELS
+from ..gating.panels import NK_MARKER, PANELS
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 
 #: Detector channels of a three-colour BD FACSCanto tube, in file order.
 CHANNELS = ("FSC-A", "FSC-H", "SSC-A", "FITC-A", "PE-A", "PerCP-Cy5-5-A", "Time")

@@ -5,7 +5,7 @@ set deliberately leaves out ``nnan`` and ``ninf``: empty populations make 0/0 an
 must survive to the output, not be optimised away.
 
 A :func:`kernel` declares its argument and result types. Where its group's ahead-of-time
-build exists (:mod:`immunoprofile._aot`; the command line builds it), that runs; otherwise
+build exists (:mod:`immunoprofile._compile.aot`; the command line builds it), that runs; otherwise
 Numba compiles the same function just in time, with the same options. Numba is imported
 only then, or to build.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import _aot
+from . import aot as _aot
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 

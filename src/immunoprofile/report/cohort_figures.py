@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pandas as pd
 
-from . import stats
-from .cohort_stats import MARKERS
+from ..study import statistics as stats
+from ..study.cohort_stats import MARKERS
 
 GRADE_GROUPS = (("Grade 1", lambda g: g == 1), ("Grade 2-3", lambda g: g >= 2))
 
@@ -104,7 +104,7 @@ def cr_by_grade_figure(cohort: pd.DataFrame, simulated_note: str | None = None) 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .cohort_stats import cr_by_tfr_grade
+    from ..study.cohort_stats import cr_by_tfr_grade
 
     table = cr_by_tfr_grade(cohort)
     fig, ax = plt.subplots(figsize=(4.5, 3.6))

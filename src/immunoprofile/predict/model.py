@@ -15,7 +15,7 @@ corruption and hand edits, it is not a signature. Every field is range-checked a
 Never pickle.
 
 **Research use only.** The shipped default model is trained on
-:func:`immunoprofile.cohort_reference.reference_cohort`, a SIMULATED cohort reconstructed
+:func:`immunoprofile.study.reference_cohort.reference_cohort`, a SIMULATED cohort reconstructed
 from the study's published aggregates; see ``MODEL_CARD.md`` beside it.
 """
 
@@ -35,7 +35,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .errors import ImmunoprofileError
+from ..errors import ImmunoprofileError
 
 #: Features of the default model, built by :func:`tfr_features` from profile columns.
 IMMUNE_FEATURES = ["log_nk_per_ul", "log_cd4_per_ul", "log_cd8_per_ul", "log_cd4_cd8_ratio"]
@@ -294,7 +294,7 @@ def train(cohort: pd.DataFrame, features: Sequence[str] = IMMUNE_FEATURES, C: fl
     ModelError
         Fewer than 2 patients in either outcome class after dropping missing rows.
     """
-    from . import __version__
+    from .._version import __version__
 
     if not 0.0 < threshold < 1.0:
         raise ModelError(f"threshold {threshold} is not a probability strictly in (0, 1)")
@@ -463,7 +463,7 @@ def _checksum(body: dict) -> str:
 
 def save_model(model: TFRModel, path: str | Path) -> None:
     """Write a model as JSON, atomically (see :mod:`immunoprofile.io.atomic`)."""
-    from .io.atomic import atomic_write_text
+    from ..io.atomic import atomic_write_text
 
     text = json.dumps(model_to_dict(model), indent=2, allow_nan=False) + "\n"
     atomic_write_text(path, text)
@@ -479,7 +479,7 @@ def load_model(path: str | Path | None = None) -> TFRModel:
         numbers, or a checksum that does not match (the file was altered).
     """
     if path is None:
-        name = f"models/{DEFAULT_MODEL}"
+        name = f"predict/models/{DEFAULT_MODEL}"
         text = resources.files("immunoprofile").joinpath(name).read_text(encoding="utf-8")
         where = f"default model ({DEFAULT_MODEL})"
     else:

@@ -28,7 +28,7 @@ column                 meaning                                                un
 
 Immune columns (``nk_per_ul``, ``cd4_per_ul``, ``cd8_per_ul``, ``cd4_cd8_ratio``, cells/µL)
 come from ``profiles.csv`` of ``immunoprofile gate`` through :func:`join_profiles`, or are
-in the cohort table itself (as in :func:`immunoprofile.cohort_reference.reference_cohort`).
+in the cohort table itself (as in :func:`immunoprofile.study.reference_cohort.reference_cohort`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ImmunoprofileError, first_line
+from ..errors import ImmunoprofileError, first_line
 
 IMMUNE_COLUMNS = ["nk_per_ul", "cd4_per_ul", "cd8_per_ul", "cd4_cd8_ratio"]
 NUMERIC_RANGES = {  # column: (lowest, highest) allowed

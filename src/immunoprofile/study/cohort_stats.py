@@ -1,11 +1,11 @@
 """The study's cohort tables, computed on any cohort: Table 2, risk factors, immune markers.
 
-Each function takes a validated cohort table (:func:`immunoprofile.cohort.read_cohort`, with
-immune columns from :func:`immunoprofile.cohort.join_profiles` where needed) and returns a
-table whose every P value sits beside the name of the test that produced it
-(:mod:`immunoprofile.stats` chooses χ² or Fisher by the study's rule). A comparison the data
-cannot support (a group empty, a column missing) gets P ``NA`` and the reason, rather than
-stopping the others.
+Each function takes a validated cohort table (:func:`immunoprofile.study.cohort.read_cohort`, with
+immune columns from :func:`immunoprofile.study.cohort.join_profiles` where needed) and
+returns a table whose every P value sits beside the name of the test that produced it
+(:mod:`immunoprofile.study.statistics` chooses χ² or Fisher by the study's rule). A
+comparison the data cannot support (a group empty, a column missing) gets P ``NA`` and
+the reason, rather than stopping the others.
 
 :func:`write_cohort_stats` is what ``immunoprofile cohort-stats`` runs.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
-from .errors import ImmunoprofileError
+from ..errors import ImmunoprofileError
+from . import statistics as stats
 
 TABLE_COLUMNS = ["characteristic", "all", "group_a", "group_b", "p", "test"]
 MARKERS = {  # column: label, unit
@@ -311,8 +311,8 @@ def write_cohort_stats(cohort: pd.DataFrame, out_dir: str | Path) -> dict[str, P
     dict
         Name → path of each file written.
     """
-    from .cohort_figures import cr_by_grade_figure, immune_by_grade_figure
-    from .io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_text
+    from ..io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_text
+    from ..report.cohort_figures import cr_by_grade_figure, immune_by_grade_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

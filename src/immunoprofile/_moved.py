@@ -1,0 +1,56 @@
+"""The old import paths of modules moved when the package was layered, for one release.
+
+``import immunoprofile.stats`` (now :mod:`immunoprofile.study.statistics`) and the like keep
+working, with a :class:`DeprecationWarning` naming the new path; the next release drops
+them. Each old path is a small module that forwards every attribute to the new one (not
+the new module itself under a second name: the import system would rewrite that module's
+``__spec__``). Nothing inside the package imports an old path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+from types import ModuleType
+
+#: Old module path → where it lives now.
+MOVED_MODULES = {
+    "immunoprofile.panels": "immunoprofile.gating.panels",
+    "immunoprofile.cohort": "immunoprofile.study.cohort",
+    "immunoprofile.cohort_stats": "immunoprofile.study.cohort_stats",
+    "immunoprofile.cohort_reference": "immunoprofile.study.reference_cohort",
+    "immunoprofile.stats": "immunoprofile.study.statistics",
+    "immunoprofile.cohort_figures": "immunoprofile.report.cohort_figures",
+    "immunoprofile.simulate": "immunoprofile.datasets.simulate",
+    "immunoprofile.gating.evaluation": "immunoprofile.datasets.evaluation",
+}
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds an old path (after every other finder has not) and forwards it."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in MOVED_MODULES:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        return None  # a plain new module
+
+    def exec_module(self, module: ModuleType) -> None:
+        new = MOVED_MODULES[module.__name__]
+        warnings.warn(f"{module.__name__} is now {new}; the old name goes in the next "
+                      "release", DeprecationWarning, stacklevel=2)
+        target = importlib.import_module(new)
+        module.__dict__["__getattr__"] = lambda name: getattr(target, name)
+        module.__dict__["__dir__"] = lambda: dir(target)
+        module.__doc__ = f"Moved: see {new}."
+
+
+def install_moved_module_aliases() -> None:
+    """Let the old paths of :data:`MOVED_MODULES` be imported (once per process)."""
+    if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
+        sys.meta_path.append(_MovedModuleFinder())
