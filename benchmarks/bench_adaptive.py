@@ -1,6 +1,6 @@
 """Adaptive gating across the layout envelope: accuracy, flags and the worst cases.
 
-Simulated tubes (SIMULATED data: ``immunoprofile.datasets.simulate.envelope_cases``, the envelope of
+Simulated tubes (SIMULATED data: ``immunoprofile.datasets.envelope.envelope_cases``, the envelope of
 issue 12: fluorescence gains ±0.5 decade, scatter gain ±0.3 decade, beads anywhere from
 10^4.0 to 10^5.3 and at any scatter, monocyte SSC down to 2× the lymphocytes', CLL cells
 CD45-dim and up to 99 % of lymphocytes, CD4 or CD8 down to 20 cells/µL, spreads ×0.7–1.5)
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from immunoprofile.datasets.envelope import write_envelope
 from immunoprofile.datasets.evaluation import covered, evaluate_simulated_batch
-from immunoprofile.datasets.simulate import write_envelope
 
 
 def summarise(name: str, records: list[dict], seconds: float) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from immunoprofile.errors import ImmunoprofileError
 from immunoprofile.gating.templates import adaptive_template_dir, check_templates, template_dir
 from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
-from immunoprofile.pipeline.batch import tube_result_key
+from immunoprofile.pipeline.tube_result import tube_result_key
 
 SAMPLES = config["samples"]
 OUT = os.path.normpath(config["output"])
@@ -44,6 +44,10 @@ GATE_OPTIONS = " ".join(filter(None, [option("--templates", TEMPLATES),
                                       option("--engine", ENGINE),
                                       option("--gating", GATING)]))
 BATCH_OPTIONS = " ".join(filter(None, [option("--manifest", MANIFEST_PATH), GATE_OPTIONS]))
+# The report draws the gates, so it needs the templates and the gating mode, not the engine.
+REPORT_OPTIONS = " ".join(filter(None, [option("--manifest", MANIFEST_PATH),
+                                        option("--templates", TEMPLATES),
+                                        option("--gating", GATING)]))
 
 
 def tube_inputs(wildcards):

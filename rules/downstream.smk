@@ -60,7 +60,7 @@ rule report:
     params:
         samples=lambda wildcards: SAMPLES,
         out=folder_of("profiles"),
-        options=BATCH_OPTIONS,
+        options=REPORT_OPTIONS,
         stats=(lambda wildcards, input: option("--cohort-stats",
                                                os.path.dirname(str(input.stats[0]))))
         if COHORT else "--no-cohort-stats",

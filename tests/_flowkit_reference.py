@@ -20,7 +20,7 @@ def flowkit_membership(results, key) -> np.ndarray:
     name, path = key
     try:
         return np.asarray(results.get_gate_membership(name, gate_path=path), dtype=bool)
-    except Exception:  # noqa: BLE001 - quadrants are filed under their gate's path
+    except Exception:  # quadrants are filed under their gate's path
         return np.asarray(results.get_gate_membership(name, gate_path=path[:-1]), dtype=bool)
 
 

@@ -1,6 +1,6 @@
 """Adaptive gating across the layout envelope of issue 12 (SIMULATED tubes).
 
-200 seeded random cases × 3 tubes from ``immunoprofile.datasets.simulate.envelope_cases``: every
+200 seeded random cases × 3 tubes from ``immunoprofile.datasets.envelope.envelope_cases``: every
 fluorescence gain ±0.5 decade, scatter gain ±0.3 decade, beads from 10^4.0 to 10^5.3 in
 each channel and at any scatter, monocyte SSC down to 2× the lymphocytes', CLL cells
 CD45-dim and up to 99 % of the lymphocytes, CD4 or CD8 down to 20 cells/µL, spreads
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import pytest
 
+from immunoprofile.datasets.envelope import write_envelope
 from immunoprofile.datasets.evaluation import evaluate_simulated_batch
-from immunoprofile.datasets.simulate import GATE_TRUTH, read_truth, write_envelope
+from immunoprofile.datasets.simulate import GATE_TRUTH, read_truth
 
 CASES = 200
 EVENTS = 20_000

@@ -1,9 +1,9 @@
 import pytest
 
 from immunoprofile.errors import PanelError
-from immunoprofile.gating.panels import (
+from immunoprofile.gating.panels import detect_panel
+from immunoprofile.io.channels import (
     NK_MARKER,
-    detect_panel,
     marker_channels,
     markers_in_label,
     scatter_channels,

@@ -14,7 +14,23 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import check_estimator
 
-from immunoprofile.predict import model as pr
+from immunoprofile.errors import ModelError
+from immunoprofile.predict import model_file
+from immunoprofile.predict.estimator import TFRClassifier
+from immunoprofile.predict.evaluation import (
+    BASELINES,
+    evaluate,
+    evaluation_markdown,
+    too_few_to_evaluate,
+)
+from immunoprofile.predict.features import (
+    IMMUNE_FEATURES,
+    complete_rows,
+    table_checksum,
+    tfr_features,
+)
+from immunoprofile.predict.model import PREDICTION_COLUMNS, predict_patients, train
+from immunoprofile.predict.model_file import load_model, model_to_dict, save_model
 from immunoprofile.study.reference_cohort import SIMULATED_NOTE, reference_cohort
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,39 +44,39 @@ def cohort():
 
 @pytest.fixture(scope="module")
 def model(cohort):
-    return pr.train(cohort, description=SIMULATED_NOTE)
+    return train(cohort, description=SIMULATED_NOTE)
 
 
 def test_check_estimator():
-    check_estimator(pr.TFRClassifier())
+    check_estimator(TFRClassifier())
 
 
 def test_classifier_is_standardised_logistic_regression(cohort):
-    X, y, _ = pr._complete_rows(cohort, pr.IMMUNE_FEATURES)
-    clf = pr.TFRClassifier(C=0.5).fit(X, y)
+    X, y, _ = complete_rows(cohort, IMMUNE_FEATURES)
+    clf = TFRClassifier(C=0.5).fit(X, y)
     Z = (X - X.mean()) / X.std(ddof=0)
     ref = LogisticRegression(C=0.5, max_iter=1000).fit(Z, y)
     np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(Z),
                                rtol=1e-6)
-    assert list(clf.feature_names_in_) == pr.IMMUNE_FEATURES
+    assert list(clf.feature_names_in_) == IMMUNE_FEATURES
 
 
 def test_features_floor_and_missing():
     table = pd.DataFrame({"nk_per_ul": [0.0, 200.0, np.nan], "cd4_per_ul": [500.0] * 3,
                           "cd8_per_ul": [250.0] * 3, "cd4_cd8_ratio": [0.001, 2.0, 2.0]})
-    X = pr.tfr_features(table)
+    X = tfr_features(table)
     assert X.log_nk_per_ul[0] == 0.0  # 0 cells/uL floored at 1
     assert X.log_cd4_cd8_ratio[0] == pytest.approx(np.log(0.01))
     assert X.log_cd4_cd8_ratio[1] == pytest.approx(np.log(2.0))
     assert np.isnan(X.log_nk_per_ul[2])
-    with pytest.raises(pr.ModelError, match="needs column regimen.*--cohort"):
-        pr.tfr_features(table, ["regimen_b"])
+    with pytest.raises(ModelError, match="needs column regimen.*--cohort"):
+        tfr_features(table, ["regimen_b"])
 
 
 def test_json_round_trip_gives_identical_predictions(model, cohort, tmp_path):
     path = tmp_path / "model.json"
-    pr.save_model(model, path)
-    loaded = pr.load_model(path)
+    save_model(model, path)
+    loaded = load_model(path)
     np.testing.assert_array_equal(loaded.predict_proba(cohort), model.predict_proba(cohort))
     assert loaded.features == model.features
     assert loaded.training_ranges == model.training_ranges
@@ -69,7 +85,7 @@ def test_json_round_trip_gives_identical_predictions(model, cohort, tmp_path):
     for key in ("coef", "scaler", "features", "training_ranges", "package_version",
                 "checksum"):
         assert key in data
-    assert data["training"]["sha256"] == pr.table_checksum(cohort)
+    assert data["training"]["sha256"] == table_checksum(cohort)
     assert not path.read_bytes().startswith(b"\x80")  # not a pickle
 
 
@@ -82,12 +98,12 @@ def test_json_round_trip_gives_identical_predictions(model, cohort, tmp_path):
 ])
 def test_tampered_model_is_refused(model, tmp_path, edit, message):
     path = tmp_path / "model.json"
-    pr.save_model(model, path)
+    save_model(model, path)
     data = json.loads(path.read_text())
     edit(data)
     path.write_text(json.dumps(data))
-    with pytest.raises(pr.ModelError, match=message):
-        pr.load_model(path)
+    with pytest.raises(ModelError, match=message):
+        load_model(path)
 
 
 def test_resealed_but_malformed_model_is_refused(model, tmp_path):
@@ -99,31 +115,31 @@ def test_resealed_but_malformed_model_is_refused(model, tmp_path):
                           (lambda d: d.pop("scaler"), "malformed"),
                           (lambda d: d["scaler"].__setitem__("scale", [0.0] * 4),
                            "out of range")):
-        data = pr.model_to_dict(model)
+        data = model_to_dict(model)
         edit(data)
         body = {k: v for k, v in data.items() if k != "checksum"}
-        data["checksum"] = pr._checksum(body)
+        data["checksum"] = model_file._checksum(body)
         path.write_text(json.dumps(data))
-        with pytest.raises(pr.ModelError, match=message):
-            pr.load_model(path)
+        with pytest.raises(ModelError, match=message):
+            load_model(path)
 
 
 def test_unreadable_model_files(tmp_path):
-    with pytest.raises(pr.ModelError, match="no such model file"):
-        pr.load_model(tmp_path / "absent.json")
+    with pytest.raises(ModelError, match="no such model file"):
+        load_model(tmp_path / "absent.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "immunoprofile-tfr-model", "coef": [NaN]}')
-    with pytest.raises(pr.ModelError, match="invalid JSON"):
-        pr.load_model(bad)
+    with pytest.raises(ModelError, match="invalid JSON"):
+        load_model(bad)
     bad.write_text("not json at all")
-    with pytest.raises(pr.ModelError, match="invalid JSON"):
-        pr.load_model(bad)
+    with pytest.raises(ModelError, match="invalid JSON"):
+        load_model(bad)
 
 
 def test_shipped_default_model_is_what_training_produces(cohort):
     """The shipped JSON is exactly the reference-cohort fit (not hand-edited)."""
-    shipped = pr.model_to_dict(pr.load_model())
-    fresh = pr.model_to_dict(pr.train(cohort, description=SIMULATED_NOTE))
+    shipped = model_to_dict(load_model())
+    fresh = model_to_dict(train(cohort, description=SIMULATED_NOTE))
     for key in ("features", "scaler", "coef", "intercept", "training_ranges", "training",
                 "threshold", "params", "log_floors"):
         if key == "scaler":
@@ -142,16 +158,16 @@ def test_shipped_default_model_is_what_training_produces(cohort):
 @pytest.mark.slow
 def test_model_card_quotes_evaluate(cohort):
     """MODEL_CARD.md's metric tables are what evaluate() gives (seeded, reproducible)."""
-    text = pr.evaluation_markdown(pr.evaluate(cohort))
+    text = evaluation_markdown(evaluate(cohort))
     card = CARD.read_text()
     assert text in card
     assert "SIMULATED" in card and "Research use only" in card
 
 
 def test_evaluate_reports_baselines_on_the_same_patients(cohort):
-    result = pr.evaluate(cohort, repeats=5, bootstrap=200)
+    result = evaluate(cohort, repeats=5, bootstrap=200)
     s = result.summary.set_index("model")
-    assert list(s.index) == ["immune profile", *pr.BASELINES]
+    assert list(s.index) == ["immune profile", *BASELINES]
     assert (s.patients == 18).all() and (s.grade_2_or_more == 6).all()
     assert s.loc["prevalence only", "auc"] == 0.5
     assert ((s.auc_ci_low <= s.auc) & (s.auc <= s.auc_ci_high)).all()
@@ -159,7 +175,7 @@ def test_evaluate_reports_baselines_on_the_same_patients(cohort):
     calib = result.calibration
     assert (calib.groupby("model").patients.sum() == 18).all()
     # Reproducible: the same seed gives the same numbers.
-    again = pr.evaluate(cohort, repeats=5, bootstrap=200)
+    again = evaluate(cohort, repeats=5, bootstrap=200)
     pd.testing.assert_frame_equal(result.summary, again.summary)
 
 
@@ -168,8 +184,8 @@ def test_predict_patients_flags(model):
         "patient_id": ["in", "far", "missing"],
         "nk_per_ul": [300.0, 50_000.0, np.nan], "cd4_per_ul": [700.0, 700.0, 700.0],
         "cd8_per_ul": [600.0, 600.0, 600.0], "cd4_cd8_ratio": [700 / 600] * 3})
-    out = pr.predict_patients(model, profiles)
-    assert list(out.columns) == pr.PREDICTION_COLUMNS
+    out = predict_patients(model, profiles)
+    assert list(out.columns) == PREDICTION_COLUMNS
     row = out.set_index("patient_id")
     assert 0 < row.loc["in", "p_tfr_grade_2_or_more"] < 1
     assert row.loc["in", "risk_class"] in ("low", "high")
@@ -185,10 +201,10 @@ def test_predict_patients_flags(model):
 
 
 def test_training_needs_both_outcomes(cohort):
-    with pytest.raises(pr.ModelError, match="at least 2 patients"):
-        pr.train(cohort[cohort.tfr_grade.astype(float) < 2])
-    with pytest.raises(pr.ModelError, match="threshold"):
-        pr.train(cohort, threshold=1.0)
+    with pytest.raises(ModelError, match="at least 2 patients"):
+        train(cohort[cohort.tfr_grade.astype(float) < 2])
+    with pytest.raises(ModelError, match="threshold"):
+        train(cohort, threshold=1.0)
 
 
 def run_cli(*args):
@@ -214,7 +230,7 @@ def test_predict_on_gated_sample_data(gated_sample_data, tmp_path):
     assert predictions.patient_id.tolist() == profiles.patient_id.tolist()
     assert predictions.p_tfr_grade_2_or_more.between(0, 1).all()
     assert set(predictions.risk_class) <= {"low", "high"}
-    expected = pr.load_model().predict_proba(profiles)
+    expected = load_model().predict_proba(profiles)
     np.testing.assert_allclose(predictions.p_tfr_grade_2_or_more, expected)
 
 
@@ -225,7 +241,7 @@ def test_train_then_predict_with_regimen(gated_sample_data, tmp_path):
     result = run_cli("train", cohort_csv, "-o", model_path, "--with-regimen",
                      "--no-evaluate")
     assert result.returncode == 0, result.stderr
-    assert pr.load_model(model_path).features == [*pr.IMMUNE_FEATURES, "regimen_b"]
+    assert load_model(model_path).features == [*IMMUNE_FEATURES, "regimen_b"]
     # Without the regimen the model cannot predict: a one-line error, exit 1.
     out = tmp_path / "predictions.csv"
     result = run_cli("predict", gated_sample_data, "--model", model_path, "-o", out)
@@ -244,7 +260,7 @@ def test_train_then_predict_with_regimen(gated_sample_data, tmp_path):
 
 def test_predict_refuses_tampered_model(gated_sample_data, tmp_path):
     path = tmp_path / "model.json"
-    data = pr.model_to_dict(pr.load_model())
+    data = model_to_dict(load_model())
     data["intercept"] += 1.0
     path.write_text(json.dumps(data))
     result = run_cli("predict", gated_sample_data, "--model", path, "-o", tmp_path / "p.csv")
@@ -265,20 +281,20 @@ def test_predict_refuses_tampered_model(gated_sample_data, tmp_path):
 ])
 def test_resealed_out_of_range_fields_are_refused(model, tmp_path, edit, message):
     """A re-sealed file (checksum recomputed) is still checked field by field."""
-    data = pr.model_to_dict(model)
+    data = model_to_dict(model)
     edit(data)
-    data["checksum"] = pr._checksum({k: v for k, v in data.items() if k != "checksum"})
+    data["checksum"] = model_file._checksum({k: v for k, v in data.items() if k != "checksum"})
     path = tmp_path / "model.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(pr.ModelError, match=message):
-        pr.load_model(path)
+    with pytest.raises(ModelError, match=message):
+        load_model(path)
 
 
 def test_deeply_nested_model_file_is_refused(tmp_path):
     path = tmp_path / "model.json"
     path.write_text("[" * 200_000 + "]" * 200_000)
-    with pytest.raises(pr.ModelError, match="not a model file"):
-        pr.load_model(path)
+    with pytest.raises(ModelError, match="not a model file"):
+        load_model(path)
 
 
 @pytest.mark.parametrize("c_value", ["inf", "nan"])
@@ -297,7 +313,7 @@ def test_predict_with_the_default_model_says_what_it_is(gated_sample_data, tmp_p
     note = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert len(note) == 1 and "SIMULATED" in note[0] and "not better than chance" in note[0]
     own = tmp_path / "own.json"
-    pr.save_model(pr.train(reference_cohort(), description="mine"), own)
+    save_model(train(reference_cohort(), description="mine"), own)
     result = run_cli("predict", gated_sample_data, "--model", own, "-o", tmp_path / "q.csv")
     assert result.returncode == 0 and "SIMULATED" not in result.stderr
 
@@ -318,5 +334,5 @@ def test_train_on_a_handful_of_patients_warns_and_labels_clinical_features(
     assert "uses regimen (A/B) and age (years) besides the immune profile" in lines[0]
     description = json.loads(model_path.read_text())["training"]["description"]
     assert "uses regimen (A/B) and age (years)" in description
-    assert pr.too_few_to_evaluate(45, 12) == "" and pr.too_few_to_evaluate(45, 9) != ""
-    assert pr.too_few_to_evaluate(29, 14) != ""
+    assert too_few_to_evaluate(45, 12) == "" and too_few_to_evaluate(45, 9) != ""
+    assert too_few_to_evaluate(29, 14) != ""

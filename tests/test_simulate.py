@@ -14,17 +14,15 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from immunoprofile.cli import main
+from immunoprofile.datasets.envelope import ENVELOPE, envelope_case, envelope_cases
 from immunoprofile.datasets.simulate import (
     CHANNEL_RANGE,
     CHANNELS,
-    ENVELOPE,
     LABEL_CODE,
     Instrument,
     Layout,
     PatientSpec,
     cohort_specs,
-    envelope_case,
-    envelope_cases,
     random_instrument,
     read_truth,
     simulate_tube,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from immunoprofile.pipeline.batch import tube_result_key
+from immunoprofile.pipeline.tube_result import tube_result_key
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
@@ -226,7 +226,8 @@ def test_workflow_with_awkward_names_a_cohort_and_a_manifest_edit(tmp_path):
 
 def test_tube_result_files_are_safe_and_checked(tmp_path):
     from immunoprofile.io.manifest import TubeRequest
-    from immunoprofile.pipeline.batch import TubeFailure, load_tube_result
+    from immunoprofile.pipeline.tube import TubeFailure
+    from immunoprofile.pipeline.tube_result import load_tube_result
 
     keys = {tube_result_key(s) for s in ("a b", "a_b", "../../etc/x", "P{1}", "001")}
     assert len(keys) == 5
@@ -239,14 +240,16 @@ def test_tube_result_files_are_safe_and_checked(tmp_path):
     assert isinstance(result, TubeFailure) and "unreadable" in result.error
 
 
-def test_tube_results_of_the_first_format_are_counted(tmp_path):
-    """Results written before events per gate were kept (per-event bitmasks) still load."""
+def test_tube_results_of_another_format_are_refused(tmp_path):
+    """A result file of the unreleased first format (per-event bitmasks) is not read: it
+    becomes the tube's failure, saying to delete it and run again."""
     import json
 
     import numpy as np
 
     from immunoprofile.io.manifest import TubeRequest
-    from immunoprofile.pipeline.batch import GatedTube, TubeFailure, load_tube_result
+    from immunoprofile.pipeline.tube import TubeFailure
+    from immunoprofile.pipeline.tube_result import load_tube_result
 
     request = TubeRequest(path=tmp_path / "x.fcs", sample_id="x", patient_id="P",
                           tube=None, beads_per_test=1.0, volume_ul=1.0, alc=1.0)
@@ -258,11 +261,8 @@ def test_tube_results_of_the_first_format_are_counted(tmp_path):
     np.savez(old, meta=np.array(json.dumps(meta)),
              bitmask=np.array([1, 3, 0, 3], dtype=np.uint32))
     result = load_tube_result(old, request)
-    assert isinstance(result, GatedTube)
-    assert result.gate_events.tolist() == [3, 2]
-    meta["gate_ids"] = ["A", "B", "C", "D", "E"] * 8  # more gates than a bitmask holds
-    np.savez(old, meta=np.array(json.dumps(meta)), bitmask=np.zeros(4, dtype=np.uint32))
-    assert isinstance(load_tube_result(old, request), TubeFailure)
+    assert isinstance(result, TubeFailure)
+    assert "wrong format tag" in result.error and "run the workflow again" in result.error
 
 
 def re_ok(key: str) -> bool:

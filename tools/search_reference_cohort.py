@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _anneal import anneal, p_pen, range_pen  # noqa: E402
+from _anneal import anneal, p_pen, range_pen
 
 A = np.arange(45) < 29
 GRADE = np.array([0] * 10 + [1] * 10 + [2] * 7 + [3] * 2 + [0] * 5 + [1] * 10 + [3])

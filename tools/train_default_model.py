@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from immunoprofile.predict.model import (
-    DEFAULT_MODEL,
-    IMMUNE_FEATURES,
-    evaluate,
-    save_model,
-    train,
-)
+from immunoprofile.predict.evaluation import evaluate
+from immunoprofile.predict.features import IMMUNE_FEATURES
+from immunoprofile.predict.model import train
+from immunoprofile.predict.model_file import DEFAULT_MODEL, save_model
 from immunoprofile.study.reference_cohort import SIMULATED_NOTE, reference_cohort
 
 #: Regularisation of the default model (inverse strength, standardised features).

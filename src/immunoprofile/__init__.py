@@ -22,11 +22,15 @@ from __future__ import annotations
 from ._moved import install_moved_module_aliases
 from ._version import __version__
 from .errors import (
+    CohortError,
     FCSReadError,
     GatingError,
     ImmunoprofileError,
     ManifestError,
+    ModelError,
+    OutputLockedError,
     PanelError,
+    StatsError,
     TemplateError,
 )
 
@@ -38,8 +42,8 @@ install_moved_module_aliases()
 _LAZY = {
     "Tube": ".io.fcs", "read_tube": ".io.fcs",
     "FCSData": ".io.fcs_reader", "read_fcs": ".io.fcs_reader",
-    "BatchResult": ".pipeline.batch", "gate_batch": ".pipeline.batch",
-    "gate_sample": ".pipeline.batch", "write_results": ".pipeline.batch",
+    "BatchResult": ".pipeline.assemble", "gate_batch": ".pipeline.batch",
+    "gate_sample": ".pipeline.batch", "write_results": ".pipeline.assemble",
     "plot_gates": ".report", "write_report": ".report",
 }
 
@@ -60,12 +64,16 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BatchResult",
+    "CohortError",
     "FCSData",
     "FCSReadError",
     "GatingError",
     "ImmunoprofileError",
     "ManifestError",
+    "ModelError",
+    "OutputLockedError",
     "PanelError",
+    "StatsError",
     "TemplateError",
     "Tube",
     "__version__",

@@ -16,16 +16,22 @@ import sys
 import warnings
 from types import ModuleType
 
-#: Old module path → where it lives now.
-MOVED_MODULES = {
+#: Old module path → where it lives now (the first of these that has a name gives it).
+MOVED_MODULES: dict[str, str | tuple[str, ...]] = {
     "immunoprofile.panels": "immunoprofile.gating.panels",
     "immunoprofile.cohort": "immunoprofile.study.cohort",
-    "immunoprofile.cohort_stats": "immunoprofile.study.cohort_stats",
+    "immunoprofile.cohort_stats": ("immunoprofile.study.cohort_stats",
+                                   "immunoprofile.report.cohort_stats_files"),
     "immunoprofile.cohort_reference": "immunoprofile.study.reference_cohort",
     "immunoprofile.stats": "immunoprofile.study.statistics",
     "immunoprofile.cohort_figures": "immunoprofile.report.cohort_figures",
-    "immunoprofile.simulate": "immunoprofile.datasets.simulate",
+    "immunoprofile.simulate": ("immunoprofile.datasets.simulate",
+                               "immunoprofile.datasets.envelope"),
     "immunoprofile.gating.evaluation": "immunoprofile.datasets.evaluation",
+    "immunoprofile.engine.compiler": ("immunoprofile.engine.program",
+                                      "immunoprofile.engine.lower",
+                                      "immunoprofile.engine.bind",
+                                      "immunoprofile.engine.pack"),
 }
 
 
@@ -41,13 +47,21 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None  # a plain new module
 
     def exec_module(self, module: ModuleType) -> None:
-        new = MOVED_MODULES[module.__name__]
-        warnings.warn(f"{module.__name__} is now {new}; the old name goes in the next "
-                      "release", DeprecationWarning, stacklevel=2)
-        target = importlib.import_module(new)
-        module.__dict__["__getattr__"] = lambda name: getattr(target, name)
-        module.__dict__["__dir__"] = lambda: dir(target)
-        module.__doc__ = f"Moved: see {new}."
+        moved = MOVED_MODULES[module.__name__]
+        names = (moved,) if isinstance(moved, str) else moved
+        warnings.warn(f"{module.__name__} is now {' and '.join(names)}; the old name goes in "
+                      "the next release", DeprecationWarning, stacklevel=2)
+        targets = [importlib.import_module(name) for name in names]
+
+        def forward(name: str):
+            for target in targets:
+                if hasattr(target, name):
+                    return getattr(target, name)
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+
+        module.__dict__["__getattr__"] = forward
+        module.__dict__["__dir__"] = lambda: sorted({n for t in targets for n in dir(t)})
+        module.__doc__ = f"Moved: see {' and '.join(names)}."
 
 
 def install_moved_module_aliases() -> None:

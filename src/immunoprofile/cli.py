@@ -21,6 +21,8 @@ import click
 
 from ._version import __version__
 from .errors import ImmunoprofileError
+from .gating.modes import ENGINES, GATING_MODES
+from .io.manifest import TUBES
 
 EXIT_SAMPLES_FAILED = 1
 EXIT_USAGE = 2
@@ -142,10 +144,10 @@ def _failed_summary(files: Sequence[str], errors_csv: Path) -> str:
 @click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates to use instead of the "
                                  "shipped ones (nk_tube.xml, cd4_tube.xml, cd8_tube.xml).")
-@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
+@click.option("--engine", type=click.Choice(ENGINES), default="compiled",
               show_default=True,
               help="Gating engine: the compiled Numba engine, or FlowKit (the reference).")
-@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+@click.option("--gating", type=click.Choice(GATING_MODES), default="adaptive",
               show_default=True,
               help="adaptive: place each gate from the tube's own events (the shipped "
                    "adaptive templates, or --templates that declare it); fixed: every gate "
@@ -185,7 +187,8 @@ def _gate_into(out_dir: Path, samples_dir: Path, manifest: Path | None, jobs: in
     import shutil
 
     from .io.lock import OutputLock
-    from .pipeline.batch import gate_batch, write_results
+    from .pipeline.assemble import write_results
+    from .pipeline.batch import gate_batch
 
     _allow_kernel_builds(quiet)
     bar = None
@@ -261,7 +264,8 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
                                    f"for every case itself: drop {', '.join(given)}")
         if ctx.get_parameter_source("events") is click.core.ParameterSource.DEFAULT:
             events = 30_000
-    from .datasets.simulate import write_cohort, write_envelope
+    from .datasets.envelope import write_envelope
+    from .datasets.simulate import write_cohort
 
     with _output_folder(out_dir):
         try:
@@ -305,8 +309,8 @@ def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
                  reference: bool) -> None:
     """The study's statistics on a cohort: Table 2 (groups A vs B), TFR risk factors,
     immune markers by TFR grade (Figure 2) and CR by TFR grade (Figure 3)."""
+    from .report.cohort_stats_files import write_cohort_stats
     from .study.cohort import IMMUNE_COLUMNS, join_profiles, read_cohort, read_profiles
-    from .study.cohort_stats import write_cohort_stats
     from .study.reference_cohort import reference_cohort
 
     with _output_folder(out_dir):
@@ -344,32 +348,35 @@ def cohort_stats(cohort_csv: Path, out_dir: Path, profiles: Path | None,
 def train(cohort_csv: Path, model_path: Path, profiles: Path | None, with_regimen: bool,
           with_age: bool, c_value: float, threshold: float, evaluate: bool) -> None:
     """Train the TFR classifier on COHORT_CSV (tfr_grade + immune profiles)."""
-    from .predict import model as pr
+    from .predict.evaluation import evaluate, too_few_to_evaluate
+    from .predict.features import IMMUNE_FEATURES, features_label
+    from .predict.model import train
+    from .predict.model_file import save_model
     from .study.cohort import join_profiles, read_cohort, read_profiles
 
-    features = list(pr.IMMUNE_FEATURES)
+    features = list(IMMUNE_FEATURES)
     features += ["regimen_b"] if with_regimen else []
     features += ["age"] if with_age else []
     try:
         cohort = read_cohort(cohort_csv)
         if profiles is not None:
             cohort = join_profiles(cohort, read_profiles(profiles))
-        model = pr.train(cohort, features, C=c_value, threshold=threshold,
+        model = train(cohort, features, C=c_value, threshold=threshold,
                          description=f"trained on {cohort_csv.name}")
         if evaluate:
-            result = pr.evaluate(cohort, features, C=c_value)
+            result = evaluate(cohort, features, C=c_value)
     except ImmunoprofileError as exc:
         _fail(exc)
     try:
-        pr.save_model(model, model_path)
+        save_model(model, model_path)
     except OSError as exc:
         raise _InputError(f"cannot write {model_path}: {exc.strerror or exc}") from None
     t = model.training
-    label = pr.features_label(features)
+    label = features_label(features)
     click.echo(f"model trained on {t['patients']} patients ({t['grade_2_or_more']} with TFR "
                f"grade >= 2; {t['rows_left_out_missing_values']} left out for missing "
                f"values){'; ' + label if label else ''} -> {model_path}", err=True)
-    small = pr.too_few_to_evaluate(t["patients"], t["grade_2_or_more"])
+    small = too_few_to_evaluate(t["patients"], t["grade_2_or_more"])
     if small:
         click.echo(f"warning: {small}", err=True)
     if evaluate:
@@ -395,13 +402,14 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
                     out_path: Path, allow_missing: bool) -> None:
     """P(TFR grade >= 2) per patient from PROFILES (profiles.csv or the gate output folder)."""
     from .io.atomic import atomic_write_csv
-    from .predict import model as pr
+    from .predict.model import predict_patients
+    from .predict.model_file import DEFAULT_MODEL_NOTE, load_model
     from .study.cohort import read_cohort, read_profiles
 
     if model_path is None:
-        click.echo(f"note: {pr.DEFAULT_MODEL_NOTE}", err=True)
+        click.echo(f"note: {DEFAULT_MODEL_NOTE}", err=True)
     try:
-        model = pr.load_model(model_path)
+        model = load_model(model_path)
         table = read_profiles(profiles)
         if cohort_csv is not None:
             clinical = read_cohort(cohort_csv)
@@ -409,7 +417,7 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
                                                        if c in table.columns
                                                        and c != "patient_id"]),
                                 on="patient_id", how="left")
-        predictions = pr.predict_patients(model, table)
+        predictions = predict_patients(model, table)
     except ImmunoprofileError as exc:
         _fail(exc)
     try:
@@ -431,15 +439,15 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
 @main.command("gate-tube")
 @click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--sample-id", required=True, help="The tube's sample id in the manifest.")
-@click.option("--tube", type=click.Choice(["nk", "cd4", "cd8"]), default=None,
+@click.option("--tube", type=click.Choice(TUBES), default=None,
               help="Panel (default: detected from the markers).")
 @click.option("-o", "--out", "out_path", type=_Path(dir_okay=False, path_type=Path),
               required=True, help="Tube result file to write (.npz).")
 @click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
-@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
+@click.option("--engine", type=click.Choice(ENGINES), default="compiled",
               show_default=True, help="Gating engine.")
-@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+@click.option("--gating", type=click.Choice(GATING_MODES), default="adaptive",
               show_default=True,
               help="adaptive: place each gate from the tube's own events (the shipped "
                    "adaptive templates, or --templates that declare it); fixed: every gate "
@@ -456,7 +464,8 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     to) is a usage error (exit 2).
     """
     from .gating.templates import check_templates
-    from .pipeline.batch import TubeFailure, gate_tube_file, resolve_templates, save_tube_result
+    from .pipeline.tube import TubeFailure, gate_tube_file, resolve_templates
+    from .pipeline.tube_result import save_tube_result
 
     try:  # a template that cannot give the counts stops the workflow, not each tube
         check_templates(resolve_templates(templates, gating), (tube,) if tube else None)
@@ -487,9 +496,9 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
               help="Manifest CSV (default: SAMPLES_DIR/manifest.csv).")
 @click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Template folder used by gate-tube (for run.json).")
-@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default="compiled",
+@click.option("--engine", type=click.Choice(ENGINES), default="compiled",
               show_default=True, help="Engine used by gate-tube (for run.json).")
-@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+@click.option("--gating", type=click.Choice(GATING_MODES), default="adaptive",
               show_default=True,
               help="adaptive: place each gate from the tube's own events (the shipped "
                    "adaptive templates, or --templates that declare it); fixed: every gate "
@@ -502,7 +511,7 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
     Writes what ``immunoprofile gate`` writes, from the tube results of ``gate-tube``. Exits
     0 even when tubes failed (they are in errors.csv), so the workflow goes on to the report.
     """
-    from .pipeline.batch import assemble_tube_results, write_results
+    from .pipeline.assemble import assemble_tube_results, write_results
 
     with _output_folder(out_dir):
         try:
@@ -530,9 +539,7 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
               help="Manifest CSV (default: as recorded in run.json).")
 @click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Template folder (default: as recorded in run.json).")
-@click.option("--engine", type=click.Choice(["compiled", "flowkit"]), default=None,
-              hidden=True, help="Accepted for symmetry with the other workflow steps.")
-@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default=None,
+@click.option("--gating", type=click.Choice(GATING_MODES), default=None,
               help="Gating mode of the plots (default: as recorded in OUT_DIR/run.json).")
 @click.option("--no-plots", is_flag=True, help="Leave out the gating plots.")
 @click.option("--cohort-stats", "cohort_stats", type=_Path(file_okay=False,
@@ -541,8 +548,8 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
                                  "to include (default: OUT_DIR/cohort_stats if present).")
 @click.option("--no-cohort-stats", is_flag=True, help="Include no cohort figures.")
 def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | None,
-                   templates: Path | None, engine: str | None, gating: str | None,
-                   no_plots: bool, cohort_stats: Path | None, no_cohort_stats: bool) -> None:
+                   templates: Path | None, gating: str | None, no_plots: bool,
+                   cohort_stats: Path | None, no_cohort_stats: bool) -> None:
     """Write OUT_DIR/report.html: one self-contained HTML report of a gated batch."""
     from .report import write_report
 
@@ -565,11 +572,11 @@ def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | Non
 @click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", type=_Path(file_okay=False, path_type=Path),
               required=True, help="Folder for one PNG per gate.")
-@click.option("--tube", type=click.Choice(["nk", "cd4", "cd8"]), default=None,
+@click.option("--tube", type=click.Choice(TUBES), default=None,
               help="Panel (default: detected from the markers).")
 @click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
-@click.option("--gating", type=click.Choice(["adaptive", "fixed"]), default="adaptive",
+@click.option("--gating", type=click.Choice(GATING_MODES), default="adaptive",
               show_default=True, help="Draw the gates placed for this tube (adaptive) or the "
                                       "templates' fixed gates.")
 def plot_command(fcs_file: Path, out_dir: Path, tube: str | None,
@@ -631,7 +638,8 @@ def inspect_command(fcs_file: Path) -> None:
     """What a user needs to know about FCS_FILE: version, cytometer, events, channels and
     markers, spillover, the panel immunoprofile sees, and any warnings."""
     from .errors import PanelError
-    from .gating.panels import detect_panel, marker_channels
+    from .gating.panels import detect_panel
+    from .io.channels import marker_channels
     from .io.fcs_reader import read_fcs
 
     try:

@@ -32,6 +32,22 @@ class TemplateError(ImmunoprofileError):
     """A Gating-ML template is missing or cannot be parsed."""
 
 
+class OutputLockedError(ImmunoprofileError):
+    """Another live run is writing to the same output folder."""
+
+
+class CohortError(ImmunoprofileError):
+    """A cohort table is missing, malformed, or cannot be joined with profiles."""
+
+
+class StatsError(ImmunoprofileError):
+    """The data cannot be analysed as asked (too few values, a zero count under a log…)."""
+
+
+class ModelError(ImmunoprofileError):
+    """A model file is malformed, altered, or does not fit the data it is asked about."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, as a user is shown it: never empty.
 
@@ -42,7 +58,7 @@ def first_line(exc: BaseException) -> str:
     """
     try:
         text = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+    except Exception:  # a broken __str__ must not hide the error
         text = ""
     for line in text.splitlines():
         visible = "".join(c for c in line if c.isprintable() or c == "\t").strip()

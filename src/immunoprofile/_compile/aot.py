@@ -173,7 +173,7 @@ def load_or_build(name: str, exports: Callable[[], Sequence[tuple[str, Callable,
                     notify(f"compiling {what} for this machine (once; it takes a few seconds)")
                 try:
                     _build(name, exports())
-                except Exception as exc:  # noqa: BLE001 - any build failure: use the JIT
+                except Exception as exc:  # any build failure: use the JIT
                     with contextlib.suppress(OSError):
                         failed.write_text(f"{type(exc).__name__}: {exc}\n")
                     _LOADED[name] = None
@@ -308,7 +308,7 @@ def forwarder(target, n_args: int):
     compiles it, and ``target`` keeps its own options (NumPy's error model, inlining)."""
     names = ", ".join(f"a{i}" for i in range(n_args))
     namespace = {"target": target}
-    exec(f"def forward({names}):\n    return target({names})\n", namespace)  # noqa: S102
+    exec(f"def forward({names}):\n    return target({names})\n", namespace)
     return namespace["forward"]
 
 

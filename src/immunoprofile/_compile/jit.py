@@ -25,6 +25,20 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 #: Options for every serial kernel.
 KERNEL_OPTIONS = {"cache": True, "nogil": True, "fastmath": FASTMATH}
 
+#: Options of the gating engine's kernels (``numba.njit(**EXACT_OPTIONS)``, and the
+#: kernels :mod:`immunoprofile.engine.codegen` writes): no fastmath at all, since an event
+#: on a gate's edge must fall on the side FlowKit puts it, so every value must round as
+#: NumPy rounds it; NumPy's error model, so 0/0 is NaN (which fails every test), not an
+#: exception.
+EXACT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+def njit_source(**extra) -> str:
+    """``EXACT_OPTIONS`` (and ``extra``) as the decorator line of generated source."""
+    options = {**EXACT_OPTIONS, **extra}
+    return "@numba.njit(" + ", ".join(
+        f'{k}="{v}"' if isinstance(v, str) else f"{k}={v!r}" for k, v in options.items()) + ")"
+
 _GROUPS: dict[str, list[Kernel]] = {}
 _LOCK = threading.Lock()
 

@@ -6,6 +6,8 @@ and the report use. Sample flags are written ``tube:FLAG`` in a patient's profil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .._compile.jit import kernel
@@ -245,3 +247,91 @@ def relative_spread(values, group, n_groups: int) -> np.ndarray:
     if grp.size and (grp.min() < 0 or grp.max() >= n_groups):
         raise ValueError("group indices must lie in 0 … n_groups−1")
     return _relative_spread(vals, grp, int(n_groups))
+
+
+def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: int,
+               events: int, beads_counted: bool, has_spillover: bool,
+               uncertain_gates: Sequence[str] = ()) -> list[str]:
+    """The QC flags of one tube, in the order ``qc_flags`` lists them.
+
+    Parameters
+    ----------
+    bead_events, lymphocyte_events, population_events, events : int
+        Events in the bead gate, the lymphocyte gate, the tube's reported population
+        (NK, CD4+ or CD8+) and the whole file, events.
+    beads_counted : bool
+        Whether the tube is counted with beads (its ``beads_per_test`` is given): only then
+        do the bead flags apply.
+    has_spillover : bool
+        Whether the file carries a spillover matrix.
+    uncertain_gates : sequence of str
+        Gates adaptive gating could not place with confidence.
+
+    Returns
+    -------
+    list of str
+        Flag names of :data:`FLAG_DESCRIPTIONS` (``GATE_UNCERTAIN:<gate>`` per gate).
+
+    Examples
+    --------
+    >>> tube_flags(bead_events=900, lymphocyte_events=5000, population_events=80,
+    ...            events=20000, beads_counted=True, has_spillover=True)
+    ['LOW_BEAD_EVENTS', 'LOW_POPULATION_EVENTS']
+    """
+    flags = []
+    if beads_counted and bead_events < MIN_BEAD_EVENTS:
+        flags.append("LOW_BEAD_EVENTS")
+    if lymphocyte_events < MIN_LYMPHOCYTE_EVENTS:
+        flags.append("LOW_LYMPHOCYTE_EVENTS")
+    if population_events < MIN_POPULATION_EVENTS:
+        flags.append("LOW_POPULATION_EVENTS")
+    if not has_spillover:
+        flags.append("NO_SPILLOVER")
+    if beads_counted:
+        flags += filter(None, [bead_fraction_flag(bead_events, events)])
+    flags += [f"GATE_UNCERTAIN:{gate}" for gate in uncertain_gates]
+    return flags
+
+
+def patient_flags(*, missing_tubes: Sequence[str], cd3_tube_spread: float,
+                  lymphocytes_tube_spread: float, cd4_plus_cd8_to_cd3: float,
+                  alc_disagrees: bool) -> list[str]:
+    """The QC flags of one patient's profile (before its tubes' own, ``tube:FLAG``).
+
+    Parameters
+    ----------
+    missing_tubes : sequence of str
+        The patient's tubes absent or failed.
+    cd3_tube_spread, lymphocytes_tube_spread : float
+        (max − min) / mean of CD3+/µL and of lymphocytes/µL over the patient's tubes
+        (:func:`relative_spread`); NaN when not computable.
+    cd4_plus_cd8_to_cd3 : float
+        (CD4+ + CD8+ T cells/µL) / CD3+ T cells/µL of the CD4 and CD8 tubes; NaN when not
+        computable.
+    alc_disagrees : bool
+        Every tube's bead-based lymphocytes/µL disagrees with the manifest's ALC
+        (:func:`alc_checks`).
+
+    Returns
+    -------
+    list of str
+        Flag names of :data:`FLAG_DESCRIPTIONS` (``MISSING_TUBE:<tube>`` per tube); a NaN
+        spread or ratio raises no flag.
+
+    Examples
+    --------
+    >>> patient_flags(missing_tubes=["nk"], cd3_tube_spread=0.04,
+    ...               lymphocytes_tube_spread=float("nan"), cd4_plus_cd8_to_cd3=1.15,
+    ...               alc_disagrees=False)
+    ['MISSING_TUBE:nk', 'CD4_CD8_SUM_MISMATCH']
+    """
+    flags = [f"MISSING_TUBE:{t}" for t in missing_tubes]
+    if cd3_tube_spread > MAX_TUBE_SPREAD:
+        flags.append("CD3_TUBE_DISAGREEMENT")
+    if lymphocytes_tube_spread > MAX_TUBE_SPREAD:
+        flags.append("LYMPHOCYTE_TUBE_DISAGREEMENT")
+    if abs(cd4_plus_cd8_to_cd3 - 1.0) > MAX_CD4_CD8_SUM_MISMATCH:
+        flags.append("CD4_CD8_SUM_MISMATCH")
+    if alc_disagrees:
+        flags.append("ALC_DISAGREEMENT")
+    return flags

@@ -95,7 +95,7 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
     Parameters
     ----------
     folder : str or Path
-        Written by :func:`immunoprofile.datasets.simulate.write_envelope` or ``write_cohort``.
+        Written by :func:`immunoprofile.datasets.envelope.write_envelope` or ``write_cohort``.
     gating : {"adaptive", "fixed"}
     templates : str, optional
 

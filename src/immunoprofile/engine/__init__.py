@@ -9,8 +9,8 @@ compliance set, FlowJo workspaces and simulated tubes).
 """
 
 from ..io.events import EventData, read_events
-from .compiler import Unsupported
 from .plan import EngineFallbackWarning, GateMembership, GatingPlan, compile
+from .program import Unsupported
 
 __all__ = [
     "EngineFallbackWarning",

@@ -42,10 +42,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._compile.jit import njit_source
 from ..io.events import NO_MASK
 from . import opcodes as K
-from .compiler import Bound, GateProgram, Program, Test
-from .transforms import IDENTITY
+from .bind import Bound
+from .opcodes import IDENTITY
+from .program import GateProgram, Program, Test
 
 #: Events per block: the channel rows of a block stay in the L1 cache.
 BLOCK = 256
@@ -82,12 +84,15 @@ class Layout:
 
 
 def layout_of(bound: Bound, program: Program, pairable: bool = False) -> Layout | None:
-    """The :class:`Layout` of a binding (see :func:`.compiler.bind`); None when its
+    """The :class:`Layout` of a binding (see :func:`.bind.bind`); None when its
     compensation weights are not all finite (the generic kernel gates such a tube).
     ``pairable``: the data are C-ordered 4-byte values, little-endian (adjacent channels
     can then be read in pairs)."""
-    (cols, mask, scale, decades, _log0, _range, gain, val_kind, _rows, val_a, val_b,
-     coef_start, coef_chan, coef_w) = bound.args[:14]
+    t = bound.args.tube
+    cols, mask, scale, decades, gain = (t.chan_col, t.chan_mask, t.chan_scale,
+                                        t.chan_decades, t.chan_gain)
+    val_kind, val_a, val_b = t.val_kind, t.val_a, t.val_b
+    coef_start, coef_chan, coef_w = t.val_coef_start, t.coef_chan, t.coef_w
     plain = tuple(bool(mask[c] == NO_MASK and scale[c] == 1.0 and not decades[c] > 0.0
                        and (gain[c] == 1.0 or gain[c] == 0.0)) for c in range(cols.size))
     values = []
@@ -503,7 +508,7 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
         args = ("data, words, n, b0, b1, cols, mask, scale, decades, log0, value_range, "
                 "gain, coef_w, val_ratio, marked" + (", bits" if with_bits else ""))
         i1, i2, i3, i4 = ("    " * d for d in range(1, 5))
-        out = ["", "", '@numba.njit(cache=True, nogil=True, error_model="numpy")',
+        out = ["", "", njit_source(),
                f"def {name}({args}):",
                f"{i1}raw = np.empty(({max(len(plain), 1)}, BLOCK), data.dtype)",
                f"{i1}pair = np.empty(({max(len(layout.pairs), 1)}, BLOCK), np.uint64)",
@@ -527,7 +532,7 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
             out += [f"{i3}raw[{row}, j] = data[s + j, col{c}]" for row, c in enumerate(plain)]
         for row, c in enumerate(decoded):
             out += [f"{i2}for j in range(nb):",
-                    f"{i3}dec[{row}, j] = _decode(data[s + j, col{c}], mask[{c}], scale[{c}], "
+                    f"{i3}dec[{row}, j] = decode_value(data[s + j, col{c}], mask[{c}], scale[{c}], "
                     f"decades[{c}], log0[{c}], value_range[{c}], gain[{c}])"]
         out += [f"{i2}nblk = 0",  # stage 2: every gate, vectorised
                 f"{i2}for j in range(nb):",
@@ -556,7 +561,7 @@ def kernel_source(program: Program, layout: Layout) -> str | None:
         "import numba",
         "import numpy as np",
         "",
-        "from immunoprofile.engine.kernel import _decode",
+        "from immunoprofile.engine.kernel import decode_value",
         "",
         "INF = math.inf",
         "NAN = math.nan",

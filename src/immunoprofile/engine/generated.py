@@ -28,7 +28,8 @@ import numpy as np
 from .._compile import aot as _aot
 from ..io.atomic import atomic_write_text
 from . import codegen
-from .compiler import Bound, Program
+from .bind import Bound
+from .program import Program
 
 _MODULES: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
@@ -53,7 +54,7 @@ def kernel_digest() -> str:
     if not _DIGEST:
         here = Path(__file__).parent
         names = ("kernel.py", "codegen.py", "opcodes.py", "transform_kernels.py",
-                 "transforms.py", "../io/events.py")
+                 "transforms.py", "../io/events.py", "../_compile/jit.py")
         text = b"".join((here / name).read_bytes() for name in names)
         _DIGEST.append(hashlib.sha256(text).hexdigest()[:16])
     return _DIGEST[0]
@@ -199,7 +200,7 @@ def run_generated(kernel: GeneratedKernel, data: np.ndarray, n: int, bound: Boun
     n : int
         Events, events.
     bound : Bound
-        The tube's binding (:func:`.compiler.bind`).
+        The tube's binding (:func:`.bind.bind`).
     bits : numpy.ndarray or None
         uint64 (words, events) membership words to fill, or None for counts only.
     threads : int
@@ -212,14 +213,14 @@ def run_generated(kernel: GeneratedKernel, data: np.ndarray, n: int, bound: Boun
     marked : int
         Events the generated kernel left to the generic one, events.
     """
-    cols, mask, scale, decades, log0, value_range, gain = bound.args[:7]
-    coef_w, val_ratio = bound.args[13], bound.args[14]
+    t = bound.args.tube
     marked = np.empty(n, dtype=np.int64)  # pages are touched only where written
     n_blocks = (n + codegen.BLOCK - 1) // codegen.BLOCK
     chunks = max(1, min(threads, n // EVENTS_PER_THREAD, n_blocks))
     edges = [n_blocks * i // chunks for i in range(chunks + 1)]
     words = codegen.pair_words(data) if kernel.pairs else np.zeros((1, 1), dtype=np.uint64)
-    common = (cols, mask, scale, decades, log0, value_range, gain, coef_w, val_ratio, marked)
+    common = (t.chan_col, t.chan_mask, t.chan_scale, t.chan_decades, t.chan_log0,
+              t.chan_range, t.chan_gain, t.coef_w, t.val_ratio, marked)
     sample = (data, words, n, 0, 1) + common + ((bits,) if bits is not None else ())
     function = kernel.function("gate_counts" if bits is None else "gate_bits", sample,
                                (14, 15) if bits is not None else (14,))
@@ -242,7 +243,7 @@ def run_generated(kernel: GeneratedKernel, data: np.ndarray, n: int, bound: Boun
         rows = np.ascontiguousarray(data[index], dtype=np.float64)
         words = np.zeros((bits.shape[0], index.size) if bits is not None else (0, 0),
                          dtype=np.uint64)
-        args = (rows, int(index.size)) + tuple(bound.args) + (words,)
+        args = (rows, int(index.size)) + bound.args.flat() + (words,)
         counts = counts + generic_kernel(args, bound)(*args)
         if bits is not None:
             bits[:, index] = words

@@ -17,9 +17,10 @@ the transformed point, and even then a bracket of the transformed value (a monot
 ``bracket_*`` arrays) settles it unless the event lies within a hair of the edge — only then
 is the transform evaluated, once per event and axis. Ellipsoids transform their axes.
 
-All arrays are lowered by :mod:`.compiler`; nothing here knows about FlowKit or files. No
-fastmath: fused multiply-adds or reassociation would move events across gate edges. NumPy's
-error model: a ratio over zero is inf or NaN, as in FlowKit, not an exception.
+All arrays are lowered by :mod:`.lower` and packed by :mod:`.pack`; nothing here knows
+about FlowKit or files. No fastmath (``EXACT_OPTIONS`` of :mod:`immunoprofile._compile.jit`):
+fused multiply-adds or reassociation would move events across gate edges. NumPy's error
+model: a ratio over zero is inf or NaN, as in FlowKit, not an exception.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import types
 import numba
 import numpy as np
 
+from .._compile.jit import EXACT_OPTIONS
 from ..io.events import NO_MASK
 from .opcodes import (  # noqa: F401 - re-exported: the kernel's codes
     AND,
@@ -42,6 +44,7 @@ from .opcodes import (  # noqa: F401 - re-exported: the kernel's codes
     EDGE_SLOPED,
     EDGE_VERTICAL,
     ELLIPSOID,
+    IDENTITY,
     NOT,
     OR,
     POLYGON,
@@ -51,13 +54,12 @@ from .opcodes import (  # noqa: F401 - re-exported: the kernel's codes
     VALUE_RATIO,
 )
 from .transform_kernels import transform_value
-from .transforms import IDENTITY
 
 BLOCK = 4096
 
 
-@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _decode(raw_value, mask, scale, decades, log0, value_range, gain):
+@numba.njit(inline="always", **EXACT_OPTIONS)
+def decode_value(raw_value, mask, scale, decades, log0, value_range, gain):
     if mask != NO_MASK:
         x = float(np.uint64(raw_value) & mask)
     else:
@@ -71,14 +73,14 @@ def _decode(raw_value, mask, scale, decades, log0, value_range, gain):
     return x
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _transform(f, v, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
     a = xf_lut_start[f]
     b = xf_lut_start[f + 1]
     return transform_value(xf_kind[f], xf_params[f], lut_x[a:b], lut_y[a:b], v)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _test_general(t, v, test_mode, test_xform, test_has_lo, test_tlo, test_has_hi,
                   test_thi, test_ninf, test_pinf, test_nan, test_domain, test_iv_start, iv_lo,
                   iv_hi, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
@@ -104,7 +106,7 @@ def _test_general(t, v, test_mode, test_xform, test_has_lo, test_tlo, test_has_h
     return ok
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_tlo,
                  test_has_hi, test_thi, test_ninf, test_pinf, test_nan, test_domain, test_iv_start,
                  iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start, lut_x, lut_y):
@@ -180,13 +182,13 @@ def _test_column(t, vcol, active, out, test_mode, test_xform, test_has_lo, test_
                                        xf_lut_start, lut_x, lut_y)
 
 
-@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@numba.njit(inline="always", **EXACT_OPTIONS)
 def _is_left(ax, ay, bx, by, px, py):
     # flowutils' point_is_left, same operations in the same order
     return (bx - ax) * (py - ay) - (px - ax) * (by - ay)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _winding_odd(px, py, verts, start, stop):
     # flowutils' points_in_polygon: outside the vertices' bounding box (inclusive, found
     # as its C code finds it) a point is outside; else the winding number (Sunday),
@@ -227,7 +229,7 @@ def _winding_odd(px, py, verts, start, stop):
     return wind % 2 != 0
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
                     edge_lt_test, ytest, y0, y1, edge_dir, d0, band_fast, slab_left,
                     slab_right, s0, slab_domain, band, wind, ge, lt, pxl, pxh, pyl, pyh,
@@ -489,7 +491,7 @@ def _gate_blocks(data, n_events,
                     vals[c, i] = float(data[start + i, col])
             else:
                 for i in range(nb):
-                    vals[c, i] = _decode(data[start + i, col], mask, scale, decades, log0,
+                    vals[c, i] = decode_value(data[start + i, col], mask, scale, decades, log0,
                                          value_range, gain)
         for k in range(n_val):
             kind = val_kind[k]
@@ -682,8 +684,7 @@ def _renamed(func, name: str):
 
 
 #: Serial and threaded builds of the same kernel (no fastmath: rounding must match FlowKit).
-gate_blocks_serial = numba.njit(cache=True, nogil=True, error_model="numpy")(
+gate_blocks_serial = numba.njit(**EXACT_OPTIONS)(
     _renamed(_gate_blocks, "gate_blocks_serial"))
-gate_blocks_parallel = numba.njit(cache=True, nogil=True, parallel=True,
-                                  error_model="numpy")(
+gate_blocks_parallel = numba.njit(parallel=True, **EXACT_OPTIONS)(
     _renamed(_gate_blocks, "gate_blocks_parallel"))

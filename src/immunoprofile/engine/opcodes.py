@@ -24,6 +24,27 @@ AND = 0
 OR = 1
 NOT = 2
 
+# Transform kinds (the transform kernel's switch, :mod:`.transform_kernels`)
+IDENTITY = 0
+LINEAR = 1
+LOG = 2
+ASINH = 3
+LOGICLE = 4
+HYPERLOG = 5
+WSP_LOG = 6
+WSP_BIEX = 7
+
+#: Parameter slots of a lowered transform: logicle/hyperlog use all of them; others the
+#: first few.
+N_PARAMS = 32
+#: The (hyper)biexponential's Taylor coefficients: slots TAYLOR_START onwards.
+TAYLOR_START = 16
+TAYLOR_LENGTH = 16
+
+#: Largest untransformed magnitude whose range tests are mapped to bounds (thresholds.py);
+#: beyond it, and beyond a transform's own ``domain``, the kernel transforms per event.
+DOMAIN = float(2.0**50)
+
 # Polygon edge kinds
 EDGE_HORIZONTAL = 0
 EDGE_VERTICAL = 1

@@ -5,7 +5,7 @@ adaptive`), so every tube has a strategy of its own. Lowering a FlowKit strategy
 about a second (FlowKit's import, then bisection over its transforms for every bound), far
 more than gating the tube; so placed gates are expressed where no transform is needed —
 every coordinate is an untransformed value (a compensated signal or a scatter value) — and
-lowered here straight into the engine's :class:`~.compiler.Program`, in microseconds,
+lowered here straight into the engine's :class:`~.program.Program`, in microseconds,
 without importing FlowKit. The kernels then evaluate them exactly as FlowKit evaluates the
 same gates written as Gating-ML 2.0 (:func:`gating_ml`): a range is ``lo <= v < hi``, a
 polygon follows flowutils' bounding box and winding rule on the same values (the kernels
@@ -26,7 +26,9 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from . import opcodes as K
-from .compiler import GateProgram, Program, ValueRef, _Lowering, bracket_tables
+from .lower import Lowering
+from .pack import bracket_tables
+from .program import GateProgram, Program, ValueRef
 
 #: Gating-ML 2.0 namespaces, as FlowKit writes them.
 _NAMESPACES = (
@@ -151,7 +153,7 @@ def lower_plain(gates: Sequence[PlainGate]) -> Program:
         two-dimensional or has non-finite vertices.
     """
     paths = gate_paths(gates)
-    lowering = _Lowering(None, None)  # no strategy: every axis is untransformed
+    lowering = Lowering(None, None)  # no strategy: every axis is untransformed
 
     def value(dim: PlainDimension) -> int:
         comp = "FCS" if dim.compensated else None

@@ -13,7 +13,9 @@ import numpy as np
 from .._compile import aot as _aot
 from ..io.events import EventData, read_events
 from . import codegen, generated
-from .compiler import Bound, GateKey, Program, Unsupported, bind, lower
+from .bind import Bound, bind
+from .lower import lower
+from .program import GateKey, Program, Unsupported
 
 #: Below this many events a tube is gated on one thread (threads cost more than they save).
 PARALLEL_MIN_EVENTS = 200_000
@@ -171,7 +173,7 @@ class GatingPlan:
         for name, path in self.strategy.get_gate_ids():
             try:
                 has_custom = has_custom or self.strategy.is_custom_gate(sample_id, name, path)
-            except Exception:  # noqa: BLE001 - quadrants are not gate nodes of their own
+            except Exception:  # quadrants are not gate nodes of their own
                 continue
         if not has_custom:
             self._checked.add(sample_id)
@@ -212,7 +214,7 @@ class GatingPlan:
         if use_threads <= 1 or n < PARALLEL_MIN_EVENTS:
             # serial: the kernel compiled ahead of time where it is built (no Numba
             # import). Not cached on ``bound``: that choice is for float64 marked rows.
-            args = (data, n) + tuple(bound.args) + (bits,)
+            args = (data, n) + bound.args.flat() + (bits,)
             return generated.generic_kernel(args)(*args), bits
         import numba  # the parallel generic kernel is compiled by Numba just in time
 
@@ -221,7 +223,7 @@ class GatingPlan:
         previous = numba.get_num_threads()
         numba.set_num_threads(min(use_threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            counts = gate_blocks_parallel(data, n, *bound.args, bits)
+            counts = gate_blocks_parallel(data, n, *bound.args.flat(), bits)
         finally:
             numba.set_num_threads(previous)
         return counts, bits
@@ -319,11 +321,11 @@ def _flowkit_membership(results, key: GateKey) -> np.ndarray:
     name, path = key
     try:
         return results.get_gate_membership(name, gate_path=path)
-    except Exception:  # noqa: BLE001 - quadrants are filed under their gate's path
+    except Exception:  # quadrants are filed under their gate's path
         return results.get_gate_membership(name, gate_path=path[:-1])
 
 
-def compile(strategy, sample_id: str | None = None,  # noqa: A001
+def compile(strategy, sample_id: str | None = None,
             kernel: str = "auto") -> GatingPlan:
     """Compile a FlowKit ``GatingStrategy`` for the Numba kernels.
 

@@ -1,7 +1,7 @@
 """Compiled programs as data files, so a run need not re-parse and re-lower its templates.
 
 Lowering a strategy needs FlowKit (to parse Gating-ML and to map bounds through its
-transforms); a lowered :class:`~.compiler.Program` is plain numbers and names. It is saved
+transforms); a lowered :class:`~.program.Program` is plain numbers and names. It is saved
 as JSON — never pickle — under a key that names everything it depends on: the fitted
 template text, the FlowKit and flowutils versions whose transforms the bounds were mapped
 through, and this package's version and program format. Loading a damaged or foreign file
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_write_text
-from .compiler import CompMatrix, GateProgram, Program, Test, ValueRef
+from .program import CompMatrix, GateProgram, Program, Test, ValueRef
 from .thresholds import RangeTest
 from .transforms import TransformSpec
 
@@ -90,7 +90,7 @@ def _untest(d: dict | None) -> Test | None:
 
 def program_to_json(program: Program) -> str:
     """Serialise a program (floats round-trip exactly through JSON's ``repr``)."""
-    from .compiler import brackets_of
+    from .pack import brackets_of
 
     brackets = brackets_of(program)
     gates = []

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .transforms import DOMAIN, TransformSpec
+from .opcodes import DOMAIN
+from .transforms import TransformSpec
 
 _SIGN_MASK = np.int64(0x7FFFFFFFFFFFFFFF)
 _GRID = 4097
@@ -129,7 +130,7 @@ def _search_grid(spec: TransformSpec, lo, hi, hints, limit: float) -> np.ndarray
                     value = float(np.asarray(inverse(np.array([[bound]], dtype=float))).ravel()[0])
                 if np.isfinite(value):
                     extra.append(value)
-            except Exception:  # noqa: BLE001 - an inverse is only a search hint
+            except Exception:  # an inverse is only a search hint
                 pass
     near = (_to_ord(np.array(extra, dtype=np.float64))[:, None]
             + np.arange(-64, 65, dtype=np.int64)[None, :]).ravel()

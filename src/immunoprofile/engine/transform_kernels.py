@@ -11,35 +11,36 @@ import math
 import numba
 import numpy as np
 
-from .transforms import (
-    _TAYLOR,
-    _TAYLOR_LENGTH,
+from .._compile.jit import EXACT_OPTIONS
+from .opcodes import (
     ASINH,
     HYPERLOG,
     IDENTITY,
     LINEAR,
     LOG,
     LOGICLE,
+    TAYLOR_LENGTH,
+    TAYLOR_START,
     WSP_BIEX,
     WSP_LOG,
 )
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _biexponential_series(p, scale):
+@numba.njit(**EXACT_OPTIONS)
+def biexponential_series(p, scale):
     # Taylor series of the (hyper)biexponential around x1, Horner form, summed as flowutils
     # sums it: logicle skips its second coefficient (zero by the logicle condition),
     # hyperlog keeps it (flag in p[9])
     x = scale - p[5]
-    total = p[_TAYLOR + _TAYLOR_LENGTH - 1] * x
-    for i in range(_TAYLOR_LENGTH - 2, 1, -1):
-        total = (total + p[_TAYLOR + i]) * x
+    total = p[TAYLOR_START + TAYLOR_LENGTH - 1] * x
+    for i in range(TAYLOR_LENGTH - 2, 1, -1):
+        total = (total + p[TAYLOR_START + i]) * x
     if p[9] != 0.0:  # hyperlog keeps the second coefficient
-        return ((total + p[_TAYLOR + 1]) * x + p[_TAYLOR]) * x
-    return (total * x + p[_TAYLOR]) * x
+        return ((total + p[TAYLOR_START + 1]) * x + p[TAYLOR_START]) * x
+    return (total * x + p[TAYLOR_START]) * x
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _root_scale(kind, p, value):
     """Logicle or hyperlog of ``value``: Halley's method on the biexponential."""
     a = p[0]
@@ -59,7 +60,7 @@ def _root_scale(kind, p, value):
     # flowutils' initial guesses, tolerances and iteration limits (logicle / hyperlog)
     if kind == LOGICLE:
         if value < f:
-            x = x1 + value / p[_TAYLOR]
+            x = x1 + value / p[TAYLOR_START]
         else:
             x = math.log(value / a) / b
         tolerance = 3.0 * 2.220446049250313e-16
@@ -79,7 +80,7 @@ def _root_scale(kind, p, value):
         if kind == LOGICLE:
             ce2mdx = c / math.exp(d * x)
             if x < x_taylor:
-                y = _biexponential_series(p, x) - value
+                y = biexponential_series(p, x) - value
             else:
                 y = (ae2bx + f) - (ce2mdx + value)
             abe2bx = b * ae2bx
@@ -88,7 +89,7 @@ def _root_scale(kind, p, value):
             ddy = b * abe2bx - d * cde2mdx
         else:
             if x < x_taylor:
-                y = _biexponential_series(p, x) - value
+                y = biexponential_series(p, x) - value
             else:
                 y = (ae2bx + c * x) - (f + value)
             abe2bx = b * ae2bx
@@ -103,7 +104,7 @@ def _root_scale(kind, p, value):
     return -1.0
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def transform_value(kind, p, lut_x, lut_y, x):
     """Transformed value of one untransformed value ``x`` (see the module docstring)."""
     if kind == IDENTITY:
@@ -125,7 +126,7 @@ def transform_value(kind, p, lut_x, lut_y, x):
     return math.nan
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _log10(x):
     # numpy's log10: -inf at zero, nan below zero
     if x > 0.0:
@@ -135,7 +136,7 @@ def _log10(x):
     return math.nan
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def _interp_linear(xs, ys, below, above, x):
     # scipy.interpolate.interp1d(kind="linear", bounds_error=False), step by step.
     n = xs.shape[0]
@@ -167,7 +168,7 @@ def _interp_linear(xs, ys, below, above, x):
     return y
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**EXACT_OPTIONS)
 def transform_array(kind, p, lut_x, lut_y, values):
     """Transform every value of a 1-D array (tests and the threshold check use it)."""
     out = np.empty(values.shape[0])

@@ -24,24 +24,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Transform kind codes (the kernel's switch).
-IDENTITY = 0
-LINEAR = 1
-LOG = 2
-ASINH = 3
-LOGICLE = 4
-HYPERLOG = 5
-WSP_LOG = 6
-WSP_BIEX = 7
-
-#: Parameter slots: logicle/hyperlog use all of them; others the first few.
-N_PARAMS = 32
-
-#: Largest untransformed magnitude whose range tests are mapped to bounds (thresholds.py);
-#: beyond it, and beyond a transform's own ``domain``, the kernel transforms per event.
-DOMAIN = float(2.0**50)
-_TAYLOR = 16  # first Taylor coefficient slot
-_TAYLOR_LENGTH = 16
+# The kind codes and parameter slots are the kernels' too: they live in opcodes.
+from .opcodes import (
+    ASINH,
+    DOMAIN,
+    HYPERLOG,
+    IDENTITY,
+    LINEAR,
+    LOG,
+    LOGICLE,
+    N_PARAMS,
+    TAYLOR_LENGTH,
+    TAYLOR_START,
+    WSP_BIEX,
+    WSP_LOG,
+)
 
 
 class UnsupportedTransform(Exception):
@@ -130,11 +127,11 @@ def _logicle_params(t: float, w_: float, m: float, a_: float) -> np.ndarray:
     p[:8] = (a, b, c, d, f, x1, x1 + w / 4, 0.0)
     pos = a * math.exp(b * x1)
     neg = -c / math.exp(d * x1)
-    for i in range(_TAYLOR_LENGTH):
+    for i in range(TAYLOR_LENGTH):
         pos *= b / (i + 1)
         neg *= -d / (i + 1)
-        p[_TAYLOR + i] = pos + neg
-    p[_TAYLOR + 1] = 0.0  # exact by the logicle condition
+        p[TAYLOR_START + i] = pos + neg
+    p[TAYLOR_START + 1] = 0.0  # exact by the logicle condition
     return p
 
 
@@ -149,18 +146,18 @@ def _hyperlog_params(t: float, w_: float, m: float, a_: float) -> np.ndarray:
     x_taylor = x1 + w / 4
     p[:7] = (a, b, c, 0.0, f, x1, x_taylor)
     coef = a * math.exp(b * x1)
-    for i in range(_TAYLOR_LENGTH):
+    for i in range(TAYLOR_LENGTH):
         coef *= b / (i + 1)
-        p[_TAYLOR + i] = coef
-    p[_TAYLOR] += c
+        p[TAYLOR_START + i] = coef
+    p[TAYLOR_START] += c
     # flowutils' bound of its linear initial guess ("inverse"), from x0 as it computes it
-    p[9] = 1.0  # the series keeps its second coefficient (see _biexponential_series)
+    p[9] = 1.0  # the series keeps its second coefficient (see biexponential_series)
     negative = x0 < x1
     x0_used = 2 * x1 - x0 if negative else x0
     if x0_used < x_taylor:
-        from .transform_kernels import _biexponential_series
+        from .transform_kernels import biexponential_series
 
-        inverse = float(_biexponential_series(p, x0_used))
+        inverse = float(biexponential_series(p, x0_used))
     else:
         inverse = a * math.exp(b * x0_used) + c * x0_used
     p[7] = -inverse if negative else inverse

@@ -17,19 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.compiler import _matrix_for
+from ..engine.bind import compensation_matrix
 from ..engine.plain import gating_ml, lower_plain
 from ..engine.plan import GatingPlan
 from ..errors import GatingError, first_line
 from ..io.events import EventData
 from ..io.fcs import Tube
 from .adaptive_template import TemplateDimension, cached_template
+from .modes import GATING_MODES as GATING_MODES
 from .panels import Panel
 from .placement import DENSE_SUBSAMPLE, SUBSAMPLE, GatePlacement, Placement, place_gates
 from .templates import channel_map, fitted_template, template_path
-
-#: Gating modes: gates placed from each tube's events, or the templates' fixed positions.
-GATING_MODES = ("adaptive", "fixed")
 
 
 @dataclass
@@ -81,7 +79,7 @@ class _TubeValues:
         if not d.compensated:
             return self.raw(d.channel)
         if self._matrix is _PARSE_WHEN_NEEDED:
-            self._matrix = _matrix_for("FCS", None, self.events)  # type: ignore[arg-type]
+            self._matrix = compensation_matrix("FCS", None, self.events)  # type: ignore[arg-type]
         matrix = self._matrix
         if matrix is None or d.channel not in matrix.detectors:
             return self.raw(d.channel)
@@ -103,7 +101,7 @@ def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, in
     channels = [d.channel for d in dims]
     spill = None
     if any(d.compensated for d in dims):  # the spillover is parsed only when used
-        spill = _matrix_for("FCS", None, events)  # type: ignore[arg-type]
+        spill = compensation_matrix("FCS", None, events)  # type: ignore[arg-type]
         channels += list(spill.detectors) if spill is not None else []
     return _TubeValues(events, slice(0, n, step), channels, spill), len(range(0, n, step))
 
@@ -236,7 +234,7 @@ def _flowkit_counts(tube: Tube, text: str, keys) -> np.ndarray:
         results = strategy.gate_sample(tube.sample)
         return np.array([int(np.sum(results.get_gate_membership(name, gate_path=path)))
                          for name, path in keys], dtype=np.int64)
-    except Exception as exc:  # noqa: BLE001 - FlowKit's failures, in one line
+    except Exception as exc:  # FlowKit's failures, in one line
         raise GatingError(f"{tube.path.name}: FlowKit could not gate its placed gates: "
                           f"{first_line(exc)}") from None
 

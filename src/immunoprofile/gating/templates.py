@@ -274,10 +274,6 @@ class ChannelMap:
 
     pairs: tuple[tuple[str, str], ...]
 
-    def as_dict(self) -> dict[str, str]:
-        """``{template channel: file channel}``."""
-        return dict(self.pairs)
-
 
 def channel_map(panel: Panel, markers: dict[str, str], scatter: dict[str, str],
                 source: str = "") -> ChannelMap:

@@ -302,7 +302,7 @@ def _read_events_natively(path: Path) -> EventData:
             with quiet_flowio():
                 full = flowio.FlowData(str(path))
             data = full.as_array(preprocess=False)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise FCSReadError(f"{path.name}: cannot be read as FCS: {first_line(exc)}") \
                 from None
         if data.shape[0] != n_tot:

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FCSReadError, first_line
-from ..gating.panels import marker_channels, scatter_channels
+from .channels import marker_channels, scatter_channels
 from .events import EventData, quiet_flowio, read_events
 
 if TYPE_CHECKING:  # FlowKit is imported only when a FlowKit Sample is asked for
     import flowkit as fk
 
 _FCS_VERSIONS = ("FCS2.0", "FCS3.0", "FCS3.1", "FCS3.2")
+
+#: TEXT keyword (value ``TRUE``) that immunoprofile's simulator writes into every file it
+#: makes, so that results counted from such a file say they are SIMULATED.
+SIMULATED_KEYWORD = "IMMUNOPROFILE_SIMULATED"
 
 
 @dataclass
@@ -58,6 +62,11 @@ class Tube:
         return "spillover" in self.metadata or "spill" in self.metadata
 
     @property
+    def simulated(self) -> bool:
+        """Whether immunoprofile's simulator wrote the file (:data:`SIMULATED_KEYWORD`)."""
+        return str(self.metadata.get(SIMULATED_KEYWORD.lower(), "")).upper() == "TRUE"
+
+    @property
     def sample(self) -> fk.Sample:
         """The tube as a FlowKit ``Sample`` (gain and log amplification undone), built on
         first use: only the FlowKit engine needs it."""
@@ -67,7 +76,7 @@ class Tube:
             try:
                 with quiet_flowio():
                     sample = fk.Sample(str(self.path), sample_id=self.path.name)
-            except Exception as exc:  # noqa: BLE001 - read_tube has vetted the file
+            except Exception as exc:  # read_tube has vetted the file
                 raise FCSReadError(f"{self.path.name}: FlowKit cannot read it: "
                                    f"{first_line(exc)}") from None
             # the same scatter reclassification as read_tube made for the engine
@@ -136,7 +145,7 @@ def _classify_scatter(events: EventData, scatter_names) -> None:
     FlowIO recognises scatter only by those prefixes, so a Beckman Coulter ``FS INT`` is
     taken for a fluorescence channel and ``FCS`` compensation then fails: the spillover
     matrix does not name it. The scatter channels found by
-    :func:`immunoprofile.gating.panels.scatter_channels` are removed from ``fluoro_indices``.
+    :func:`immunoprofile.io.channels.scatter_channels` are removed from ``fluoro_indices``.
     """
     indices = {events.pnn.index(name) for name in scatter_names}
     events.fluoro_indices = [i for i in events.fluoro_indices if i not in indices]

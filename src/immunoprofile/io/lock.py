@@ -13,13 +13,9 @@ import socket
 import time
 from pathlib import Path
 
-from ..errors import ImmunoprofileError
+from ..errors import OutputLockedError
 
 LOCK_NAME = ".immunoprofile.lock"
-
-
-class OutputLockedError(ImmunoprofileError):
-    """Another live run is writing to the same output folder."""
 
 
 def _alive(pid: int) -> bool:

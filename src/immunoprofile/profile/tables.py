@@ -24,17 +24,14 @@ from ..counting import (
     single_platform_cells_per_ul,
 )
 from ..counting.qc import (
-    MAX_CD4_CD8_SUM_MISMATCH,
-    MAX_TUBE_SPREAD,
-    MIN_BEAD_EVENTS,
-    MIN_LYMPHOCYTE_EVENTS,
-    MIN_POPULATION_EVENTS,
     alc_checks,
-    bead_fraction_flag,
     implied_volume_ul,
+    patient_flags,
+    tube_flags,
 )
 from ..gating.panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS, within_gate
 from ..io.table import Decimals, Significant, Table
+from .columns import TUBE_COLUMNS
 
 POPULATION_COLUMNS = [
     "sample_id", "patient_id", "tube", "population", "events", "parent_events", "pct_parent",
@@ -70,7 +67,7 @@ POPULATION_PRECISION = {"pct_parent": FOUR_DIGITS, "pct_lymphocytes": FOUR_DIGIT
 PROFILE_PRECISION = {c: CELLS_PER_UL if "_per_ul" in c else FOUR_DIGITS
                      for c in PROFILE_COLUMNS if c not in ("patient_id", "qc_flags", "alc")}
 #: Profile column of each tube's own population.
-_TUBE_COLUMN = {"nk": "nk_per_ul", "cd4": "cd4_per_ul", "cd8": "cd8_per_ul"}
+_TUBE_COLUMN = TUBE_COLUMNS
 
 
 @dataclass
@@ -176,20 +173,12 @@ def population_table(tubes: Sequence[CountedTube]) -> Table:
 
 
 def sample_flags(tube: CountedTube) -> list[str]:
-    """QC flags of one tube (see :data:`immunoprofile.counting.qc.FLAG_DESCRIPTIONS`)."""
-    flags = []
-    if not np.isnan(tube.beads_per_test) and tube.events_in(BEAD_GATE) < MIN_BEAD_EVENTS:
-        flags.append("LOW_BEAD_EVENTS")
-    if tube.events_in(LYMPHOCYTE_GATE) < MIN_LYMPHOCYTE_EVENTS:
-        flags.append("LOW_LYMPHOCYTE_EVENTS")
-    if tube.events_in(PANELS[tube.tube].population) < MIN_POPULATION_EVENTS:
-        flags.append("LOW_POPULATION_EVENTS")
-    if not tube.has_spillover:
-        flags.append("NO_SPILLOVER")
-    if not np.isnan(tube.beads_per_test):
-        flags += filter(None, [bead_fraction_flag(tube.events_in(BEAD_GATE), tube.events)])
-    flags += [f"GATE_UNCERTAIN:{gate}" for gate in tube.uncertain_gates]
-    return flags
+    """QC flags of one tube (the rules: :func:`immunoprofile.counting.qc.tube_flags`)."""
+    return tube_flags(bead_events=tube.events_in(BEAD_GATE),
+                      lymphocyte_events=tube.events_in(LYMPHOCYTE_GATE),
+                      population_events=tube.events_in(PANELS[tube.tube].population),
+                      events=tube.events, beads_counted=not np.isnan(tube.beads_per_test),
+                      has_spillover=tube.has_spillover, uncertain_gates=tube.uncertain_gates)
 
 
 def _alc_inputs(patient_ids, lymphocyte_events, bead_events, beads_per_test, volume_ul,
@@ -301,18 +290,13 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
                                   samples["volume_ul"], samples["alc"])
     flags_by_patient = []
     for p, patient in enumerate(patients):
-        flags: list[str] = []
         mine = tube_rows.get(patient, [])
         present = {r["tube"] for r in mine}
-        flags += [f"MISSING_TUBE:{t}" for t in _TUBE_COLUMN if t not in present]
-        if out["cd3_tube_spread"][p] > MAX_TUBE_SPREAD:
-            flags.append("CD3_TUBE_DISAGREEMENT")
-        if out["lymphocytes_tube_spread"][p] > MAX_TUBE_SPREAD:
-            flags.append("LYMPHOCYTE_TUBE_DISAGREEMENT")
-        if abs(out["cd4_plus_cd8_to_cd3"][p] - 1.0) > MAX_CD4_CD8_SUM_MISMATCH:
-            flags.append("CD4_CD8_SUM_MISMATCH")
-        if patient in alc_patients:
-            flags.append("ALC_DISAGREEMENT")
+        flags = patient_flags(missing_tubes=[t for t in _TUBE_COLUMN if t not in present],
+                              cd3_tube_spread=out["cd3_tube_spread"][p],
+                              lymphocytes_tube_spread=out["lymphocytes_tube_spread"][p],
+                              cd4_plus_cd8_to_cd3=out["cd4_plus_cd8_to_cd3"][p],
+                              alc_disagrees=patient in alc_patients)
         for r in mine:
             flags += [f"{r['tube']}:{f}" for f in str(r["qc_flags"]).split(";") if f]
         flags_by_patient.append(";".join(flags))

@@ -18,15 +18,12 @@ import pandas as pd
 
 from ..counting.qc import FLAG_DESCRIPTIONS
 from ..errors import ImmunoprofileError, first_line
+from ..profile.columns import IMMUNE_PROFILE
 
 #: Typical adult reference intervals, cells/µL (ratio unitless), used to mark values low or
 #: high. Replace them with your laboratory's: ``write_report(..., reference_ranges=...)``.
 REFERENCE_RANGES: dict[str, tuple[str, float, float, str]] = {
-    "nk_per_ul": ("NK cells", 90.0, 600.0, "cells/µL"),
-    "cd4_per_ul": ("CD4+ T cells", 400.0, 1500.0, "cells/µL"),
-    "cd8_per_ul": ("CD8+ T cells", 200.0, 900.0, "cells/µL"),
-    "cd4_cd8_ratio": ("CD4/CD8 ratio", 1.0, 3.6, ""),
-}
+    c.name: (c.label, c.reference_low, c.reference_high, c.unit) for c in IMMUNE_PROFILE}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;

@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import ImmunoprofileError, first_line
+from ..errors import CohortError, first_line
+from ..profile.columns import IMMUNE_COLUMNS
 
-IMMUNE_COLUMNS = ["nk_per_ul", "cd4_per_ul", "cd8_per_ul", "cd4_cd8_ratio"]
 NUMERIC_RANGES = {  # column: (lowest, highest) allowed
     "age": (0.0, 120.0),
     "rai_stage": (0, 4),
@@ -64,14 +64,7 @@ CATEGORIES = {
               "NEGATIVE": "negative", "NEG": "negative", "-": "negative"},
 }
 _RAI_ROMAN = {"0": 0, "I": 1, "II": 2, "III": 3, "IV": 4}
-CLINICAL_COLUMNS = ["patient_id", "regimen", "age", "sex", "rai_stage", "alc", "zap70",
-                    "tfr_grade", "tfr_onset_days", "tfr_duration_days", "response",
-                    "pfs_months", "pfs_event"]
 _MISSING = {"", "NA", "N/A", "NAN", "NONE", "."}
-
-
-class CohortError(ImmunoprofileError):
-    """A cohort table is missing, malformed, or cannot be joined with profiles."""
 
 
 def read_cohort(path: str | Path) -> pd.DataFrame:

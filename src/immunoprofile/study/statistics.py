@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import ImmunoprofileError
+from ..errors import StatsError
 
 #: χ² is trusted only when every expected count reaches this (the study's rule).
 MIN_EXPECTED_COUNT = 5.0
@@ -46,10 +46,6 @@ WILCOXON_EXACT = "Wilcoxon-Mann-Whitney (exact)"
 KRUSKAL_WALLIS = "Kruskal-Wallis"
 LOGISTIC_WALD = "logistic regression (Wald)"
 LOGRANK = "log-rank"
-
-
-class StatsError(ImmunoprofileError):
-    """The data cannot be analysed as asked (too few values, a zero count under a log…)."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +100,6 @@ def format_pvalue(p: float) -> str:
         return "<.001"
     text = f"{p:.2f}" if round(p, 2) >= 0.01 and p >= 0.01 else f"{p:.3f}"
     return text[1:] if text.startswith("0") else text
-
-
-def round_pvalue(p: float) -> float:
-    """Round a P value to the precision the study prints (see :func:`format_pvalue`)."""
-    return round(p, 2) if p >= 0.01 else round(p, 3)
 
 
 # --- discrete variables --------------------------------------------------------------------

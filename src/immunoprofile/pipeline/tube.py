@@ -1,0 +1,159 @@
+"""Gating one tube: read it, detect its panel, gate it with the compiled engine or FlowKit,
+adaptively or at the template's fixed positions. A failure is the tube's, in one line
+(:class:`TubeFailure`); the batch and the workflow's per-tube jobs both gate here."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..counting import count_gate_events
+from ..errors import ImmunoprofileError, first_line
+from ..gating.compiled_gating import count_tube_compiled
+from ..gating.flowkit_gating import gate_tube
+from ..gating.modes import ENGINES, GATING_MODES
+from ..gating.panels import detect_panel
+from ..gating.templates import (
+    adaptive_template_dir,
+    check_template,
+    uses_adaptation,
+)
+from ..io.fcs import read_tube
+from ..io.manifest import TubeRequest
+
+#: Gating engines: the compiled Numba engine (default) and FlowKit, the reference.
+
+
+@dataclass
+class GatedTube:
+    """What gating one tube returns (picklable, so worker processes can send it back).
+
+    ``gate_events`` holds the events in each of ``gate_ids`` (parent-ANDed): the compiled
+    engine's kernel counts them as it gates; FlowKit's memberships are counted by the
+    counting kernel (:func:`immunoprofile.counting.count_gate_events`).
+    """
+
+    request: TubeRequest
+    tube: str
+    gate_ids: list[str]
+    parents: list[str | None]
+    gate_events: np.ndarray
+    events: int
+    has_spillover: bool
+    simulated: bool
+    seconds: float
+    keywords: dict | None = None
+    resumed: bool = False
+    #: Adaptive gating: where each gate was placed (dicts, see ``gates.csv``) and the placed
+    #: gates as Gating-ML 2.0; None for fixed gates.
+    placements: list[dict] | None = None
+    gating_ml: str | None = None
+
+
+@dataclass
+class TubeFailure:
+    """A tube that could not be processed, with the reason a user reads."""
+
+    file: str
+    error: str
+
+
+def check_engine(engine: str, gating: str = "fixed") -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if gating not in GATING_MODES:
+        raise ValueError(f"unknown gating {gating!r}; use one of {', '.join(GATING_MODES)}")
+
+
+def resolve_templates(templates: str | Path | None, gating: str) -> str | None:
+    """The template folder a batch gates with: the user's, else the shipped adaptive
+    templates (``gating/adaptive/``) for adaptive gating, else the shipped fixed ones (None)."""
+    if templates is not None:
+        return str(templates)
+    return str(adaptive_template_dir()) if gating == "adaptive" else None
+
+
+def gate_request(request: TubeRequest, templates: str | None, engine: str,
+              keep_keywords: bool = False, gating: str = "fixed") -> GatedTube:
+    start = time.perf_counter()
+    tube = read_tube(request.path)
+    panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
+    check_template(panel.tube, templates)  # checked once per template: cached
+    placements = gating_ml = None
+    if gating == "adaptive" and uses_adaptation(panel.tube, templates):
+        from ..gating.adaptive_gating import gate_tube_adaptive
+
+        adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine)
+        gate_ids, parents, gate_events = adaptive.gate_ids, adaptive.parents, \
+            adaptive.gate_events
+        placements = [asdict(p) for p in adaptive.placements]
+        gating_ml = adaptive.gating_ml
+    elif engine == "flowkit":
+        memberships = gate_tube(tube, panel, templates)
+        gate_ids, parents = memberships.gate_ids, memberships.parents
+        gate_events = count_gate_events([memberships.bitmask], len(gate_ids))[0]
+    else:
+        gate_ids, parents, gate_events = count_tube_compiled(tube, panel, templates)
+    simulated = tube.simulated
+    return GatedTube(request=request, tube=panel.tube, gate_ids=gate_ids, parents=parents,
+                     gate_events=np.asarray(gate_events, dtype=np.int64),
+                     events=tube.event_count, has_spillover=tube.has_spillover,
+                     simulated=simulated, seconds=time.perf_counter() - start,
+                     keywords=dict(tube.metadata) if keep_keywords else None,
+                     placements=placements, gating_ml=gating_ml)
+
+
+def gate_request_or_failure(request: TubeRequest, templates: str | None,
+                  engine: str = "compiled",
+                  keep_keywords: bool = False,
+                  gating: str = "fixed") -> GatedTube | TubeFailure:
+    """Gate one tube; any failure becomes a :class:`TubeFailure` with a one-line reason."""
+    try:
+        return gate_request(request, templates, engine, keep_keywords, gating)
+    except ImmunoprofileError as exc:
+        return TubeFailure(str(request.path), str(exc))
+    except MemoryError:
+        return TubeFailure(str(request.path), f"{request.path.name}: out of memory")
+    except Exception as exc:  # a bug, not the user's fault: still one line, never a crash
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return TubeFailure(
+            str(request.path),
+            f"{request.path.name}: internal error — please report: {type(exc).__name__}: "
+            f"{first_line(exc)} (at {Path(where.filename).name}:{where.lineno})",
+        )
+
+
+def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
+                   templates: str | Path | None = None, engine: str = "compiled",
+                   gating: str = "adaptive") -> GatedTube | TubeFailure:
+    """Gate one FCS file for the workflow; a failure is returned, not raised.
+
+    Only gating happens here (which events fall in which gate); the counting inputs of the
+    manifest row (beads, volume, ALC) are applied later by :func:`assemble_tube_results`,
+    so changing them does not re-gate the tube.
+
+    Parameters
+    ----------
+    path : str or Path
+        The FCS file.
+    sample_id : str
+        The tube's sample id in the manifest (stored in the result, checked on reading).
+    tube : {"nk", "cd4", "cd8"}, optional
+        The manifest's ``tube``; detected from the markers when None.
+    templates : str or Path, optional
+        Folder of Gating-ML templates instead of the shipped ones.
+    engine : {"compiled", "flowkit"}
+    gating : {"adaptive", "fixed"}
+    """
+    check_engine(engine, gating)
+    path = Path(path)
+    request = TubeRequest(path=path.resolve(), sample_id=sample_id, patient_id="",
+                          tube=tube, beads_per_test=math.nan, volume_ul=math.nan,
+                          alc=math.nan)
+    return gate_request_or_failure(request, resolve_templates(templates, gating), engine,
+                                   gating=gating)

@@ -1,0 +1,90 @@
+"""A tube's gating result as a file (``.npz``): what one workflow job writes and the
+assembling step reads — events per gate, or the failure, with the provenance it was made
+from (a resume cache entry is the same file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import first_line
+from ..io.manifest import TubeRequest
+from .tube import GatedTube, TubeFailure
+
+# --- one job per tube (the Snakemake workflow) ------------------------------------------------
+#: Format tag of a tube result file (``.npz``) written by :func:`save_tube_result`: events
+#: per gate. (The first format, per-event membership bitmasks, was never released.)
+TUBE_RESULT_FORMAT = "immunoprofile-tube-result/2"
+
+
+def tube_result_key(sample_id: str) -> str:
+    """File-name-safe key of a tube's result file: the sample id's letters, digits, ``-``
+    and ``_`` (others become ``_``), then 10 hex digits of its SHA-1, so ids that clean up
+    alike (``a b`` and ``a_b``) stay apart and ``../`` cannot leave the folder."""
+    import hashlib
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", sample_id).strip("_")[:60] or "tube"
+    return f"{stem}-{hashlib.sha1(sample_id.encode('utf-8')).hexdigest()[:10]}"
+
+
+def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
+                     provenance: dict | None = None, durable: bool = True) -> None:
+    """Write one tube's gating result (events per gate, or the failure) atomically as .npz;
+    ``provenance`` (what the result depends on) is stored with it. ``durable=False``
+    skips flushing it to disk (a resume cache: a damaged entry is gated again)."""
+    import io as _io
+
+    from ..io.atomic import atomic_write_bytes
+
+    if isinstance(result, TubeFailure):
+        meta = {"format": TUBE_RESULT_FORMAT, "failure": result.error, "file": result.file}
+    else:
+        meta = {"format": TUBE_RESULT_FORMAT, "sample_id": result.request.sample_id,
+                "tube": result.tube, "gate_ids": result.gate_ids, "parents": result.parents,
+                "gate_events": [int(e) for e in result.gate_events],
+                "events": result.events, "has_spillover": result.has_spillover,
+                "simulated": result.simulated, "seconds": result.seconds,
+                "keywords": result.keywords, "placements": result.placements,
+                "gating_ml": result.gating_ml}
+    meta["provenance"] = provenance
+    buffer = _io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)))
+    atomic_write_bytes(path, buffer.getvalue(), durable=durable)
+
+
+def load_tube_result(path: str | Path, request: TubeRequest,
+                     provenance: dict | None = None) -> GatedTube | TubeFailure | None:
+    """Read a file written by :func:`save_tube_result` for the manifest row ``request``;
+    an unreadable or mismatched file becomes that tube's failure. With ``provenance``,
+    a result made from anything else (another file content, template, engine, version)
+    gives None: it must be gated again."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+        if not isinstance(meta, dict) or meta.get("format") != TUBE_RESULT_FORMAT:
+            raise ValueError("wrong format tag")
+        if provenance is not None and meta.get("provenance") != provenance:
+            return None
+        if "failure" in meta:
+            return TubeFailure(str(request.path), str(meta["failure"]))
+        if meta["sample_id"] != request.sample_id:
+            raise ValueError(f"it holds sample {meta['sample_id']}")
+        n_gates = len(meta["gate_ids"])
+        gate_events = np.array(meta["gate_events"], dtype=np.int64)
+        if gate_events.ndim != 1 or gate_events.size != n_gates or np.any(gate_events < 0):
+            raise ValueError("its gate counts do not match its gates")
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        return TubeFailure(str(request.path), (
+            f"{request.path.name}: its gating result {Path(path).name} is unreadable "
+            f"({first_line(exc)}) — delete it and run the workflow again"))
+    return GatedTube(request=request, tube=meta["tube"], gate_ids=meta["gate_ids"],
+                     parents=meta["parents"], gate_events=gate_events,
+                     events=int(meta["events"]), has_spillover=bool(meta["has_spillover"]),
+                     simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
+                     keywords=meta.get("keywords"), placements=meta.get("placements"),
+                     gating_ml=meta.get("gating_ml"))
