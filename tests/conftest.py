@@ -43,6 +43,7 @@ def small_cohort(tmp_path_factory) -> Path:
 #: first, so that with one file per worker (``--dist loadfile``) no long file starts last
 #: and keeps one worker busy while the other is done. Order only; every test still runs.
 LONGEST_FILES = ("test_engine.py", "test_workflow.py", "test_predict.py", "test_report.py",
+                 "test_gatingml_compliance.py",
                  "test_adaptive_envelope.py", "test_aot.py", "test_engine_generated.py",
                  "test_accuracy.py", "test_fcs_fuzz.py")
 

@@ -3,9 +3,9 @@ metrics that go into ``src/immunoprofile/predict/models/MODEL_CARD.md``.
 
     python tools/train_default_model.py
 
-Writes ``src/immunoprofile/predict/models/tfr_default.json``. ``tests/test_predict.py`` retrains
-and checks the shipped file is exactly what this script produces, and that the model card
-quotes the metrics ``evaluate`` gives.
+Writes ``src/immunoprofile/predict/models/tfr_default.json``.
+``tests/predict/test_predict.py`` retrains and checks the shipped file is exactly what this
+script produces, and that the model card quotes the metrics ``evaluate`` gives.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ import click
 from ._version import __version__
 from .errors import ImmunoprofileError
 from .gating.modes import ENGINES, GATING_MODES
-from .io.manifest import TUBES
+from .io.tubes import TUBES
 
 EXIT_SAMPLES_FAILED = 1
 EXIT_USAGE = 2

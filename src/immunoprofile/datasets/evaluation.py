@@ -1,10 +1,11 @@
 """Holding gates to the truth: F1 per gate and counts against known concentrations.
 
-For tubes that carry their truth — simulated ones (``NAME.labels.npz``, ``NAME.truth.json``
-from :mod:`immunoprofile.datasets.simulate`) or real tubes with manual labels — this module gates a
-tube with either gating mode, keeps every event's membership, and scores each gate. It is
-what ``tests/test_adaptive_envelope.py`` and ``benchmarks/bench_adaptive.py`` run; a lab can
-run it on its own labelled files to see how a template of its own does.
+For tubes that carry their truth — simulated ones (``NAME.labels.npz``,
+``NAME.truth.json`` from :mod:`immunoprofile.datasets.simulate`) or real tubes with manual
+labels — this module gates a tube with either gating mode, keeps every event's membership,
+and scores each gate. It is what ``tests/integration/test_adaptive_envelope.py`` and
+``benchmarks/bench_adaptive.py`` run; a lab can run it on its own labelled files to see how
+a template of its own does.
 """
 
 from __future__ import annotations

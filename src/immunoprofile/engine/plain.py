@@ -264,6 +264,73 @@ def gating_ml(gates: Sequence[PlainGate], comment: str = "") -> str:
     return "".join(parts)
 
 
+_GATING = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
+_DATA_TYPE = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
+
+
+def read_gating_ml(text: str) -> list[PlainGate]:
+    """The plain gates of a document :func:`gating_ml` wrote (``OUT/gates/<sample>.xml``),
+    in its order: the inverse of :func:`gating_ml`, value for value (numbers are written
+    as the shortest text that reads back as the same double).
+
+    Parameters
+    ----------
+    text : str
+        The document.
+
+    Returns
+    -------
+    list of plain gates
+
+    Raises
+    ------
+    ValueError
+        Not XML, or a gate, dimension or number that :func:`gating_ml` does not write (a
+        template of a lab's own: read it with FlowKit, not here).
+    """
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ValueError(f"not XML: {exc}") from None
+    g, d = f"{{{_GATING}}}", f"{{{_DATA_TYPE}}}"
+
+    def number(value: str | None) -> float | None:
+        return None if value is None else float(value)
+
+    def dimension(node) -> PlainDimension:
+        channel = node.find(f"{d}fcs-dimension")
+        comp = node.get(f"{g}compensation-ref")
+        if channel is None or comp not in ("FCS", "uncompensated"):
+            raise ValueError("a dimension that is not a compensated or raw FCS channel")
+        return PlainDimension(channel.get(f"{d}name"), comp == "FCS")
+
+    gates: list[PlainGate] = []
+    for node in root:
+        kind = node.tag.removeprefix(g)
+        gate_id, parent_id = node.get(f"{g}id"), node.get(f"{g}parent_id")
+        dims = node.findall(f"{g}dimension")
+        if kind == "RectangleGate":
+            gates.append(PlainRectangle(
+                gate_id, parent_id, tuple(dimension(x) for x in dims),
+                tuple((number(x.get(f"{g}min")), number(x.get(f"{g}max"))) for x in dims)))
+        elif kind == "PolygonGate":
+            vertices = tuple(tuple(float(c.get(f"{d}value")) for c in v.findall(f"{g}coordinate"))
+                             for v in node.findall(f"{g}vertex"))
+            gates.append(PlainPolygon(gate_id, parent_id,
+                                      tuple(dimension(x) for x in dims), vertices))
+        elif kind == "BooleanGate" and len(node) == 1:
+            op = node[0].tag.removeprefix(g)
+            operands = tuple((r.get(f"{g}ref"), r.get(f"{g}use-as-complement") == "true")
+                             for r in node[0].findall(f"{g}gateReference"))
+            gates.append(PlainBoolean(gate_id, parent_id, op, operands))
+        else:
+            raise ValueError(f"a {kind} that adaptive gating does not write")
+    gate_paths(gates)  # validates the order and the IDs
+    return gates
+
+
 __all__ = [
     "PlainBoolean",
     "PlainDimension",
@@ -273,4 +340,5 @@ __all__ = [
     "gate_paths",
     "gating_ml",
     "lower_plain",
+    "read_gating_ml",
 ]

@@ -239,6 +239,30 @@ def _flowkit_counts(tube: Tube, text: str, keys) -> np.ndarray:
                           f"{first_line(exc)}") from None
 
 
+def placement_from_run(gates_xml: str, reports: list[GatePlacement],
+                       source: str = "") -> Placement:
+    """A tube's placement as a gate run wrote it: the placed gates of its
+    ``OUT/gates/<sample_id>.xml`` and their reports (``gates.csv`` rows), so that plots
+    and the report show the gates that were counted, without placing them again.
+
+    Raises
+    ------
+    GatingError
+        The file is not Gating-ML that adaptive gating writes, or its gates are not those
+        of the reports.
+    """
+    from ..engine.plain import read_gating_ml
+
+    try:
+        gates = read_gating_ml(gates_xml)
+    except ValueError as exc:
+        raise GatingError(f"{source}: its placed gates cannot be read: {first_line(exc)}"
+                          ) from None
+    if [g.gate_id for g in gates] != [r.gate_id for r in reports]:
+        raise GatingError(f"{source}: its placed gates and gates.csv name different gates")
+    return Placement(gates, list(reports))
+
+
 def place_with_template(path: str | Path, template: str | Path) -> tuple[Placement,
                                                                          dict[str, np.ndarray]]:
     """Place any adaptive template's gates on one file and keep every event's membership.

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import ManifestError
+from .tubes import TUBES
 
 REQUIRED_COLUMNS = ("file", "patient_id")
 OPTIONAL_COLUMNS = ("tube", "beads_per_test", "volume_ul", "alc")
 #: Columns whose names start with this are the lab's own: passed through, never read.
 PASS_THROUGH_PREFIX = "x_"
 DEFAULT_VOLUME_UL = 50.0
-TUBES = ("nk", "cd4", "cd8")
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,6 @@ The names of the former module ``immunoprofile.pipeline`` are still found here, 
 release (import them from the modules of this package).
 """
 
-_MODULES = ("batch", "assemble", "tube", "tube_result", "resume")
+from .._moved import forwarding_getattr
 
-
-def __getattr__(name: str):
-    import importlib
-
-    if not name.startswith("__"):
-        for module in _MODULES:
-            found = importlib.import_module(f"{__name__}.{module}")
-            if hasattr(found, name):
-                return getattr(found, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = forwarding_getattr(__name__, ("batch", "assemble", "tube", "tube_result", "resume"))

@@ -19,10 +19,11 @@ import numpy as np
 from ..gating.templates import template_checksums
 from ..io.atomic import atomic_write_text
 from ..io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
+from ..io.output_files import gates_xml_path, tube_result_key
 from ..io.table import Table
 from ..profile.tables import BEAD_GATE, CountedTube, population_table, profile_table, sample_table
 from .tube import GatedTube, TubeFailure, resolve_templates
-from .tube_result import load_tube_result, tube_result_key
+from .tube_result import load_tube_result
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -279,15 +280,6 @@ def _short(file: str, base: Path) -> str:
         return path.resolve().relative_to(base).as_posix()
     except (ValueError, OSError):
         return file
-
-
-def gates_xml_path(out_dir: str | Path, sample_id: str) -> Path:
-    """``OUT/gates/<sample_id>.xml``: a tube's placed gates (a sample id that would leave
-    the folder, with ``..`` or an absolute path, is written under its safe key)."""
-    parts = Path(sample_id).parts
-    if not parts or Path(sample_id).is_absolute() or ".." in parts:
-        return Path(out_dir) / "gates" / f"{tube_result_key(sample_id)}.xml"
-    return Path(out_dir) / "gates" / f"{sample_id}.xml"
 
 
 def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:

@@ -11,23 +11,13 @@ import numpy as np
 
 from ..errors import first_line
 from ..io.manifest import TubeRequest
+from ..io.output_files import tube_result_key as tube_result_key
 from .tube import GatedTube, TubeFailure
 
 # --- one job per tube (the Snakemake workflow) ------------------------------------------------
 #: Format tag of a tube result file (``.npz``) written by :func:`save_tube_result`: events
 #: per gate. (The first format, per-event membership bitmasks, was never released.)
 TUBE_RESULT_FORMAT = "immunoprofile-tube-result/2"
-
-
-def tube_result_key(sample_id: str) -> str:
-    """File-name-safe key of a tube's result file: the sample id's letters, digits, ``-``
-    and ``_`` (others become ``_``), then 10 hex digits of its SHA-1, so ids that clean up
-    alike (``a b`` and ``a_b``) stay apart and ``../`` cannot leave the folder."""
-    import hashlib
-    import re
-
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", sample_id).strip("_")[:60] or "tube"
-    return f"{stem}-{hashlib.sha1(sample_id.encode('utf-8')).hexdigest()[:10]}"
 
 
 def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,

@@ -9,15 +9,7 @@ these modules (``predict.train``, ``predict.evaluate``, ``predict.load_model``,
 and pandas load only then). Code inside the package imports from the modules themselves.
 """
 
-_MODULES = ("model", "features", "estimator", "model_file", "evaluation")
+from .._moved import forwarding_getattr
 
-
-def __getattr__(name: str):
-    import importlib
-
-    if not name.startswith("__"):
-        for module in _MODULES:
-            found = importlib.import_module(f"{__name__}.{module}")
-            if hasattr(found, name):
-                return getattr(found, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = forwarding_getattr(__name__, ("model", "features", "estimator", "model_file",
+                                             "evaluation"))

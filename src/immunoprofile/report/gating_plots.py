@@ -12,10 +12,14 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import GatingError, first_line
+
+if TYPE_CHECKING:
+    from ..gating.placement import Placement
 
 #: Plotted events per gate at most (a random subset beyond this; counts use all events).
 MAX_PLOTTED_EVENTS = 60_000
@@ -78,7 +82,7 @@ class GatePlot:
 
 def plot_gates(path: str | Path, *, tube: str | None = None,
                templates: str | Path | None = None,
-               gating: str = "adaptive") -> list[GatePlot]:
+               gating: str = "adaptive", placement: Placement | None = None) -> list[GatePlot]:
     """Plot every gate of one FCS tube.
 
     Parameters
@@ -93,6 +97,11 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
         ``adaptive``: the gates placed for this tube (as ``immunoprofile gate`` places
         them), drawn in red, with the template's seed position faint and dashed beside
         them; ``fixed``: the template's gates.
+    placement : Placement, optional
+        With adaptive gating, the gates a run placed and counted for this tube
+        (:func:`immunoprofile.gating.adaptive_gating.placement_from_run`): they are drawn
+        as they are, not placed again. Without it, the gates are placed here, as
+        ``immunoprofile gate`` places them.
 
     Returns
     -------
@@ -124,7 +133,7 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
     template_arg = str(templates) if templates is not None else \
         str(adaptive_template_dir()) if gating == "adaptive" else None
     if gating == "adaptive" and uses_adaptation(panel.tube, template_arg):
-        return _plot_placed(tube_data, panel, template_arg)
+        return _plot_placed(tube_data, panel, template_arg, placement)
     memberships = gate_tube_compiled(tube_data, panel, template_arg)
     mapping = channel_map(panel, tube_data.markers, tube_data.scatter, source=path.name)
     strategy = load_strategy(panel.tube, mapping, template_arg)
@@ -203,16 +212,22 @@ def _decade_ticks(forward) -> list[tuple[float, str]]:
     return list(zip(forward(values).tolist(), labels, strict=True))
 
 
-def _plot_placed(tube_data, panel, template_arg: str) -> list[GatePlot]:
-    """The gates adaptive gating placed for this tube, on the template's display axes."""
+def _plot_placed(tube_data, panel, template_arg: str,
+                 placement: Placement | None = None) -> list[GatePlot]:
+    """The gates adaptive gating placed for this tube (``placement``, or placed here), on
+    the template's display axes."""
     from ..engine.plain import PlainBoolean, PlainPolygon
     from ..gating.adaptive_gating import _TubeValues, place_tube, template_view
     from ..gating.placement import _densify
 
-    placement = place_tube(tube_data, panel, template_arg)
+    if placement is None:
+        placement = place_tube(tube_data, panel, template_arg)
     template, membership = template_view(tube_data, panel, template_arg, placement)
     values = _TubeValues(tube_data.events, np.arange(tube_data.event_count))
     seeds = {g.gate_id: g for g in template.gates}
+    if set(seeds) != {g.gate_id for g in placement.gates}:
+        raise GatingError(f"{tube_data.path.name}: its placed gates are not the gates of "
+                          f"the template {template_arg} (placed with another one?)")
     marker_of = {channel: marker for marker, channel in tube_data.markers.items()}
     rng = np.random.default_rng(0)
     plots = []

@@ -131,6 +131,47 @@ def _plot_inputs(run: dict, samples_dir, manifest, templates) -> tuple:
     return samples_dir, manifest, templates
 
 
+def _run_gates(out: Path) -> dict[str, list]:
+    """Each tube's gate reports from the run's ``gates.csv`` (sample id → reports in
+    order); empty when there is none."""
+    from ..gating.placement import GatePlacement
+
+    table = _read_csv(out / "gates.csv")
+    if table is None or not {"sample_id", "gate", "method", "status"} <= set(table.columns):
+        return {}
+    reports: dict[str, list] = {}
+    for row in table.itertuples(index=False):
+        reports.setdefault(str(row.sample_id), []).append(GatePlacement(
+            str(row.gate), str(row.method), str(row.status),
+            position="" if pd.isna(row.position) else str(row.position),
+            reason="" if pd.isna(row.reason) else str(row.reason)))
+    return reports
+
+
+def _same_folder(templates, recorded: dict) -> bool:
+    """Whether the templates asked for (None: the run's) are the run's own folder."""
+    if templates is None:
+        return True
+    kept = recorded.get("absolute_directory")
+    return kept is not None and Path(templates).resolve() == Path(kept).resolve()
+
+
+def _run_placement(out: Path, sample_id: str, run_gates: dict[str, list]):
+    """The placement the run wrote for one tube (``OUT/gates/<sample_id>.xml`` with its
+    ``gates.csv`` rows), or None: the plots place the gates themselves."""
+    from ..gating.adaptive_gating import placement_from_run
+    from ..io.output_files import gates_xml_path
+
+    if sample_id not in run_gates:
+        return None
+    path = gates_xml_path(out, sample_id)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return placement_from_run(text, run_gates[sample_id], source=path.name)
+
+
 def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                  manifest: str | Path | None = None, templates: str | Path | None = None,
                  plots: bool = True, cohort_stats: str | Path | None | bool = True,
@@ -209,7 +250,13 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
     tube_plots: dict[str, list[str]] = {}
     plot_notes: dict[str, str] = {}
     if plots:
+        mode = gating or run.get("gating", "fixed")
+        asked_templates = templates
         samples_dir, manifest, templates = _plot_inputs(run, samples_dir, manifest, templates)
+        # The gates the run placed and counted are drawn as they are (OUT/gates/*.xml and
+        # gates.csv), unless the plots are asked for with other templates or another mode.
+        run_gates = _run_gates(out) if mode == "adaptive" and run.get("gating") == "adaptive" \
+            and _same_folder(asked_templates, run.get("templates", {})) else {}
         try:
             parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
         except (ImmunoprofileError, TypeError) as exc:
@@ -234,8 +281,9 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
             if request.sample_id not in counted:
                 continue
             try:
+                placement = _run_placement(out, request.sample_id, run_gates)
                 drawn = plot_gates(request.path, tube=request.tube, templates=templates,
-                                   gating=gating or run.get("gating", "fixed"))
+                                   gating=mode, placement=placement)
             except ImmunoprofileError as exc:
                 plot_notes[request.sample_id] = first_line(exc)
                 note(f"{request.sample_id}: gating plots not drawn — {first_line(exc)}")

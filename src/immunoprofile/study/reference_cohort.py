@@ -2,7 +2,7 @@
 
 Chanan-Khan et al. (*Cancer* 2011;117:2127-35) publish aggregates, not patients. The rows
 below are one set of patients consistent with those aggregates: every count, median and
-range listed in :data:`PUBLISHED` holds exactly, and ``tests/test_cohort_reference.py``
+range listed in :data:`PUBLISHED` holds exactly, and ``tests/study/test_reference_cohort.py``
 checks each one. **No row is a real patient**; any other set meeting the same constraints
 would be as faithful to the paper. Where the paper gives no number (which ZAP-70-negative
 patient is female, the response of a patient without an immune profile…), the value is an

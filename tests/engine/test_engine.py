@@ -13,10 +13,10 @@ from pathlib import Path
 import flowkit as fk
 import numpy as np
 import pytest
-from _flowkit_reference import assert_same_as_flowkit, flowkit_membership, plan_kernels
 from conftest import REPO, shared_path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.flowkit_reference import assert_same_as_flowkit
 
 from immunoprofile import engine
 from immunoprofile.datasets.simulate import (
@@ -29,8 +29,6 @@ from immunoprofile.gating.panels import detect_panel
 from immunoprofile.gating.templates import channel_map, load_strategy
 from immunoprofile.io.fcs import read_tube
 
-TRUTH_NAME = {"ParRectangle1": "ParQuadRect"}
-
 
 def _template_strategy(path: Path):
     tube = read_tube(path)
@@ -38,54 +36,6 @@ def _template_strategy(path: Path):
     strategy = load_strategy(panel.tube, channel_map(panel, tube.markers, tube.scatter,
                                                      source=path.name))
     return tube, strategy
-
-
-# --------------------------------------------------------------------- Gating-ML 2.0 set
-
-@pytest.fixture(scope="module")
-def compliance():
-    root = shared_path("gatingml")
-    return root, fk.Sample(str(root / "data1.fcs"))
-
-
-def _assert_truth(root: Path, strategy, source) -> int:
-    """Every gate with a truth file equals it, with each kernel that can gate the strategy;
-    returns the gates checked (once each)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", engine.EngineFallbackWarning)
-        plan = engine.compile(strategy)
-    checked = set()
-    for kernel in plan_kernels(plan):
-        plan.kernel = kernel
-        membership = plan.membership(source)
-        for key in plan.gate_ids:
-            truth = root / "truth" / f"Results_{TRUTH_NAME.get(key[0], key[0])}.txt"
-            if not truth.exists():
-                continue
-            expected = np.loadtxt(truth, dtype=int).astype(bool)
-            np.testing.assert_array_equal(membership[key], expected,
-                                          err_msg=f"{key}, {kernel} kernel")
-            checked.add(key)
-    return len(checked)
-
-
-@pytest.mark.parametrize("source", ["file", "flowkit-sample"])
-def test_compliance_all_gates_match_truth(compliance, source):
-    root, sample = compliance
-    strategy = fk.parse_gating_xml(str(root / "gml" / "gml_all_gates.xml"))
-    events = root / "data1.fcs" if source == "file" else sample
-    assert _assert_truth(root, strategy, events) == 49
-
-
-def test_compliance_per_gate_files_match_truth(compliance):
-    root, _ = compliance
-    checked = 0
-    files = sorted((root / "gml").glob("gml_*_gate.xml"))
-    assert len(files) >= 40
-    for xml in files:
-        strategy = fk.parse_gating_xml(str(xml))
-        checked += _assert_truth(root, strategy, root / "data1.fcs")
-    assert checked >= 70
 
 
 # --------------------------------------------------------------------- against FlowKit
@@ -325,14 +275,6 @@ def test_events_on_gate_edges_follow_flowkit(vertices, bounds):
         fk.Dimension("X", range_min=min(x0, x1), range_max=max(x0, x1)),
         fk.Dimension("Y", range_min=min(y0, y1))]), gate_path=("root",))
     assert_same_as_flowkit(strategy, sample)
-
-
-def test_flowkit_membership_helper_reads_quadrants(compliance):
-    root, sample = compliance
-    strategy = fk.parse_gating_xml(str(root / "gml" / "gml_quadrant1_gate.xml"))
-    results = strategy.gate_sample(sample)
-    key = ("FL2P-FL4P", ("root", "Quadrant1"))
-    assert flowkit_membership(results, key).sum() > 0
 
 
 # --------------------------------------------------------------------- stored programs

@@ -33,7 +33,7 @@ from immunoprofile.predict.model import PREDICTION_COLUMNS, predict_patients, tr
 from immunoprofile.predict.model_file import load_model, model_to_dict, save_model
 from immunoprofile.study.reference_cohort import SIMULATED_NOTE, reference_cohort
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CARD = REPO / "src/immunoprofile/predict/models/MODEL_CARD.md"
 
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import pytest
-from _batch import write_manifest, write_patient
+from support.batch import write_manifest, write_patient
 
 from immunoprofile import gate_batch
 from immunoprofile.datasets.evaluation import gate_membership

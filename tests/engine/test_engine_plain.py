@@ -8,10 +8,10 @@ import io
 import flowkit as fk
 import numpy as np
 import pytest
-from _flowkit_reference import flowkit_membership
 from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.flowkit_reference import flowkit_membership
 
 from immunoprofile import engine
 from immunoprofile.engine.plain import (
@@ -21,6 +21,7 @@ from immunoprofile.engine.plain import (
     PlainRectangle,
     gating_ml,
     lower_plain,
+    read_gating_ml,
 )
 
 SAMPLE = str(REPO / "sample_data" / "P02_cd4.fcs")
@@ -81,6 +82,25 @@ def test_random_plain_polygons_and_bounds(sample, bead, cd3, cx, cy, rx, ry, n, 
     verts = tuple((float(cx + rx * r * np.cos(a)), float(cy + ry * r * np.sin(a)))
                   for a, r in zip(angles, radius, strict=True))
     _assert_same(_tube_gates(bead, cd3, verts), sample)
+
+
+@settings(max_examples=40, deadline=None)
+@given(bead=st.floats(1.0, 1e6), cd3=st.floats(-1e4, 1e6, allow_subnormal=False),
+       x=st.lists(st.floats(-1e5, 1e6, allow_subnormal=False), min_size=3, max_size=12))
+def test_written_gates_read_back_as_they_were(bead, cd3, x):
+    """``OUT/gates/<sample>.xml`` reads back to the very gates written (the report draws
+    them from the file): every number, bound, complement and parent."""
+    verts = tuple((v, v * 0.5 + i) for i, v in enumerate(x))
+    gates = _tube_gates(bead, cd3, verts)
+    assert read_gating_ml(gating_ml(gates, "a comment -- with dashes")) == gates
+
+
+def test_reading_refuses_what_is_not_written_by_adaptive_gating():
+    with pytest.raises(ValueError, match="not XML"):
+        read_gating_ml("<gating:Gating-ML")
+    text = (REPO / "gating" / "cd4_tube.xml").read_text(encoding="utf-8")
+    with pytest.raises(ValueError):
+        read_gating_ml(text)  # transforms, a template's own gates: FlowKit reads those
 
 
 def test_plain_gate_order_and_shape_are_checked():

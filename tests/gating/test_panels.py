@@ -75,3 +75,10 @@ def test_manifest_tube_must_match_markers():
 def test_several_panels_ask_for_manifest_tube():
     with pytest.raises(PanelError, match="several panels"):
         detect_panel({"CD3", "CD4", "CD8", "CD45"})
+
+
+def test_the_panels_are_the_tubes_a_manifest_names():
+    from immunoprofile.gating.panels import PANELS
+    from immunoprofile.io.tubes import TUBES
+
+    assert tuple(PANELS) == TUBES

@@ -7,10 +7,10 @@ import re
 
 import numpy as np
 import pytest
-from _fcs_mutate import data_sets, decoded, move_data_offsets, mutations, stated_offsets
-from _fcs_writer import fcs_bytes, write_fcs
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.fcs_mutate import data_sets, decoded, move_data_offsets, mutations, stated_offsets
+from support.fcs_writer import fcs_bytes, write_fcs
 from test_corpus import corpus_files, reference_decode
 
 from immunoprofile import FCSReadError, read_fcs

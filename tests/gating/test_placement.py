@@ -10,8 +10,8 @@ import shutil
 import flowkit as fk
 import numpy as np
 import pytest
-from _flowkit_reference import flowkit_membership
 from conftest import REPO
+from support.flowkit_reference import flowkit_membership
 
 from immunoprofile import gate_batch
 from immunoprofile.errors import TemplateError

@@ -152,7 +152,7 @@ def test_inspect_command(tmp_path):
 
 
 def test_fcs_32_mixed_channel_types_are_refused_not_misread(tmp_path):
-    from _fcs_writer import write_fcs
+    from support.fcs_writer import write_fcs
 
     data = np.arange(40, dtype=float).reshape(10, 4)
     path = write_fcs(tmp_path / "fcs32.fcs", data, ["FSC-A", "SSC-A", "FL1-A", "Time"],

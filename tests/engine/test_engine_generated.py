@@ -16,13 +16,13 @@ import warnings
 import flowkit as fk
 import numpy as np
 import pytest
-from _fcs_writer import write_fcs
-from _flowkit_reference import assert_same_as_flowkit
 from flowkit import Dimension, gates
 from flowkit import transforms as T
 from flowkit._models.dimension import RatioDimension
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fcs_writer import write_fcs
+from support.flowkit_reference import assert_same_as_flowkit
 
 from immunoprofile import engine
 from immunoprofile.engine import codegen, generated

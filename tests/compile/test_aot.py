@@ -14,8 +14,8 @@ from pathlib import Path
 import flowkit as fk
 import numpy as np
 import pytest
-from _fcs_writer import write_fcs
 from conftest import REPO
+from support.fcs_writer import write_fcs
 
 from immunoprofile import engine
 from immunoprofile._compile import aot as _aot

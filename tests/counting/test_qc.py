@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from _batch import write_manifest, write_patient
+from support.batch import write_manifest, write_patient
 
 from immunoprofile import gate_batch
 from immunoprofile.counting.qc import FLAG_DESCRIPTIONS

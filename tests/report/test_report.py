@@ -17,7 +17,7 @@ from matplotlib.path import Path as MplPath
 
 from immunoprofile.report import plot_gates, write_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DATA = REPO / "sample_data"
 
 
@@ -234,6 +234,43 @@ def test_report_from_another_folder_finds_the_tubes(tmp_path, small_cohort):
     result = run_cli("report", work / "results", "--samples", work / "moved")
     assert result.returncode == 0, result.stderr
     assert (work / "results" / "report.html").read_text().count("<details>") == 6
+
+
+def test_report_draws_the_gates_the_run_placed(tmp_path, small_cohort, monkeypatch):
+    """The report draws each tube's gates from the run's files (``OUT/gates/*.xml`` and
+    ``gates.csv``), the gates that were counted, not placed a second time: with placing
+    made impossible every plot is still drawn, and a gate moved in the file moves in the
+    plot."""
+    from immunoprofile.gating import adaptive_gating
+    from immunoprofile.report.html import build_report
+
+    out = tmp_path / "out"
+    assert run_cli("gate", small_cohort, "-o", out, "-q").returncode == 0
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report placed the gates again")
+
+    monkeypatch.setattr(adaptive_gating, "place_tube", refuse)
+    notes: list[str] = []
+    html = build_report(out, cohort_stats=False, notes=notes)
+    assert not notes and html.count("<img") >= 6 * 5
+
+    gates = pd.read_csv(out / "gates.csv")
+    sample = gates.sample_id.iloc[0]
+    reports = [adaptive_gating.GatePlacement(r.gate, r.method, r.status)
+               for r in gates[gates.sample_id == sample].itertuples()]
+    text = (out / "gates" / f"{sample}.xml").read_text(encoding="utf-8")
+    fcs = small_cohort / f"{sample}.fcs"
+    before = {p.gate_id: p.events for p in plot_gates(
+        fcs, placement=adaptive_gating.placement_from_run(text, reports))}
+    cd3 = [g for g in adaptive_gating.placement_from_run(text, reports).gates
+           if g.gate_id == "CD3pos"][0]
+    lo = cd3.bounds[0][0]
+    moved = text.replace(f'gating:min="{lo!r}"', f'gating:min="{lo * 4!r}"')
+    assert moved != text
+    after = {p.gate_id: p.events for p in plot_gates(
+        fcs, placement=adaptive_gating.placement_from_run(moved, reports))}
+    assert after["CD3pos"] < before["CD3pos"] and after["Beads"] == before["Beads"]
 
 
 def test_gate_plot_shows_as_an_image_in_a_notebook():
