@@ -84,7 +84,8 @@ def summarise(name: str, records: list[dict], seconds: float) -> None:
 
 
 def speed(events: int = 200_000, repeat: int = 7) -> None:
-    from immunoprofile.datasets.simulate import PatientSpec, simulate_tube, write_tube
+    from immunoprofile.datasets.simulate import PatientSpec, simulate_tube
+    from immunoprofile.datasets.tube_files import write_tube
     from immunoprofile.gating.adaptive_gating import gate_tube_adaptive, place_tube
     from immunoprofile.gating.compiled_gating import count_tube_compiled
     from immunoprofile.gating.panels import detect_panel

@@ -47,13 +47,9 @@ import numpy as np
 import pandas as pd
 
 from immunoprofile import engine
-from immunoprofile.datasets.simulate import (
-    PatientSpec,
-    cohort_specs,
-    simulate_tube,
-    write_cohort,
-    write_tube,
-)
+from immunoprofile.datasets.cohort import cohort_specs, write_cohort
+from immunoprofile.datasets.simulate import PatientSpec, simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
 from immunoprofile.io.events import read_events
 
 LOGICLE = fk.transforms.LogicleTransform(262144.0, 0.5, 4.5, 0.0)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from immunoprofile.errors import ImmunoprofileError
 from immunoprofile.gating.templates import adaptive_template_dir, check_templates, template_dir
-from immunoprofile.io.manifest import TUBES, find_manifest, read_manifest
+from immunoprofile.io.manifest import find_manifest, read_manifest
+from immunoprofile.io.tubes import TUBES
 from immunoprofile.pipeline.tube_result import tube_result_key
 
 SAMPLES = config["samples"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from immunoprofile.datasets.simulate import cohort_specs, write_cohort
+from immunoprofile.datasets.cohort import cohort_specs, write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,6 +25,8 @@ MOVED_MODULES: dict[str, str | tuple[str, ...]] = {
     "immunoprofile.stats": "immunoprofile.study.statistics",
     "immunoprofile.cohort_figures": "immunoprofile.report.cohort_figures",
     "immunoprofile.simulate": ("immunoprofile.datasets.simulate",
+                               "immunoprofile.datasets.tube_files",
+                               "immunoprofile.datasets.cohort",
                                "immunoprofile.datasets.envelope"),
     "immunoprofile.gating.evaluation": "immunoprofile.datasets.evaluation",
     "immunoprofile.engine.compiler": ("immunoprofile.engine.program",

@@ -264,8 +264,8 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
                                    f"for every case itself: drop {', '.join(given)}")
         if ctx.get_parameter_source("events") is click.core.ParameterSource.DEFAULT:
             events = 30_000
+    from .datasets.cohort import write_cohort
     from .datasets.envelope import write_envelope
-    from .datasets.simulate import write_cohort
 
     with _output_folder(out_dir):
         try:

@@ -9,7 +9,8 @@ from support.batch import write_manifest, write_patient
 
 from immunoprofile import gate_batch
 from immunoprofile.counting.qc import FLAG_DESCRIPTIONS
-from immunoprofile.datasets.simulate import PatientSpec, simulate_tube, write_tube
+from immunoprofile.datasets.simulate import PatientSpec, simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
 
 CLEAN = PatientSpec("CLEAN", b_cells_per_ul=2_000, cd4_per_ul=800, cd8_per_ul=500,
                     nk_per_ul=300)

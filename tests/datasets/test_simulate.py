@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from immunoprofile.cli import main
+from immunoprofile.datasets.cohort import cohort_specs, stained_volume_ul, write_cohort
 from immunoprofile.datasets.envelope import ENVELOPE, envelope_case, envelope_cases
 from immunoprofile.datasets.simulate import (
     CHANNEL_RANGE,
@@ -22,14 +23,10 @@ from immunoprofile.datasets.simulate import (
     Instrument,
     Layout,
     PatientSpec,
-    cohort_specs,
     random_instrument,
-    read_truth,
     simulate_tube,
-    stained_volume_ul,
-    write_cohort,
-    write_tube,
 )
+from immunoprofile.datasets.tube_files import read_truth, write_tube
 
 PATIENT = PatientSpec("S1", b_cells_per_ul=20_000, cd4_per_ul=700, cd8_per_ul=400,
                       nk_per_ul=300)

@@ -19,12 +19,9 @@ from hypothesis import strategies as st
 from support.flowkit_reference import assert_same_as_flowkit
 
 from immunoprofile import engine
-from immunoprofile.datasets.simulate import (
-    cohort_specs,
-    random_instrument,
-    simulate_tube,
-    write_tube,
-)
+from immunoprofile.datasets.cohort import cohort_specs
+from immunoprofile.datasets.simulate import random_instrument, simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
 from immunoprofile.gating.panels import detect_panel
 from immunoprofile.gating.templates import channel_map, load_strategy
 from immunoprofile.io.fcs import read_tube

@@ -230,7 +230,8 @@ def test_a_spillover_that_misses_channels_does_not_stop_a_template_that_does_not
     line."""
     import flowio
 
-    from immunoprofile.datasets.simulate import PatientSpec, simulate_tube, write_tube
+    from immunoprofile.datasets.simulate import PatientSpec, simulate_tube
+    from immunoprofile.datasets.tube_files import write_tube
     from immunoprofile.errors import GatingError
 
     patient = PatientSpec("P", b_cells_per_ul=2_000, cd4_per_ul=800, cd8_per_ul=500,

@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO
 
 from immunoprofile import gate_sample
-from immunoprofile.datasets.simulate import CHANNELS, PatientSpec, simulate_tube, write_tube
+from immunoprofile.datasets.simulate import CHANNELS, PatientSpec, simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
 from immunoprofile.errors import PanelError, TemplateError
 from immunoprofile.gating.flowkit_gating import gate_tube
 from immunoprofile.gating.panels import PANELS

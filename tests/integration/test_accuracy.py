@@ -24,8 +24,8 @@ from immunoprofile.datasets.simulate import (
     Instrument,
     PatientSpec,
     random_instrument,
-    read_truth,
 )
+from immunoprofile.datasets.tube_files import read_truth
 
 # Patients from mild to extreme lymphocytosis; T and NK counts inside the study's ranges.
 PATIENTS = {

@@ -22,7 +22,8 @@ import pytest
 
 from immunoprofile.datasets.envelope import write_envelope
 from immunoprofile.datasets.evaluation import evaluate_simulated_batch
-from immunoprofile.datasets.simulate import GATE_TRUTH, read_truth
+from immunoprofile.datasets.simulate import GATE_TRUTH
+from immunoprofile.datasets.tube_files import read_truth
 
 CASES = 200
 EVENTS = 20_000

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from immunoprofile import ManifestError, gate_batch, gate_sample
-from immunoprofile.datasets.simulate import CHANNELS, PatientSpec, simulate_tube, write_tube
+from immunoprofile.datasets.simulate import CHANNELS, PatientSpec, simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
 from immunoprofile.errors import FCSReadError, GatingError, PanelError
 
 BAD = PatientSpec("BAD", b_cells_per_ul=2_000, cd4_per_ul=800, cd8_per_ul=500, nk_per_ul=300)

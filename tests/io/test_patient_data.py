@@ -9,12 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from immunoprofile.datasets.simulate import (
-    cohort_specs,
-    simulate_tube,
-    stained_volume_ul,
-    write_tube,
-)
+from immunoprofile.datasets.cohort import cohort_specs, stained_volume_ul
+from immunoprofile.datasets.simulate import simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
 
 #: Identifiers seeded into every file's TEXT, as clinical cytometers write them.
 IDENTIFIERS = {

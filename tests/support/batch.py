@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from immunoprofile.datasets.simulate import (
-    Instrument,
-    PatientSpec,
-    simulate_tube,
-    stained_volume_ul,
-    write_tube,
-)
+from immunoprofile.datasets.cohort import stained_volume_ul
+from immunoprofile.datasets.simulate import Instrument, PatientSpec, simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
 
 MANIFEST_HEADER = "file,patient_id,tube,beads_per_test,volume_ul,alc"
 

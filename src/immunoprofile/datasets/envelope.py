@@ -15,8 +15,8 @@ bead lot) far beyond the nominal tube, for testing gates that adapt to each tube
 - patients: ALC 1–300 ×10⁹/L (log-uniform), CLL cells 0–99 % of the lymphocytes, CD4
   20–2,500 and CD8 20–2,000 cells/µL (about one case in five below 50), NK 50–1,000,
   monocytes 100–1,500, granulocytes 1,000–8,000 cells/µL; 40,000–60,000 beads per test;
-  blood volume stained as :func:`.simulate.write_cohort` chooses it
-  (:func:`.simulate.stained_volume_ul`: beads stay ≥ ~5 % of events).
+  blood volume stained as :func:`.cohort.write_cohort` chooses it
+  (:func:`.cohort.stained_volume_ul`: beads stay ≥ ~5 % of events).
 
 Events per tube stay fixed (30,000 by default); signals beyond the 18-bit range are
 clipped as the instrument does (beads at 10^5.3 with much FITC spilling into PE touch the
@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .cohort import stained_volume_ul, write_listed, write_manifest
 from .simulate import (
     NOMINAL_SCATTER,
     TUBE_MARKERS,
@@ -41,9 +42,6 @@ from .simulate import (
     SimulatedTube,
     random_instrument,
     simulate_tube,
-    stained_volume_ul,
-    write_listed,
-    write_manifest,
 )
 
 

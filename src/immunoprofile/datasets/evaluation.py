@@ -110,7 +110,8 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
         and ``error`` (the failure reason of a tube that was not counted).
     """
     from ..pipeline.batch import gate_batch
-    from .simulate import GATE_TRUTH, LABEL_CODE, read_truth
+    from .simulate import GATE_TRUTH, LABEL_CODE
+    from .tube_files import read_truth
 
     folder = Path(folder)
     result = gate_batch(folder, gating=gating, templates=templates)

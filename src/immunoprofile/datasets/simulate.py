@@ -22,24 +22,19 @@ Where the populations sit and how wide they are is a :class:`Layout` (today's wh
 given, so ``sample_data/`` stays byte for byte what it was); the instrument's gains and
 spillover are an :class:`Instrument`.
 
-**The layout envelope** — cases far beyond the nominal tube, for gates that adapt to
-each tube — is :mod:`.envelope`.
+A tube is written as an FCS file with its truth by :mod:`.tube_files`, a cohort by
+:mod:`.cohort`; the layout envelope — cases far beyond the nominal tube, for gates that
+adapt to each tube — is :mod:`.envelope`.
 """
 
 from __future__ import annotations
 
-import io
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import flowio
 import numpy as np
 
 from ..gating.panels import NK_MARKER, PANELS
-from ..io.atomic import atomic_write_bytes, atomic_write_text
-from ..io.fcs import SIMULATED_KEYWORD
 
 #: Detector channels of a three-colour BD FACSCanto tube, in file order.
 CHANNELS = ("FSC-A", "FSC-H", "SSC-A", "FITC-A", "PE-A", "PerCP-Cy5-5-A", "Time")
@@ -107,7 +102,7 @@ _FSC_HEIGHT_RATIO = 0.82  # FSC-H / FSC-A of a single particle
 _PHOTON_UNITS = 2.0  # signal units per photoelectron (sets shot noise)
 _ELECTRONIC_NOISE = 15.0  # sd of detector baseline noise, signal units
 _EVENTS_PER_SECOND = 2_000.0
-_TIMESTEP = 0.01  # s per Time channel unit
+TIMESTEP_S = 0.01  # s per Time channel unit
 
 
 @dataclass(frozen=True)
@@ -470,7 +465,7 @@ def simulate_tube(
     fsc_a = scatter[:, 0] * scatter_gain
     fsc_h = fsc_height * scatter_gain
     ssc_a = scatter[:, 1] * scatter_gain
-    time = np.sort(rng.uniform(0.0, labels.size / _EVENTS_PER_SECOND / _TIMESTEP, labels.size))
+    time = np.sort(rng.uniform(0.0, labels.size / _EVENTS_PER_SECOND / TIMESTEP_S, labels.size))
 
     data = np.column_stack([fsc_a, fsc_h, ssc_a, fluorescence, time])
     top = CHANNEL_RANGE - 1
@@ -502,227 +497,5 @@ def simulate_tube(
     if layout is not None:  # a tube without one keeps today's truth file, byte for byte
         truth["layout"] = asdict(layout)
     return SimulatedTube(events=data.astype(np.float32), labels=labels, pns=pns, truth=truth)
-
-
-def truth_paths(fcs_path: str | Path) -> tuple[Path, Path]:
-    """Paths of the truth files written beside a simulated FCS file.
-
-    Returns
-    -------
-    (Path, Path)
-        ``NAME.truth.json`` (true cells/µL and settings) and ``NAME.labels.npz`` (the truth
-        label of every event).
-    """
-    p = Path(fcs_path)
-    return p.with_suffix(".truth.json"), p.with_suffix(".labels.npz")
-
-
-def fcs_bytes(tube: SimulatedTube, *, channels: Sequence[str] = CHANNELS,
-              rename: Mapping[str, str] | None = None, spillover: bool = True,
-              extra_keywords: Mapping[str, str] | None = None) -> bytes:
-    """Encode a simulated tube as an FCS 3.1 file, as a BD FACSCanto writes it.
-
-    Parameters
-    ----------
-    tube : SimulatedTube
-    channels : sequence of str
-        Channels to write (a subset of :data:`CHANNELS` makes a tube missing channels).
-    rename : mapping, optional
-        New ``$PnN`` names for some channels, as another instrument names them
-        (e.g. ``{"FITC-A": "FL1-A"}``); ``$SPILLOVER`` uses the new names.
-    spillover : bool
-        Write ``$SPILLOVER`` (False makes a file without a spillover matrix).
-    extra_keywords : mapping, optional
-        More TEXT keywords.
-
-    Returns
-    -------
-    bytes
-    """
-    idx = [CHANNELS.index(c) for c in channels]
-    rename = dict(rename or {})
-    names = [rename.get(CHANNELS[i], CHANNELS[i]) for i in idx]
-    pns = [tube.pns[i] for i in idx]
-    fluor = [c for c in FLUORESCENCE_CHANNELS if c in channels]
-    spill_full = np.asarray(tube.truth["instrument"]["spillover"], dtype=float)
-    keep = [FLUORESCENCE_CHANNELS.index(c) for c in fluor]
-    fluor = [rename.get(c, c) for c in fluor]
-    spill = spill_full[np.ix_(keep, keep)]
-    keywords = {
-        "$CYT": tube.truth["instrument"]["name"],
-        "$CYTSN": "SIMULATED",
-        "$SRC": f"immunoprofile simulated {tube.truth['tube']} tube",
-        "$TIMESTEP": str(_TIMESTEP),
-        "$FIL": f"{tube.truth['patient_id']}_{tube.truth['tube']}.fcs",
-        SIMULATED_KEYWORD: "TRUE",
-    }
-    if fluor and spillover:
-        values = ",".join(f"{v:.6g}" for v in spill.ravel())
-        keywords["$SPILLOVER"] = f"{len(fluor)},{','.join(fluor)},{values}"
-    for i in range(1, len(names) + 1):
-        keywords[f"$P{i}R"] = str(CHANNEL_RANGE)
-        if channels[i - 1] == "Time":
-            keywords[f"$P{i}R"] = str(int(tube.events[:, -1].max()) + 1)
-    if extra_keywords:
-        keywords.update(extra_keywords)
-    buffer = io.BytesIO()
-    flowio.create_fcs(buffer, tube.events[:, idx].ravel(), channel_names=names,
-                      opt_channel_names=pns, metadata_dict=keywords)
-    return buffer.getvalue()
-
-
-def write_tube(tube: SimulatedTube, path: str | Path, **fcs_options) -> Path:
-    """Write a simulated tube as FCS 3.1 with its truth files beside it.
-
-    Parameters
-    ----------
-    tube : SimulatedTube
-    path : str or Path
-        Destination ``.fcs`` file.
-    **fcs_options
-        Passed to :func:`fcs_bytes`.
-
-    Returns
-    -------
-    Path
-        The FCS file written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, fcs_bytes(tube, **fcs_options))
-    truth_json, labels_npz = truth_paths(path)
-    atomic_write_text(truth_json, json.dumps(tube.truth, indent=1) + "\n")
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, labels=tube.labels)
-    atomic_write_bytes(labels_npz, buffer.getvalue())
-    return path
-
-
-def read_truth(fcs_path: str | Path) -> tuple[dict, np.ndarray]:
-    """Read the truth written beside a simulated FCS file.
-
-    Returns
-    -------
-    (dict, numpy.ndarray)
-        The truth dictionary and the label code of every event.
-    """
-    truth_json, labels_npz = truth_paths(fcs_path)
-    truth = json.loads(Path(truth_json).read_text())
-    with np.load(labels_npz) as data:
-        labels = data["labels"]
-    return truth, labels
-
-
-def cohort_specs() -> list[PatientSpec]:
-    """The six patients of ``sample_data/``: CLL from mild to extreme lymphocytosis.
-
-    Absolute lymphocyte counts 2.4 to about 300 ×10⁹/L, spanning the study's range
-    (0.7–339 ×10⁹/L); NK, CD4 and CD8 counts within the study's published ranges.
-    """
-    return [
-        PatientSpec("P01", b_cells_per_ul=800, cd4_per_ul=900, cd8_per_ul=450, nk_per_ul=250),
-        PatientSpec("P02", b_cells_per_ul=9_000, cd4_per_ul=730, cd8_per_ul=575, nk_per_ul=264),
-        PatientSpec("P03", b_cells_per_ul=42_000, cd4_per_ul=600, cd8_per_ul=870, nk_per_ul=580),
-        PatientSpec("P04", b_cells_per_ul=85_000, cd4_per_ul=2_070, cd8_per_ul=1_400,
-                    nk_per_ul=1_350),
-        PatientSpec("P05", b_cells_per_ul=150_000, cd4_per_ul=180, cd8_per_ul=494,
-                    nk_per_ul=160),
-        PatientSpec("P06", b_cells_per_ul=296_000, cd4_per_ul=1_500, cd8_per_ul=4_000,
-                    nk_per_ul=2_400),
-    ]
-
-
-#: Blood volumes (µL) a lab stains, from neat blood down to a 1:50 dilution.
-_VOLUME_STEPS_UL = (50.0, 25.0, 10.0, 5.0, 2.5, 1.0)
-#: Smallest share of events that should be beads when choosing a dilution.
-_MIN_BEAD_FRACTION = 0.05
-
-
-def stained_volume_ul(patient: PatientSpec, beads_per_test: float = 50_000.0,
-                      max_volume_ul: float = 50.0) -> float:
-    """Blood volume to stain so that beads stay at least ~5 % of events, µL.
-
-    Labs dilute lymphocytotic CLL blood before staining; the manifest's ``volume_ul`` then
-    records the blood volume (not the diluted volume) in the tube. Returns the largest of
-    50, 25, 10, 5, 2.5 and 1 µL (capped at ``max_volume_ul``) that keeps the expected bead
-    fraction ≥ 5 %.
-    """
-    leucocytes = sum(patient.cells_per_ul().values())
-    for volume in _VOLUME_STEPS_UL:
-        if volume > max_volume_ul:
-            continue
-        if beads_per_test / (beads_per_test + leucocytes * volume) >= _MIN_BEAD_FRACTION:
-            return volume
-    return min(_VOLUME_STEPS_UL[-1], max_volume_ul)
-
-
-def write_cohort(
-    out_dir: str | Path,
-    patients: Sequence[PatientSpec] | None = None,
-    *,
-    events: int = 25_000,
-    beads_per_test: float = 50_000.0,
-    volume_ul: float = 50.0,
-    seed: int = 2026,
-    other_cytometer: bool = False,
-    dilute: bool = True,
-) -> Path:
-    """Write a simulated cohort: three tubes per patient, truth files and ``manifest.csv``.
-
-    Parameters
-    ----------
-    out_dir : str or Path
-        Folder to write into (created).
-    patients : sequence of PatientSpec, optional
-        Defaults to :func:`cohort_specs`.
-    events : int
-        Events per tube.
-    beads_per_test, volume_ul : float
-        Beads per tube and blood volume stained, µL (the most; see ``dilute``).
-    seed : int
-        Base seed; every tube gets its own seed derived from it.
-    other_cytometer : bool
-        Acquire every patient on a randomly set-up instrument (gains ±0.15 decade,
-        spillover across its realistic range) instead of the nominal one.
-    dilute : bool
-        Stain less blood for patients with lymphocytosis, as labs do (see
-        :func:`stained_volume_ul`); otherwise every tube stains ``volume_ul``.
-
-    Returns
-    -------
-    Path
-        The manifest written.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    patients = list(patients if patients is not None else cohort_specs())
-    rows: list[str] = []
-    for p_index, patient in enumerate(patients):
-        instrument = (random_instrument(seed + 1000 * p_index) if other_cytometer
-                      else Instrument())
-        volume = (stained_volume_ul(patient, beads_per_test, volume_ul) if dilute
-                  else volume_ul)
-        for t_index, tube in enumerate(TUBE_MARKERS):
-            sim = simulate_tube(patient, tube, events=events, beads_per_test=beads_per_test,
-                                volume_ul=volume, instrument=instrument,
-                                seed=seed + 1000 * p_index + t_index)
-            rows.append(write_listed(sim, out))
-    return write_manifest(out, rows)
-
-
-def write_listed(sim: SimulatedTube, out: Path) -> str:
-    """Write a tube as ``PATIENT_TUBE.fcs`` in ``out``; its manifest row."""
-    truth = sim.truth
-    name = f"{truth['patient_id']}_{truth['tube']}.fcs"
-    write_tube(sim, out / name)
-    return (f"{name},{truth['patient_id']},{truth['tube']},{truth['beads_per_test']:g},"
-            f"{truth['volume_ul']:g},{truth['alc']:.4g}")
-
-
-def write_manifest(out: Path, rows: Sequence[str]) -> Path:
-    manifest = out / "manifest.csv"
-    atomic_write_text(manifest, "\n".join(["file,patient_id,tube,beads_per_test,volume_ul,alc",
-                                           *rows]) + "\n")
-    return manifest
 
 
