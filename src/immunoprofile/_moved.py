@@ -57,27 +57,48 @@ class _MovedModuleFinder:
         targets = [importlib.import_module(name) for name in names]
 
         def forward(name: str):
-            for target in targets:
-                if hasattr(target, name):
-                    return getattr(target, name)
+            if not name.startswith("__"):  # its own __file__, __path__… are not forwarded
+                for target in targets:
+                    if hasattr(target, name):
+                        return getattr(target, name)
             raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
 
         module.__dict__["__getattr__"] = forward
         module.__dict__["__dir__"] = lambda: sorted({n for t in targets for n in dir(t)})
+        module.__dict__["__all__"] = public_names(targets)  # ``from old.path import *``
         module.__doc__ = f"Moved: see {' and '.join(names)}."
 
 
-def forwarding_getattr(package: str, modules: tuple[str, ...]):
+def public_names(modules) -> list[str]:
+    """What ``from module import *`` gives of each module (its ``__all__``, else its names
+    without a leading underscore), in order, once each."""
+    names: dict[str, None] = {}
+    for module in modules:
+        listed = getattr(module, "__all__", None)
+        names.update(dict.fromkeys(listed if listed is not None else
+                                   [n for n in vars(module) if not n.startswith("_")]))
+    return list(names)
+
+
+def forwarding_getattr(package: str, modules: tuple[str, ...], *, deprecated: bool = False):
     """A package's ``__getattr__`` (PEP 562) that finds a name in the first of its
     ``modules`` that has it, importing each only when asked: the package then offers the
-    names of a module it replaced (``immunoprofile.pipeline.gate_batch``) or the public
-    names of its modules in one namespace (``immunoprofile.predict.train``)."""
+    names of a module it replaced (``immunoprofile.pipeline.gate_batch``, with
+    ``deprecated``: a :class:`DeprecationWarning` naming the module to import from) or the
+    public names of its modules in one namespace (``immunoprofile.predict.train``).
+    ``__all__`` lists them all (``from package import *``)."""
 
     def __getattr__(name: str):
+        if name == "__all__":
+            return public_names(importlib.import_module(f"{package}.{m}") for m in modules)
         if not name.startswith("__"):
             for module in modules:
                 found = importlib.import_module(f"{package}.{module}")
                 if hasattr(found, name):
+                    if deprecated:
+                        warnings.warn(f"{package}.{name} is now {package}.{module}.{name}; "
+                                      "the old name goes in the next release",
+                                      DeprecationWarning, stacklevel=2)
                     return getattr(found, name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 

@@ -257,8 +257,8 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     Parameters
     ----------
     bead_events, lymphocyte_events, population_events, events : int
-        Events in the bead gate, the lymphocyte gate, the tube's reported population
-        (NK, CD4+ or CD8+) and the whole file, events.
+        Events in the bead gate, in the lymphocyte gate, in the tube's reported
+        population (NK, CD4+ or CD8+) and in the whole file.
     beads_counted : bool
         Whether the tube is counted with beads (its ``beads_per_test`` is given): only then
         do the bead flags apply.

@@ -212,7 +212,7 @@ def envelope_case(seed: int, index: int = 0, *,
     EnvelopeCase
         Patient ``E<seed>-<index>``; instrument with gains, scatter gain and spillover
         drawn across the envelope; layout; beads per test; blood volume stained, µL,
-        chosen by :func:`stained_volume_ul` as :func:`write_cohort` does.
+        chosen by :func:`~.cohort.stained_volume_ul` as :func:`~.cohort.write_cohort` does.
     """
     rng = np.random.default_rng([seed, index])
     instrument = random_instrument(rng, name="FACSCanto II (envelope)",

@@ -84,5 +84,5 @@ class Program:
     axes: list[tuple[int, int]]
     comp_matrices: dict[str, CompMatrix]
     #: (start per axis, table of positive, of negative values): the bracket tables of
-    #: the kernel's polygon test, computed once when lowering (see :func:`bracket_tables`)
+    #: the kernel's polygon test, computed once when lowering (see :func:`.pack.bracket_tables`)
     brackets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None

@@ -6,7 +6,8 @@ a table lookup of the logicle transform, a 2-D histogram's smoothing, an even-od
 point-in-polygon test, steepest-ascent pointers on a 2-D density, and a monotone-chain
 convex hull. Here each is one pass, a small pure function over arrays; the callers in
 :mod:`.density` and :mod:`.adaptive_template` keep the documented interfaces. Kernels of
-the ``placement`` group are built ahead of time with the others (see :mod:`._aot`).
+the ``placement`` group are built ahead of time with the others (see
+:mod:`immunoprofile._compile.aot`).
 """
 
 from __future__ import annotations

@@ -9,4 +9,5 @@ release (import them from the modules of this package).
 
 from .._moved import forwarding_getattr
 
-__getattr__ = forwarding_getattr(__name__, ("batch", "assemble", "tube", "tube_result", "resume"))
+__getattr__ = forwarding_getattr(__name__, ("batch", "assemble", "tube", "tube_result", "resume"),
+                                 deprecated=True)

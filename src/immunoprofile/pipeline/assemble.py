@@ -181,7 +181,7 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
                    seconds_gating: float = float("nan"), gating: str = "fixed") -> BatchResult:
     """Count gated tubes and build the batch's tables (the second half of :func:`gate_batch`).
 
-    The Snakemake workflow gates each tube in its own job (:func:`gate_listed_tube`) and
+    The Snakemake workflow gates each tube in its own job (:func:`.tube.gate_tube_file`) and
     then calls this, so its tables are those of ``immunoprofile gate`` by construction.
 
     Parameters

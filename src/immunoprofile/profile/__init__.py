@@ -8,4 +8,5 @@ release (import them from the modules of this package).
 
 from .._moved import forwarding_getattr
 
-__getattr__ = forwarding_getattr(__name__, ("tables", "columns"))
+__getattr__ = forwarding_getattr(__name__, ("tables", "columns"),
+                                 deprecated=True)

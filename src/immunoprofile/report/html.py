@@ -138,13 +138,17 @@ def _run_gates(out: Path) -> dict[str, list]:
 
     table = _read_csv(out / "gates.csv")
     if table is None or not {"sample_id", "gate", "method", "status"} <= set(table.columns):
-        return {}
+        return {}  # not a file this version wrote: the plots place the gates themselves
+
+    def text(row: dict, column: str) -> str:
+        value = row.get(column)
+        return "" if value is None or pd.isna(value) else str(value)
+
     reports: dict[str, list] = {}
-    for row in table.itertuples(index=False):
-        reports.setdefault(str(row.sample_id), []).append(GatePlacement(
-            str(row.gate), str(row.method), str(row.status),
-            position="" if pd.isna(row.position) else str(row.position),
-            reason="" if pd.isna(row.reason) else str(row.reason)))
+    for row in table.to_dict("records"):
+        reports.setdefault(str(row["sample_id"]), []).append(GatePlacement(
+            str(row["gate"]), str(row["method"]), str(row["status"]),
+            position=text(row, "position"), reason=text(row, "reason")))
     return reports
 
 

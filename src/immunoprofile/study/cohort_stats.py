@@ -7,7 +7,8 @@ returns a table whose every P value sits beside the name of the test that produc
 comparison the data cannot support (a group empty, a column missing) gets P ``NA`` and
 the reason, rather than stopping the others.
 
-:func:`write_cohort_stats` is what ``immunoprofile cohort-stats`` runs.
+``immunoprofile cohort-stats`` writes these tables, with the figures, by
+:func:`immunoprofile.report.cohort_stats_files.write_cohort_stats`.
 """
 
 from __future__ import annotations
