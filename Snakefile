@@ -21,6 +21,14 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 validate(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 
 
+# On a cluster these steps run where snakemake runs: each takes seconds, less than a
+# cluster job waits to be scheduled and polled.
+localrules:
+    predict,
+    cohort_stats,
+    batch_ok,
+
+
 include: "rules/common.smk"
 include: "rules/gate.smk"
 include: "rules/downstream.smk"
