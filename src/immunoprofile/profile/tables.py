@@ -66,8 +66,6 @@ POPULATION_PRECISION = {"pct_parent": FOUR_DIGITS, "pct_lymphocytes": FOUR_DIGIT
                         "count_cv": FOUR_DIGITS}
 PROFILE_PRECISION = {c: CELLS_PER_UL if "_per_ul" in c else FOUR_DIGITS
                      for c in PROFILE_COLUMNS if c not in ("patient_id", "qc_flags", "alc")}
-#: Profile column of each tube's own population.
-_TUBE_COLUMN = TUBE_COLUMNS
 
 
 @dataclass
@@ -255,7 +253,7 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
                                   if c not in ("patient_id", "qc_flags")}
     tube_rows_cd3, tube_rows_lymph, tube_group = [], [], []
     for p, patient in enumerate(patients):
-        for tube, column in _TUBE_COLUMN.items():
+        for tube, column in TUBE_COLUMNS.items():
             population = PANELS[tube].population
             out[column][p] = single.get((patient, tube, population), np.nan)
             out[column + "_dual"][p] = dual.get((patient, tube, population), np.nan)
@@ -266,15 +264,15 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
             tube_rows_cd3.append(cd3)
             tube_rows_lymph.append(lymph)
             tube_group.append(p)
-        dual_cd3 = [dual.get((patient, t, CD3_GATE), np.nan) for t in _TUBE_COLUMN]
-        dual_lymph = [dual.get((patient, t, LYMPHOCYTE_GATE), np.nan) for t in _TUBE_COLUMN]
+        dual_cd3 = [dual.get((patient, t, CD3_GATE), np.nan) for t in TUBE_COLUMNS]
+        dual_lymph = [dual.get((patient, t, LYMPHOCYTE_GATE), np.nan) for t in TUBE_COLUMNS]
         out["cd3_per_ul_dual"][p] = _nanmean(dual_cd3)
         out["lymphocytes_per_ul_dual"][p] = _nanmean(dual_lymph)
         alcs = [float(r["alc"]) for r in tube_rows.get(patient, [])
                 if not math.isnan(float(r["alc"]))]
         out["alc"][p] = alcs[0] if alcs else np.nan
-    per_tube_cd3 = np.column_stack([out[f"cd3_per_ul_{t}_tube"] for t in _TUBE_COLUMN])
-    per_tube_lymph = np.column_stack([out[f"lymphocytes_per_ul_{t}_tube"] for t in _TUBE_COLUMN])
+    per_tube_cd3 = np.column_stack([out[f"cd3_per_ul_{t}_tube"] for t in TUBE_COLUMNS])
+    per_tube_lymph = np.column_stack([out[f"lymphocytes_per_ul_{t}_tube"] for t in TUBE_COLUMNS])
     out["cd3_per_ul"] = _row_nanmean(per_tube_cd3)
     out["lymphocytes_per_ul"] = _row_nanmean(per_tube_lymph)
     out["cd3_tube_spread"] = relative_spread(tube_rows_cd3, tube_group, n)
@@ -292,7 +290,7 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
     for p, patient in enumerate(patients):
         mine = tube_rows.get(patient, [])
         present = {r["tube"] for r in mine}
-        flags = patient_flags(missing_tubes=[t for t in _TUBE_COLUMN if t not in present],
+        flags = patient_flags(missing_tubes=[t for t in TUBE_COLUMNS if t not in present],
                               cd3_tube_spread=out["cd3_tube_spread"][p],
                               lymphocytes_tube_spread=out["lymphocytes_tube_spread"][p],
                               cd4_plus_cd8_to_cd3=out["cd4_plus_cd8_to_cd3"][p],
