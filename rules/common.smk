@@ -35,6 +35,26 @@ except ImmunoprofileError as exc:
 # One result file per manifest row, named by a file-name-safe key of its sample id.
 TUBE_REQUESTS = {tube_result_key(r.sample_id): r for r in MANIFEST.requests}
 
+# Cluster time limits (SLURM `runtime`, minutes), from `/usr/bin/time` on the project's
+# 2-core VM (2026-12-02, sample_data tubes of 25,000 events): `gate-tube` 0.4-0.6 s a tube,
+# start-up included; `report` about 1.2 s a tube (plots) plus 1.5 s; `tables` 1.5 s for a
+# few tubes, nearly all start-up. The limits leave a wide margin for slower nodes, larger
+# tubes and shared file systems: a limit too tight kills a job that would have finished.
+TUBE_RUNTIME = 5
+PROFILE_SECONDS = 0.05
+REPORT_SECONDS = 3.0
+
+
+def batch_runtime(tubes, seconds_per_tube):
+    """Minutes for a step over the whole batch: 10 minutes, plus its per-tube time."""
+    return 10 + int(tubes * seconds_per_tube / 60 + 0.999)
+
+
+def batch_mem_mb(tubes):
+    """MB for a step that keeps a few kilobytes per tube (profiles): 1 GB plus 1 MB per
+    100 tubes."""
+    return 1000 + tubes // 100
+
 
 def option(flag, value):
     """A command-line option with its value shell-quoted, or nothing when unset."""

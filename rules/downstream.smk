@@ -56,7 +56,9 @@ rule report:
     conda:
         CONDA_ENV
     resources:
+        # one tube's events at a time, as a gating job holds them
         mem_mb=MEM_MB,
+        runtime=lambda wildcards: batch_runtime(len(TUBE_REQUESTS), REPORT_SECONDS),
     params:
         samples=lambda wildcards: SAMPLES,
         out=folder_of("profiles"),

@@ -1,16 +1,24 @@
 rule gate_tube:
-    """Gate one FCS tube; a tube that cannot be read or gated is recorded, not fatal."""
+    """Gate one FCS tube; a tube that cannot be read or gated is recorded, not fatal.
+
+    On a cluster, tubes are gated in groups ("gate"): the SLURM profile's
+    `group-components: gate=N` puts N tubes in one cluster job, one after another
+    (locally, groups are ignored)."""
     input:
         unpack(tube_inputs),
     output:
         f"{OUT}/.work/tubes/{{key}}.npz",
     log:
         f"{OUT}/logs/gate_tube/{{key}}.log",
+    group:
+        "gate"
     threads: THREADS
     conda:
         CONDA_ENV
     resources:
         mem_mb=MEM_MB,
+        # minutes: a tube takes about a second; a group job adds its tubes' runtimes
+        runtime=TUBE_RUNTIME,
     params:
         options=tube_options,
     shell:
@@ -38,7 +46,9 @@ rule profiles:
     conda:
         CONDA_ENV
     resources:
-        mem_mb=MEM_MB,
+        # reads each tube's counts (kilobytes), never its events
+        mem_mb=lambda wildcards, input: batch_mem_mb(len(input.tubes)),
+        runtime=lambda wildcards, input: batch_runtime(len(input.tubes), PROFILE_SECONDS),
     params:
         # The samples folder is read in place (a shared file system), as by gate_tube;
         # `tables` needs it to report FCS files the manifest does not list.
