@@ -279,3 +279,58 @@ def test_gate_plot_shows_as_an_image_in_a_notebook():
     assert len(text) < 300 and "PNG" in text and "\\x89" not in text, text
     assert plot.gate_id in text and f"{plot.events:,}" in text
     assert plot._repr_png_() == plot.png and plot.png[:4] == b"\x89PNG"
+
+
+def test_a_large_batch_report_is_paged_with_a_summary_first(gated, tmp_path, monkeypatch):
+    """Beyond PATIENTS_PER_PAGE patients: report.html holds the summary and one linked
+    row per patient, the pages hold the sections and plots; a smaller batch later gets one
+    file again and the old pages go."""
+    from immunoprofile.report import html as report_html
+
+    out = tmp_path / "results"
+    shutil.copytree(gated, out)
+    profiles = pd.read_csv(out / "profiles.csv", dtype={"patient_id": str})
+    monkeypatch.setattr(report_html, "PATIENTS_PER_PAGE", 4)
+    path = write_report(out)
+    main = path.read_text()
+    pages = sorted((out / "report_pages").glob("patients-*.html"))
+    assert [p.name for p in pages] == ["patients-0001.html", "patients-0002.html"]
+    assert "data:image/png" not in main  # no gating plots in the summary
+    assert "This report is paged" in main and "MB in all" in main
+    links = re.findall(r'<a href="(report_pages/patients-\d{4}\.html)#(patient-\d+)">([^<]+)</a>',
+                       main)
+    assert [pid for _, _, pid in links] == list(profiles.patient_id)
+    for page, anchor, pid in links:
+        text = (out / page).read_text()
+        assert f'<h3 id="{anchor}">Patient {pid}</h3>' in text
+        assert text.count("<h3 id=") <= 4 and "data:image/png" in text
+    # every tube's plots are on the page of its patient
+    assert sum(p.read_text().count("<details>") for p in pages) == 18
+    monkeypatch.setattr(report_html, "PATIENTS_PER_PAGE", 50)
+    one = write_report(out).read_text()
+    assert not list((out / "report_pages").glob("patients-*.html"))
+    assert one.count("<details>") == 18 and 'href="#patient-1"' in one
+
+
+def test_report_summary_table_marks_flags_and_values(tmp_path, gated):
+    out = tmp_path / "results"
+    shutil.copytree(gated, out)
+    profiles = pd.read_csv(out / "profiles.csv", dtype={"patient_id": str},
+                           keep_default_na=False)
+    profiles.loc[0, "qc_flags"] = "LOW_BEAD_EVENTS"
+    profiles.loc[1, "cd4_per_ul"] = 5.0
+    profiles.to_csv(out / "profiles.csv", index=False)
+    text = build_report_text(out)
+    table = text.split("<h2>Patients at a glance</h2>")[1].split("</table>")[0]
+    rows = table.split("<tr")[2:]
+    assert len(rows) == len(profiles)
+    assert rows[0].startswith(' class="flagged"') and "LOW_BEAD_EVENTS" in rows[0]
+    assert '<td class="low">5 cells/µL</td>' in rows[1]
+    for row, flags in zip(rows, profiles.qc_flags, strict=True):
+        assert row.startswith(' class="flagged"') == bool(flags), row
+
+
+def build_report_text(out: Path) -> str:
+    from immunoprofile.report.html import build_report
+
+    return build_report(out, plots=False, cohort_stats=False)

@@ -36,7 +36,8 @@ text-align:left;font-size:.92em}th{background:#f4f4f4}
 .muted{color:#666;font-size:.9em}.plots{display:flex;flex-wrap:wrap;gap:.4em}
 .plots img{width:320px;height:auto;border:1px solid #eee}details{margin:.4em 0}
 summary{cursor:pointer;font-weight:600}.risk-high{color:#b3261e;font-weight:700}
-.risk-low{color:#1b7a35;font-weight:700}
+.risk-low{color:#1b7a35;font-weight:700}.batch td,.batch th{font-size:.85em;padding:.15em .45em}
+tr.flagged td{background:#fff3cd}
 """
 
 
@@ -176,143 +177,166 @@ def _run_placement(out: Path, sample_id: str, run_gates: dict[str, list]):
     return placement_from_run(text, run_gates[sample_id], source=path.name)
 
 
-def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
-                 manifest: str | Path | None = None, templates: str | Path | None = None,
-                 plots: bool = True, cohort_stats: str | Path | None | bool = True,
-                 reference_ranges: dict | None = None,
-                 notes: list[str] | None = None, gating: str | None = None) -> str:
-    """The HTML text of a batch report (see :func:`write_report`).
+#: Patients per page of a large batch's report. Up to this many patients the report is one
+#: file; beyond, ``report.html`` holds the run summary and one table row per patient, each
+#: linking to the patient's section in ``report_pages/patients-NNNN.html`` (this many
+#: patients, with their gating plots, per page), so that no file grows with the batch.
+PATIENTS_PER_PAGE = 50
+#: Folder of a paged report's pages, beside ``report.html``.
+PAGES_DIR = "report_pages"
 
-    ``notes``, when given, receives one line for each thing the report could not show
-    (gating plots whose FCS files cannot be found); the report itself says it too.
-    """
-    from .._version import __version__
-    from ..io.manifest import find_manifest, read_manifest
-    from .gating_plots import plot_gates
 
-    out = Path(out_dir)
-    ranges = reference_ranges or REFERENCE_RANGES
+class _Batch:
+    """A gate output folder read for its report: the tables once, the plots per patient."""
 
-    def note(line: str) -> None:
-        if notes is not None:
-            notes.append(line)
-    run_path = out / "run.json"
-    try:
-        run = json.loads(run_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ImmunoprofileError(f"{out}: no run.json — is this the output folder of "
-                                 "immunoprofile gate?") from None
-    except (OSError, ValueError) as exc:
-        raise ImmunoprofileError(f"{run_path}: unreadable ({first_line(exc)})") from None
-    profiles = _read_csv(out / "profiles.csv")
-    samples = _read_csv(out / "samples.csv")
-    errors = _read_csv(out / "errors.csv")
-    predictions = _read_csv(out / "predictions.csv")
-    if profiles is None or samples is None:
-        raise ImmunoprofileError(f"{out}: profiles.csv or samples.csv is missing or "
-                                 "unreadable — run immunoprofile gate again")
-    errors = errors if errors is not None else pd.DataFrame(columns=["file", "error"])
+    def __init__(self, out_dir, *, samples_dir, manifest, templates, plots, ranges,
+                 notes, gating):
+        from ..io.manifest import find_manifest, read_manifest
 
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>immunoprofile report</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>immunoprofile report</h1>",
-             f'<p class="muted">{_esc(out.resolve())} · run started '
-             f'{_esc(run.get("started_utc", "?"))} UTC · immunoprofile {_esc(__version__)}</p>']
-    simulated = run.get("simulated_inputs") or []
-    if simulated:
-        parts.append(f'<div class="banner"><b>Simulated data.</b> {len(simulated)} of the '
-                     "tubes carry immunoprofile's simulation keyword: these are not patient "
-                     "samples.</div>")
-    parts.append('<div class="banner"><b>Research use only.</b> Not for diagnosis or '
-                 "treatment decisions.</div>")
+        self.out = Path(out_dir)
+        self.ranges = ranges or REFERENCE_RANGES
+        self._notes = notes
+        run_path = self.out / "run.json"
+        try:
+            self.run = json.loads(run_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ImmunoprofileError(f"{self.out}: no run.json — is this the output folder of "
+                                     "immunoprofile gate?") from None
+        except (OSError, ValueError) as exc:
+            raise ImmunoprofileError(f"{run_path}: unreadable ({first_line(exc)})") from None
+        self.profiles = _read_csv(self.out / "profiles.csv")
+        self.samples = _read_csv(self.out / "samples.csv")
+        errors = _read_csv(self.out / "errors.csv")
+        predictions = _read_csv(self.out / "predictions.csv")
+        if self.profiles is None or self.samples is None:
+            raise ImmunoprofileError(f"{self.out}: profiles.csv or samples.csv is missing or "
+                                     "unreadable — run immunoprofile gate again")
+        self.errors = errors if errors is not None else pd.DataFrame(columns=["file", "error"])
+        self.pred = predictions.set_index("patient_id") if predictions is not None and \
+            "patient_id" in predictions else None
+        # the patients' anchors: by position (ids may hold any character)
+        self.anchor = {str(pid): f"patient-{i + 1}"
+                       for i, pid in enumerate(self.profiles["patient_id"])}
 
-    # --- run summary
-    counts = run.get("samples", {})
-    versions = run.get("versions", {})
-    total_events = int(pd.to_numeric(samples.get("events"), errors="coerce").fillna(0).sum()) \
-        if "events" in samples else 0
-    parts += ["<h2>Run summary</h2>", "<table>",
-              f"<tr><th>Tubes listed</th><td>{_esc(counts.get('listed', '?'))}</td></tr>",
-              f"<tr><th>Tubes counted</th><td>{_esc(counts.get('counted', '?'))}</td></tr>",
-              f"<tr><th>Files failed</th><td>{len(errors)}</td></tr>",
-              f"<tr><th>Patients</th><td>{len(profiles)}</td></tr>",
-              f"<tr><th>Events read</th><td>{total_events:,}</td></tr>",
-              f"<tr><th>Gating engine</th><td>{_esc(run.get('engine', '?'))}</td></tr>",
-              f"<tr><th>Templates</th><td>{_esc(run.get('templates', {}).get('directory'))}"
-              "</td></tr>",
-              f"<tr><th>Manifest</th><td>{_esc(run.get('manifest', {}).get('path'))}</td></tr>",
-              "<tr><th>Versions</th><td>" + ", ".join(
-                  f"{_esc(k)} {_esc(v)}" for k, v in versions.items()) + "</td></tr>",
-              "</table>"]
-    if len(errors):
-        parts += ["<h2>Failures</h2>", "<table><tr><th>file</th><th>reason</th></tr>"]
-        parts += [f'<tr class="fail"><td>{_esc(r.file)}</td><td>{_esc(r.error)}</td></tr>'
-                  for r in errors.itertuples()]
-        parts.append("</table>")
-
-    # --- gating plots: one call per tube listed in the manifest
-    tube_plots: dict[str, list[str]] = {}
-    plot_notes: dict[str, str] = {}
-    if plots:
-        mode = gating or run.get("gating", "fixed")
-        asked_templates = templates
-        samples_dir, manifest, templates = _plot_inputs(run, samples_dir, manifest, templates)
+        # --- what the gating plots need: the manifest's tubes, grouped by patient
+        self.plots = plots
+        self.banners: list[str] = []
+        self.lost: dict[str, str] = {}
+        self.requests: dict[str, list] = {}
+        if not plots:
+            return
+        self.mode = gating or self.run.get("gating", "fixed")
+        samples_dir, manifest, self.templates = _plot_inputs(self.run, samples_dir, manifest,
+                                                             templates)
         # The gates the run placed and counted are drawn as they are (OUT/gates/*.xml and
         # gates.csv), unless the plots are asked for with other templates or another mode.
-        run_gates = _run_gates(out) if mode == "adaptive" and run.get("gating") == "adaptive" \
-            and _same_folder(asked_templates, run.get("templates", {})) else {}
+        self.run_gates = _run_gates(self.out) if self.mode == "adaptive" and \
+            self.run.get("gating") == "adaptive" and \
+            _same_folder(templates, self.run.get("templates", {})) else {}
         try:
             parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
         except (ImmunoprofileError, TypeError) as exc:
-            parsed = None
             reason = (f"the FCS files cannot be found: {first_line(exc)} — run the report "
                       "with --samples DIR (and --manifest PATH), or --no-plots")
-            parts.append(f'<div class="banner"><b>Gating plots not drawn:</b> {_esc(reason)}'
-                         "</div>")
-            note(f"gating plots not drawn: {reason}")
-        counted = set(samples["sample_id"]) if "sample_id" in samples else set()
-        if parsed is not None:
-            found = {r.sample_id for r in parsed.requests}
-            lost = sorted(s for s in counted if s not in found)
-            for sample_id in lost:
-                plot_notes[sample_id] = (f"its FCS file is not where {parsed.path} says "
-                                         "(moved or deleted?)")
-            if lost:
-                note(f"gating plots not drawn for {len(lost)} tube(s) whose FCS files "
-                     f"cannot be found ({', '.join(lost[:5])}"
-                     f"{', …' if len(lost) > 5 else ''}) — see {parsed.path}")
-        for request in parsed.requests if parsed else []:
-            if request.sample_id not in counted:
-                continue
-            try:
-                placement = _run_placement(out, request.sample_id, run_gates)
-                drawn = plot_gates(request.path, tube=request.tube, templates=templates,
-                                   gating=mode, placement=placement)
-            except ImmunoprofileError as exc:
-                plot_notes[request.sample_id] = first_line(exc)
-                note(f"{request.sample_id}: gating plots not drawn — {first_line(exc)}")
-                continue
-            except Exception as exc:  # a bug: one tube's plots are lost, not the report
-                plot_notes[request.sample_id] = (f"internal error — please report: "
-                                                 f"{type(exc).__name__}: {first_line(exc)}")
-                note(f"{request.sample_id}: gating plots not drawn — "
-                     f"{plot_notes[request.sample_id]}")
-                continue
-            tube_plots.setdefault(request.patient_id, []).append(
-                f"<details><summary>{_esc(request.sample_id)} — gating "
-                f"({len(drawn)} gates)</summary><div class=\"plots\">"
-                + "".join(_img(p.png, f"{request.sample_id} {p.gate_id}") for p in drawn)
-                + "</div></details>")
+            self.banners.append(f'<div class="banner"><b>Gating plots not drawn:</b> '
+                                f"{_esc(reason)}</div>")
+            self.note(f"gating plots not drawn: {reason}")
+            return
+        counted = set(self.samples["sample_id"]) if "sample_id" in self.samples else set()
+        found = {r.sample_id for r in parsed.requests}
+        for sample_id in sorted(s for s in counted if s not in found):
+            self.lost[sample_id] = (f"its FCS file is not where {parsed.path} says "
+                                    "(moved or deleted?)")
+        if self.lost:
+            lost = list(self.lost)
+            self.note(f"gating plots not drawn for {len(lost)} tube(s) whose FCS files "
+                      f"cannot be found ({', '.join(lost[:5])}"
+                      f"{', …' if len(lost) > 5 else ''}) — see {parsed.path}")
+        for request in parsed.requests:
+            if request.sample_id in counted:
+                self.requests.setdefault(str(request.patient_id), []).append(request)
 
-    # --- patients
-    parts.append("<h2>Patients</h2>")
-    pred = predictions.set_index("patient_id") if predictions is not None and \
-        "patient_id" in predictions else None
-    for row in profiles.itertuples(index=False):
-        pid = str(row.patient_id)
-        parts.append(f"<h3>Patient {_esc(pid)}</h3><table><tr><th>measure</th><th>value</th>"
-                     "<th>reference</th><th></th></tr>")
-        for column, (label, lo, hi, unit) in ranges.items():
+    def note(self, line: str) -> None:
+        if self._notes is not None:
+            self._notes.append(line)
+
+    # ------------------------------------------------------------------ parts
+    def head(self, title: str) -> list[str]:
+        from .._version import __version__
+
+        parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+                 f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style></head><body>",
+                 f"<h1>{_esc(title)}</h1>",
+                 f'<p class="muted">{_esc(self.out.resolve())} · run started '
+                 f'{_esc(self.run.get("started_utc", "?"))} UTC · immunoprofile '
+                 f"{_esc(__version__)}</p>"]
+        simulated = self.run.get("simulated_inputs") or []
+        if simulated:
+            parts.append(f'<div class="banner"><b>Simulated data.</b> {len(simulated)} of '
+                         "the tubes carry immunoprofile's simulation keyword: these are not "
+                         "patient samples.</div>")
+        parts.append('<div class="banner"><b>Research use only.</b> Not for diagnosis or '
+                     "treatment decisions.</div>")
+        return parts
+
+    def summary(self) -> list[str]:
+        """The run summary, the failures and why plots are missing."""
+        counts = self.run.get("samples", {})
+        versions = self.run.get("versions", {})
+        samples = self.samples
+        total_events = int(pd.to_numeric(samples.get("events"), errors="coerce").fillna(0)
+                           .sum()) if "events" in samples else 0
+        parts = ["<h2>Run summary</h2>", "<table>",
+                 f"<tr><th>Tubes listed</th><td>{_esc(counts.get('listed', '?'))}</td></tr>",
+                 f"<tr><th>Tubes counted</th><td>{_esc(counts.get('counted', '?'))}</td></tr>",
+                 f"<tr><th>Files failed</th><td>{len(self.errors)}</td></tr>",
+                 f"<tr><th>Patients</th><td>{len(self.profiles)}</td></tr>",
+                 f"<tr><th>Events read</th><td>{total_events:,}</td></tr>",
+                 f"<tr><th>Gating engine</th><td>{_esc(self.run.get('engine', '?'))}</td></tr>",
+                 f"<tr><th>Templates</th><td>"
+                 f"{_esc(self.run.get('templates', {}).get('directory'))}</td></tr>",
+                 f"<tr><th>Manifest</th><td>"
+                 f"{_esc(self.run.get('manifest', {}).get('path'))}</td></tr>",
+                 "<tr><th>Versions</th><td>" + ", ".join(
+                     f"{_esc(k)} {_esc(v)}" for k, v in versions.items()) + "</td></tr>",
+                 "</table>"]
+        if len(self.errors):
+            parts += ["<h2>Failures</h2>", "<table><tr><th>file</th><th>reason</th></tr>"]
+            parts += [f'<tr class="fail"><td>{_esc(r.file)}</td><td>{_esc(r.error)}</td></tr>'
+                      for r in self.errors.itertuples()]
+            parts.append("</table>")
+        parts += self.banners
+        parts += [f'<p class="muted">{_esc(sample_id)}: plots not drawn — {_esc(why)}</p>'
+                  for sample_id, why in self.lost.items()]
+        return parts
+
+    def _risk(self, pid: str) -> tuple[str, str]:
+        """The patient's TFR risk: a short cell for the batch table, and a sentence."""
+        if self.pred is None or pid not in self.pred.index:
+            return "—", ""
+        p = self.pred.loc[pid]
+        if not pd.notna(p.get("p_tfr_grade_2_or_more")):
+            return "—", (f"<p><b>TFR risk:</b> "
+                         f"{_esc(p.get('note'), missing='not predicted')}</p>")
+        risk = _esc(p.get("risk_class"), missing="")
+        interval = ""
+        if pd.notna(p.get("p_low_95")) and pd.notna(p.get("p_high_95")):
+            interval = (f" (bootstrap 95 % range {100 * p['p_low_95']:.0f}–"
+                        f"{100 * p['p_high_95']:.0f} %)")
+        outside = (" <b>Outside the training range</b> "
+                   f"({_esc(p.get('outside_features'))}): an extrapolation."
+                   if p.get("outside_training_range") is True
+                   or str(p.get("outside_training_range")) == "True" else "")
+        percent = f"{100 * p['p_tfr_grade_2_or_more']:.0f} %"
+        cell = f'{percent} <span class="risk-{risk}">{risk}</span>'
+        return cell, (f"<p><b>TFR grade ≥ 2 risk:</b> {percent}{interval}, "
+                      f'<span class="risk-{risk}">{risk}</span> '
+                      f"(threshold {100 * float(p.get('threshold', 0.5)):.0f} %).{outside}</p>")
+
+    def _values(self, row) -> list[tuple[str, str, str, float, float, int]]:
+        """Per profile column: label, value text, state (low/high/""), range, digits."""
+        values = []
+        for column, (label, lo, hi, unit) in self.ranges.items():
             value = getattr(row, column, float("nan"))
             digits = 2 if column == "cd4_cd8_ratio" else 0
             state = ""
@@ -321,58 +345,134 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
                 state = "low" if v < lo else "high" if v > hi else ""
             except (TypeError, ValueError):
                 v = float("nan")
-            mark = f'<span class="{state}">{state}</span>' if state else ""
             shown = f"{_num(v, digits)} {_esc(unit, missing='')}".strip()
+            values.append((label, shown, state, lo, hi, digits))
+        return values
+
+    def batch_table(self, href) -> list[str]:
+        """One row per patient, linking to its section (``href(patient_id)``): the profile,
+        its QC flags (highlighted) and the TFR risk."""
+        labels = [label for label, *_ in self.ranges.values()]
+        parts = ["<h2>Patients at a glance</h2>",
+                 '<table class="batch"><tr><th>patient</th>'
+                 + "".join(f"<th>{_esc(label)}</th>" for label in labels)
+                 + "<th>QC flags</th><th>TFR risk</th></tr>"]
+        for row in self.profiles.itertuples(index=False):
+            pid = str(row.patient_id)
+            cells = "".join(f'<td class="{state}">{shown}</td>' if state else f"<td>{shown}</td>"
+                            for _, shown, state, *_ in self._values(row))
+            flags = getattr(row, "qc_flags", "")
+            flagged = not _missing(flags)
+            row_class = ' class="flagged"' if flagged else ""
+            parts.append(
+                f"<tr{row_class}><td>"
+                f'<a href="{html.escape(href(pid), quote=True)}">{_esc(pid)}</a></td>{cells}'
+                f"<td>{_esc(str(flags).replace(';', '; ') if flagged else '', missing='')}</td>"
+                f"<td>{self._risk(pid)[0]}</td></tr>")
+        parts.append("</table>")
+        return parts
+
+    def patient(self, row) -> list[str]:
+        """A patient's section: the profile beside reference intervals, QC in words, the
+        TFR risk, and each tube's gating plots (drawn now: one tube's events at a time)."""
+        pid = str(row.patient_id)
+        parts = [f'<h3 id="{self.anchor[pid]}">Patient {_esc(pid)}</h3><table><tr>'
+                 "<th>measure</th><th>value</th><th>reference</th><th></th></tr>"]
+        for label, shown, state, lo, hi, digits in self._values(row):
+            mark = f'<span class="{state}">{state}</span>' if state else ""
             parts.append(f"<tr><td>{_esc(label)}</td><td>{shown}</td>"
                          f"<td>{_num(lo, digits)}–{_num(hi, digits)}</td><td>{mark}</td></tr>")
         parts.append("</table>")
         words = _flags_in_words(getattr(row, "qc_flags", ""))
         parts.append("<p><b>QC:</b> " + ("no flags" if not words else "</p><ul>"
                      + "".join(f"<li>{w}</li>" for w in words) + "</ul><p>") + "</p>")
-        if pred is not None and pid in pred.index:
-            p = pred.loc[pid]
-            if pd.notna(p.get("p_tfr_grade_2_or_more")):
-                risk = _esc(p.get("risk_class"), missing="")
-                interval = ""
-                if pd.notna(p.get("p_low_95")) and pd.notna(p.get("p_high_95")):
-                    interval = (f" (bootstrap 95 % range {100 * p['p_low_95']:.0f}–"
-                                f"{100 * p['p_high_95']:.0f} %)")
-                outside = (" <b>Outside the training range</b> "
-                           f"({_esc(p.get('outside_features'))}): an extrapolation."
-                           if p.get("outside_training_range") is True
-                           or str(p.get("outside_training_range")) == "True" else "")
-                parts.append(f"<p><b>TFR grade ≥ 2 risk:</b> "
-                             f"{100 * p['p_tfr_grade_2_or_more']:.0f} %{interval}, "
-                             f'<span class="risk-{risk}">{risk}</span> '
-                             f"(threshold {100 * float(p.get('threshold', 0.5)):.0f} %)."
-                             f"{outside}</p>")
-            else:
-                parts.append(f"<p><b>TFR risk:</b> "
-                             f"{_esc(p.get('note'), missing='not predicted')}</p>")
-        parts += tube_plots.get(pid, [])
-    for sample_id, note in plot_notes.items():
-        parts.append(f'<p class="muted">{_esc(sample_id)}: plots not drawn — {_esc(note)}</p>')
-    if pred is not None:
-        parts.append('<p class="muted">TFR risk: the default model is trained on SIMULATED '
-                     "data (see MODEL_CARD.md); the bootstrap range shows how the estimate "
-                     "moves with the training patients.</p>")
+        risk = self._risk(pid)[1]
+        if risk:
+            parts.append(risk)
+        parts += self._tube_plots(pid)
+        return parts
 
-    # --- cohort figures
-    stats_dir = (out / "cohort_stats" if cohort_stats is True
-                 else Path(cohort_stats) if cohort_stats else None)
-    figures = [(stats_dir / name, alt) for name, alt in (
-        ("figure2_immune_by_tfr_grade.png", "immune cells by TFR grade"),
-        ("figure3_cr_by_tfr_grade.png", "CR by TFR grade"))] if stats_dir else []
-    figures = [(f, alt) for f, alt in figures if f.exists()]
-    if figures:
-        parts.append("<h2>Cohort figures</h2>")
-        parts += [_img(f.read_bytes(), alt) for f, alt in figures]
+    def _tube_plots(self, pid: str) -> list[str]:
+        from .gating_plots import plot_gates
+
+        parts = []
+        for request in self.requests.get(pid, []):
+            try:
+                placement = _run_placement(self.out, request.sample_id, self.run_gates)
+                drawn = plot_gates(request.path, tube=request.tube, templates=self.templates,
+                                   gating=self.mode, placement=placement)
+            except ImmunoprofileError as exc:
+                why = first_line(exc)
+            except Exception as exc:  # a bug: one tube's plots are lost, not the report
+                why = f"internal error — please report: {type(exc).__name__}: {first_line(exc)}"
+            else:
+                parts.append(
+                    f"<details><summary>{_esc(request.sample_id)} — gating "
+                    f"({len(drawn)} gates)</summary><div class=\"plots\">"
+                    + "".join(_img(p.png, f"{request.sample_id} {p.gate_id}") for p in drawn)
+                    + "</div></details>")
+                continue
+            self.note(f"{request.sample_id}: gating plots not drawn — {why}")
+            parts.append(f'<p class="muted">{_esc(request.sample_id)}: plots not drawn — '
+                         f"{_esc(why)}</p>")
+        return parts
+
+    def footnote(self) -> list[str]:
+        if self.pred is None:
+            return []
+        return ['<p class="muted">TFR risk: the default model is trained on SIMULATED '
+                "data (see MODEL_CARD.md); the bootstrap range shows how the estimate "
+                "moves with the training patients.</p>"]
+
+    def cohort_figures(self, cohort_stats) -> list[str]:
+        stats_dir = (self.out / "cohort_stats" if cohort_stats is True
+                     else Path(cohort_stats) if cohort_stats else None)
+        figures = [(stats_dir / name, alt) for name, alt in (
+            ("figure2_immune_by_tfr_grade.png", "immune cells by TFR grade"),
+            ("figure3_cr_by_tfr_grade.png", "CR by TFR grade"))] if stats_dir else []
+        figures = [(f, alt) for f, alt in figures if f.exists()]
+        if not figures:
+            return []
+        return ["<h2>Cohort figures</h2>"] + [_img(f.read_bytes(), alt) for f, alt in figures]
+
+
+def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
+                 manifest: str | Path | None = None, templates: str | Path | None = None,
+                 plots: bool = True, cohort_stats: str | Path | None | bool = True,
+                 reference_ranges: dict | None = None,
+                 notes: list[str] | None = None, gating: str | None = None) -> str:
+    """The HTML text of a batch report as one document, every patient in it (see
+    :func:`write_report`, which pages a large batch instead).
+
+    ``notes``, when given, receives one line for each thing the report could not show
+    (gating plots whose FCS files cannot be found); the report itself says it too.
+    """
+    batch = _Batch(out_dir, samples_dir=samples_dir, manifest=manifest, templates=templates,
+                   plots=plots, ranges=reference_ranges, notes=notes, gating=gating)
+    return _one_document(batch, cohort_stats)
+
+
+def _one_document(batch: _Batch, cohort_stats) -> str:
+    parts = batch.head("immunoprofile report") + batch.summary()
+    parts += batch.batch_table(lambda pid: "#" + batch.anchor[pid])
+    parts.append("<h2>Patients</h2>")
+    for row in batch.profiles.itertuples(index=False):
+        parts += batch.patient(row)
+    parts += batch.footnote() + batch.cohort_figures(cohort_stats)
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def write_report(out_dir: str | Path, **options) -> Path:
     """Write ``report.html`` into a gate output folder, atomically.
+
+    A batch of up to :data:`PATIENTS_PER_PAGE` patients gets one self-contained file. A
+    larger one is paged: ``report.html`` holds the run summary and one row per patient
+    (profile, QC flags, TFR risk) linking to its section in ``report_pages/``, where each
+    page holds :data:`PATIENTS_PER_PAGE` patients with their gating plots; the summary
+    states the report's size. Pages are written one at a time (one tube's events in
+    memory at a time), each atomically, and ``report.html`` last; pages of an earlier,
+    larger report are removed.
 
     Parameters
     ----------
@@ -390,7 +490,7 @@ def write_report(out_dir: str | Path, **options) -> Path:
     Returns
     -------
     Path
-        The report.
+        The report (its first page, for a paged one).
 
     Raises
     ------
@@ -399,7 +499,57 @@ def write_report(out_dir: str | Path, **options) -> Path:
     """
     from ..io.atomic import atomic_write_text
 
-    text = build_report(out_dir, **options)
-    path = Path(out_dir) / "report.html"
-    atomic_write_text(path, text)
+    out = Path(out_dir)
+    path = out / "report.html"
+    cohort_stats = options.pop("cohort_stats", True)
+    batch = _Batch(out, samples_dir=options.pop("samples_dir", None),
+                   manifest=options.pop("manifest", None),
+                   templates=options.pop("templates", None),
+                   plots=options.pop("plots", True),
+                   ranges=options.pop("reference_ranges", None),
+                   notes=options.pop("notes", None), gating=options.pop("gating", None))
+    if options:
+        raise TypeError(f"write_report() got unexpected options: {', '.join(options)}")
+    rows = list(batch.profiles.itertuples(index=False))
+    pages_dir = out / PAGES_DIR
+    written: set[Path] = set()
+    if len(rows) <= PATIENTS_PER_PAGE:
+        atomic_write_text(path, _one_document(batch, cohort_stats))
+    else:
+        page_of: dict[str, str] = {}
+        pages = [rows[i:i + PATIENTS_PER_PAGE] for i in range(0, len(rows), PATIENTS_PER_PAGE)]
+        for k, page in enumerate(pages, 1):
+            for row in page:
+                page_of[str(row.patient_id)] = f"{PAGES_DIR}/patients-{k:04d}.html"
+        pages_dir.mkdir(exist_ok=True)
+        size = 0
+        for k, page in enumerate(pages, 1):
+            first = (k - 1) * PATIENTS_PER_PAGE + 1
+            last = first + len(page) - 1
+            parts = batch.head(f"immunoprofile report — patients {first}–{last} of "
+                               f"{len(rows)}")
+            parts.append(f'<p><a href="../report.html">← summary of the batch</a> · page {k} '
+                         f"of {len(pages)}</p><h2>Patients</h2>")
+            for row in page:
+                parts += batch.patient(row)
+            parts += batch.footnote()
+            parts.append("</body></html>")
+            text = "\n".join(parts)
+            target = out / page_of[str(page[0].patient_id)]
+            atomic_write_text(target, text)
+            written.add(target)
+            size += len(text.encode("utf-8"))
+        parts = batch.head("immunoprofile report") + batch.summary()
+        parts.append(f"<p><b>This report is paged:</b> this summary and {len(pages)} pages of "
+                     f"up to {PATIENTS_PER_PAGE} patients in <code>{PAGES_DIR}/</code> "
+                     f"({size / 1e6:,.1f} MB in all, the gating plots included); each "
+                     "patient's name below links to its section.</p>")
+        parts += batch.batch_table(lambda pid: f"{page_of[pid]}#{batch.anchor[pid]}")
+        parts += batch.cohort_figures(cohort_stats) + batch.footnote()
+        parts.append("</body></html>")
+        atomic_write_text(path, "\n".join(parts))
+    if pages_dir.is_dir():  # pages of an earlier, larger report
+        for stale in pages_dir.glob("patients-*.html"):
+            if stale not in written:
+                stale.unlink()
     return path
