@@ -66,6 +66,33 @@ def _check_plot(plot, populations: pd.DataFrame, sample_id: str) -> None:
     assert int(row.events.iloc[0]) == plot.events
     assert int(row.parent_events.iloc[0]) == plot.parent_events
     assert plot.png[:8] == b"\x89PNG\r\n\x1a\n"
+    _check_svg(plot)
+
+
+def _check_svg(plot) -> None:
+    """The report's SVG drawing: well-formed, the red outline where the gate is (mapped
+    back from pixels to the plot's units), the density embedded for a 2-D gate."""
+    import xml.etree.ElementTree as ET
+
+    from immunoprofile.report.plot_svg import AREA, RED
+
+    svg = ET.fromstring(plot.svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    red = [e for e in svg.iter(f"{ns}polyline") if e.get("stroke") == RED]
+    assert len(red) == 1, plot.gate_id
+    points = np.array([[float(v) for v in pair.split(",")]
+                       for pair in red[0].get("points").split()])
+    left, top, right, bottom = AREA
+    (x0, x1), (y0, y1) = plot.xlim, plot.ylim
+    x = x0 + (points[:, 0] - left) / (right - left) * (x1 - x0)
+    assert np.allclose(x, plot.outline[:, 0], atol=0.01 * (x1 - x0)), plot.gate_id
+    if plot.y.size:
+        y = y0 + (bottom - points[:, 1]) / (bottom - top) * (y1 - y0)
+        assert np.allclose(y, plot.outline[:, 1], atol=0.01 * (y1 - y0)), plot.gate_id
+        images = list(svg.iter(f"{ns}image"))
+        assert len(images) == 1 and images[0].get("href").startswith("data:image/png;base64,")
+    texts = " ".join(t.text or "" for t in svg.iter(f"{ns}text"))
+    assert f"{plot.events:,} events" in texts and plot.gate_id in texts
 
 
 @pytest.mark.slow
@@ -101,7 +128,8 @@ def test_report_is_self_contained(report, gated):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text)
     sources = re.findall(r'<img src="([^"]+)"', text)
     assert len(sources) == 18 * 5
-    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    # the gating plots as SVG drawings (their densities embedded in them as PNG)
+    assert all(s.startswith("data:image/svg+xml;base64,") for s in sources)
     profiles = pd.read_csv(gated / "profiles.csv")
     for pid in profiles.patient_id:
         assert f"Patient {pid}" in text
@@ -276,7 +304,7 @@ def test_report_draws_the_gates_the_run_placed(tmp_path, small_cohort, monkeypat
 def test_gate_plot_shows_as_an_image_in_a_notebook():
     plot = plot_gates(SAMPLE_DATA / "P01_cd4.fcs")[0]
     text = repr(plot)
-    assert len(text) < 300 and "PNG" in text and "\\x89" not in text, text
+    assert len(text) < 300 and ".png" in text and ".svg" in text and "\\x89" not in text, text
     assert plot.gate_id in text and f"{plot.events:,}" in text
     assert plot._repr_png_() == plot.png and plot.png[:4] == b"\x89PNG"
 
@@ -295,7 +323,7 @@ def test_a_large_batch_report_is_paged_with_a_summary_first(gated, tmp_path, mon
     main = path.read_text()
     pages = sorted((out / "report_pages").glob("patients-*.html"))
     assert [p.name for p in pages] == ["patients-0001.html", "patients-0002.html"]
-    assert "data:image/png" not in main  # no gating plots in the summary
+    assert "data:image/" not in main  # no gating plots in the summary
     assert "This report is paged" in main and "MB in all" in main
     links = re.findall(r'<a href="(report_pages/patients-\d{4}\.html)#(patient-\d+)">([^<]+)</a>',
                        main)
@@ -303,7 +331,7 @@ def test_a_large_batch_report_is_paged_with_a_summary_first(gated, tmp_path, mon
     for page, anchor, pid in links:
         text = (out / page).read_text()
         assert f'<h3 id="{anchor}">Patient {pid}</h3>' in text
-        assert text.count("<h3 id=") <= 4 and "data:image/png" in text
+        assert text.count("<h3 id=") <= 4 and "data:image/svg+xml" in text
     # every tube's plots are on the page of its patient
     assert sum(p.read_text().count("<details>") for p in pages) == 18
     monkeypatch.setattr(report_html, "PATIENTS_PER_PAGE", 50)

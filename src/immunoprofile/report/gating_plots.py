@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import GatingError, first_line
+from .plot_svg import BINS_1D, BINS_2D, PlotSpec, gate_plot_svg
 
 if TYPE_CHECKING:
     from ..gating.placement import Placement
@@ -33,8 +35,9 @@ class GatePlot:
     ----------
     gate_id, parent_id : str
         The gate and its parent (``"all events"`` for a root gate).
-    png : bytes
-        The image.
+    spec : PlotSpec
+        What the plot shows (density, outlines, axes, labels); :attr:`svg` and
+        :attr:`png` draw it.
     events, parent_events : int
         Events in the gate and in its parent, events.
     x_label, y_label : str
@@ -52,7 +55,7 @@ class GatePlot:
 
     gate_id: str
     parent_id: str
-    png: bytes = field(repr=False)
+    spec: PlotSpec = field(repr=False)
     events: int
     parent_events: int
     x_label: str
@@ -69,11 +72,21 @@ class GatePlot:
         """Events in the gate as % of the parent's events."""
         return 100.0 * self.events / self.parent_events if self.parent_events else float("nan")
 
+    @cached_property
+    def svg(self) -> str:
+        """The plot as SVG text (what the report embeds: milliseconds to draw)."""
+        return gate_plot_svg(self.spec)
+
+    @cached_property
+    def png(self) -> bytes:
+        """The plot as a PNG image, drawn by Matplotlib (``immunoprofile plot`` files)."""
+        return _render_png(self.spec)
+
     def __repr__(self) -> str:
         share = (f"{self.percent_of_parent:.3g} % of {self.parent_id}"
                  if self.parent_events else f"parent {self.parent_id} empty")
         return (f"<GatePlot {self.gate_id}: {self.events:,} of {self.parent_events:,} events "
-                f"({share}); {self.x_label} × {self.y_label}; PNG {len(self.png):,} bytes>")
+                f"({share}); {self.x_label} × {self.y_label}; drawn by .svg and .png>")
 
     def _repr_png_(self) -> bytes:
         """The plot itself, for Jupyter and IPython (shown instead of the repr)."""
@@ -329,21 +342,15 @@ def _limits(values: np.ndarray, bounds: list[float]) -> tuple[float, float]:
 
 def _draw(outline, bounds, seed_outline, title, parent_id, axes, keep, member, events,
           parent_events, gate_id: str | None = None) -> GatePlot:
-    """Draw one gate: the parent's density, the gate (red), its seed (faint, dashed)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
+    """One gate's plot: the parent's density, the gate (red), its seed (faint, dashed)."""
     gate_id = gate_id or title
     x_all, x_label, x_ticks = axes[0]
     x = x_all[keep]
     in_gate = member[keep]
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
-    fig.subplots_adjust(left=0.17, bottom=0.14, right=0.97, top=0.87)
     if len(axes) == 1:
         xlim = _limits(x, bounds[0])
-        ax.hist(x[np.isfinite(x)], bins=128, range=xlim, color="#777777")
-        ax.set_yscale("log")  # a small positive population stays visible
-        ylim = ax.get_ylim()
+        density, _ = np.histogram(x[np.isfinite(x)], bins=BINS_1D, range=xlim)
+        ylim = (0.5, 2.0 * max(float(density.max(initial=0)), 1.0))  # log scale, events
         y = np.empty(0)
         y_label, y_ticks = "events", None
     else:
@@ -351,48 +358,81 @@ def _draw(outline, bounds, seed_outline, title, parent_id, axes, keep, member, e
         y = y_all[keep]
         xlim, ylim = _limits(x, bounds[0]), _limits(y, bounds[1])
         ok = np.isfinite(x) & np.isfinite(y)
-        if ok.any():
-            # A precomputed density as an image draws much faster than hist2d's mesh.
-            density, _, _ = np.histogram2d(x[ok], y[ok], bins=160, range=[xlim, ylim])
-            shown = np.ma.masked_equal(density.T, 0)
-            if shown.count():
-                ax.imshow(shown, origin="lower", extent=(*xlim, *ylim), aspect="auto",
-                          cmap="viridis", norm=LogNorm(vmin=1, vmax=max(shown.max(), 2)),
-                          interpolation="nearest")
+        density = _bin_2d(x[ok], y[ok], xlim, ylim, BINS_2D)
     drawn = _clip(outline, xlim, ylim)
-    if seed_outline is not None:
-        seed = _clip(seed_outline, xlim, ylim)
-        ax.plot(seed[:, 0], seed[:, 1], color="#888888", linewidth=1.0, linestyle="--",
-                alpha=0.8, label="template seed")
-    ax.plot(drawn[:, 0], drawn[:, 1], color="#e8112d", linewidth=1.6,
-            label="placed gate" if seed_outline is not None else "gate")
-    if seed_outline is not None:
+    seed = _clip(seed_outline, xlim, ylim) if seed_outline is not None else None
+    pct = 100.0 * events / parent_events if parent_events else float("nan")
+    spec = PlotSpec(title=title, parent_id=parent_id, x_label=x_label, y_label=y_label,
+                    xlim=(float(xlim[0]), float(xlim[1])), ylim=(float(ylim[0]), float(ylim[1])),
+                    x_ticks=x_ticks, y_ticks=y_ticks, density=density, outline=drawn,
+                    seed_outline=seed, label=f"{events:,} events\n{pct:.1f}% of parent",
+                    corner=_emptiest_corner(x, y, xlim, ylim))
+    return GatePlot(gate_id=gate_id, parent_id=parent_id, spec=spec, events=events,
+                    parent_events=parent_events, x_label=x_label, y_label=y_label,
+                    xlim=spec.xlim, ylim=spec.ylim, outline=drawn, x=x, y=y, in_gate=in_gate)
+
+
+def _bin_2d(x: np.ndarray, y: np.ndarray, xlim, ylim, bins: int) -> np.ndarray:
+    """Events per bin of a ``bins`` × ``bins`` grid over ``xlim`` × ``ylim`` (x first),
+    events outside left out: ``numpy.histogram2d``'s answer (bar events on a bin edge,
+    which may fall in either neighbour) at a fraction of its cost (no edge search)."""
+    fx = (x - xlim[0]) * (bins / (xlim[1] - xlim[0]))
+    fy = (y - ylim[0]) * (bins / (ylim[1] - ylim[0]))
+    inside = (fx >= 0) & (fx <= bins) & (fy >= 0) & (fy <= bins)
+    ix = np.minimum(fx[inside].astype(np.intp), bins - 1)
+    iy = np.minimum(fy[inside].astype(np.intp), bins - 1)
+    return np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins).astype(float)
+
+
+def _render_png(spec: PlotSpec) -> bytes:
+    """A plot drawn by Matplotlib, as PNG (the same :class:`PlotSpec` as the SVG)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    fig.subplots_adjust(left=0.17, bottom=0.14, right=0.97, top=0.87)
+    xlim, ylim = spec.xlim, spec.ylim
+    if spec.one_dimensional:
+        edges = np.linspace(*xlim, spec.density.size + 1)
+        ax.stairs(spec.density, edges, fill=True, color="#777777", baseline=ylim[0])
+        ax.set_yscale("log")  # a small positive population stays visible
+    elif spec.density.any():
+        # A precomputed density as an image draws much faster than hist2d's mesh.
+        shown = np.ma.masked_equal(spec.density.T, 0)
+        ax.imshow(shown, origin="lower", extent=(*xlim, *ylim), aspect="auto",
+                  cmap="viridis", norm=LogNorm(vmin=1, vmax=max(shown.max(), 2)),
+                  interpolation="nearest")
+    if spec.seed_outline is not None:
+        ax.plot(spec.seed_outline[:, 0], spec.seed_outline[:, 1], color="#888888",
+                linewidth=1.0, linestyle="--", alpha=0.8, label="template seed")
+    ax.plot(spec.outline[:, 0], spec.outline[:, 1], color="#e8112d", linewidth=1.6,
+            label="placed gate" if spec.seed_outline is not None else "gate")
+    if spec.seed_outline is not None:
         fig.legend(loc="upper right", ncol=2, fontsize=7, frameon=False,
                    bbox_to_anchor=(0.99, 1.0))
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
-    for set_ticks, ticks, lim in ((ax.set_xticks, x_ticks, xlim), (ax.set_yticks, y_ticks, ylim)):
+    for set_ticks, ticks, lim in ((ax.set_xticks, spec.x_ticks, xlim),
+                                  (ax.set_yticks, spec.y_ticks, ylim)):
         if ticks:
             inside = [(p, t) for p, t in ticks if lim[0] <= p <= lim[1]]
             set_ticks([p for p, _ in inside], [t for _, t in inside])
-    ax.set_xlabel(x_label, fontsize=9)
-    ax.set_ylabel(y_label, fontsize=9)
+    ax.set_xlabel(spec.x_label, fontsize=9)
+    ax.set_ylabel(spec.y_label, fontsize=9)
     ax.tick_params(labelsize=8)
-    pct = 100.0 * events / parent_events if parent_events else float("nan")
-    ax.set_title(f"{title}  (parent: {parent_id})", fontsize=10, loc="left",
-                 pad=16 if seed_outline is not None else 6)
-    cx, cy = _emptiest_corner(x, y, xlim, ylim)
-    ax.text(cx, cy, f"{events:,} events\n{pct:.1f}% of parent", transform=ax.transAxes,
+    ax.set_title(f"{spec.title}  (parent: {spec.parent_id})", fontsize=10, loc="left",
+                 pad=16 if spec.seed_outline is not None else 6)
+    cx, cy = spec.corner
+    ax.text(cx, cy, spec.label, transform=ax.transAxes,
             ha="left" if cx < 0.5 else "right", va="bottom" if cy < 0.5 else "top",
             fontsize=8, bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none"})
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    return GatePlot(gate_id=gate_id, parent_id=parent_id, png=buffer.getvalue(),
-                    events=events, parent_events=parent_events, x_label=x_label,
-                    y_label=y_label, xlim=(float(xlim[0]), float(xlim[1])),
-                    ylim=(float(ylim[0]), float(ylim[1])), outline=drawn, x=x, y=y,
-                    in_gate=in_gate)
+    return buffer.getvalue()
 
 
 def _clip(outline: np.ndarray, xlim, ylim) -> np.ndarray:

@@ -60,6 +60,12 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}">'
 
 
+def _svg_img(svg: str, alt: str) -> str:
+    """An SVG drawing as an image (its own document: ids and styles stay inside it)."""
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{data}" alt="{_esc(alt)}">'
+
+
 def _num(x, digits: int = 0) -> str:
     try:
         x = float(x)
@@ -409,7 +415,8 @@ class _Batch:
                 parts.append(
                     f"<details><summary>{_esc(request.sample_id)} — gating "
                     f"({len(drawn)} gates)</summary><div class=\"plots\">"
-                    + "".join(_img(p.png, f"{request.sample_id} {p.gate_id}") for p in drawn)
+                    + "".join(_svg_img(p.svg, f"{request.sample_id} {p.gate_id}")
+                              for p in drawn)
                     + "</div></details>")
                 continue
             self.note(f"{request.sample_id}: gating plots not drawn — {why}")
