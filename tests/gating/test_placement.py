@@ -123,6 +123,18 @@ def test_cluster_keeps_lymphocytes_and_leaves_monocytes_out():
     assert inside[:40_000].mean() > 0.99 and inside[40_000:].mean() < 0.01
 
 
+def test_a_cluster_too_sparse_to_draw_is_uncertain_not_an_error():
+    """A small tube's cells spread so thinly that no bin rises above a few lone events'
+    density (seen on 2,000-event envelope tubes): the seed is kept and flagged."""
+    rng = np.random.default_rng(5)
+    events = np.column_stack([rng.uniform(0.3, 0.9, 300), 10 ** rng.uniform(3.5, 5.2, 300)])
+    seed = np.array([[0.5, 0], [0.8, 0], [0.8, 4e4], [0.5, 4e4]])
+    hull, status, confidence, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
+                                                    seed, Adaptation("cluster", {}), None)
+    assert status == "uncertain" and confidence == 0.0 and "lone events" in reason
+    assert np.array_equal(hull, seed)
+
+
 # ---------------------------------------------------------------- templates
 
 def test_template_reader_refuses_what_it_cannot_place(tmp_path):

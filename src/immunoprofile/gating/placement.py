@@ -656,6 +656,10 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
         region |= (flat_labels == maxima[k]) & (flat >= max(level * flat[maxima[k]], 3 * lone))
     region, split_reason = _split_by_ssc(region.reshape(bins, bins), counts, dens.y, py)
     region = region.ravel()
+    if not region.any():  # a sparse tube: no bin stands above a few lone events' height
+        return seed_scale, "uncertain", 0.0, (
+            "the cluster's density does not rise above that of a few lone events "
+            f"({x.size} events): too few to draw its boundary")
     kept_mass = float(counts.ravel()[region].sum())
     region2 = region.reshape(bins, bins)
     ix = np.flatnonzero(region2.any(axis=1))
