@@ -3,7 +3,7 @@
 #
 #   snakemake --cores 4                                  # config/config.yaml
 #   snakemake --cores 4 --config samples=my_tubes output=my_results
-#   snakemake --profile profiles/slurm                   # one SLURM job per FCS file
+#   snakemake --profile profiles/slurm                   # SLURM jobs of 20 tubes each
 #
 # The rules only call the `immunoprofile` command; all logic lives in the package.
 

@@ -91,7 +91,11 @@ def main() -> None:
               f"peak {peak:,.0f} MB (exit {result.returncode}: 1 = some tubes failed, "
               "recorded)")
 
-        if args.skip_workflow:
+        if args.skip_workflow:  # the report of the gate command's output instead
+            t, peak, result = peak_of([*ip, "report", str(root / "gate"), "--samples",
+                                       str(samples)], env=env)
+            check(result, (0, 1))
+            report_line(root / "gate", t, peak, tubes)
             return
         t, peak, result = peak_of([*smk, "--cores", str(args.cores), "--quiet", "rules",
                                    *config, f"output={root / 'workflow'}"], cwd=root, env=env)
@@ -106,12 +110,16 @@ def main() -> None:
         t, peak, result = peak_of([*ip, "report", str(out), "--samples", str(samples)],
                                   env=env)
         check(result, (0, 1))
-        pages = sorted((out / "report_pages").glob("*.html"))
-        total = ((out / "report.html").stat().st_size
-                 + sum(p.stat().st_size for p in pages)) / 1e6
-        print(f"  report step: {t:8.1f} s = {tubes / t:6.1f} tubes/s, peak {peak:,.0f} MB; "
-              f"report.html {(out / 'report.html').stat().st_size / 1e6:.1f} MB + "
-              f"{len(pages)} pages, {total:,.0f} MB in all")
+        report_line(out, t, peak, tubes)
+
+
+def report_line(out: Path, seconds: float, peak: float, tubes: int) -> None:
+    pages = sorted((out / "report_pages").glob("*.html"))
+    main = (out / "report.html").stat().st_size / 1e6
+    total = main + sum(p.stat().st_size for p in pages) / 1e6
+    print(f"  report step: {seconds:8.1f} s = {tubes / seconds:6.1f} tubes/s, peak "
+          f"{peak:,.0f} MB; report.html {main:.1f} MB + {len(pages)} pages, {total:,.0f} MB "
+          "in all")
 
 
 if __name__ == "__main__":

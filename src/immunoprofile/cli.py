@@ -547,9 +547,11 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
               default=None, help="Folder of immunoprofile cohort-stats output whose figures "
                                  "to include (default: OUT_DIR/cohort_stats if present).")
 @click.option("--no-cohort-stats", is_flag=True, help="Include no cohort figures.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes drawing the pages of a large (paged) report.")
 def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | None,
                    templates: Path | None, gating: str | None, no_plots: bool,
-                   cohort_stats: Path | None, no_cohort_stats: bool) -> None:
+                   cohort_stats: Path | None, no_cohort_stats: bool, jobs: int) -> None:
     """Write OUT_DIR/report.html: one self-contained HTML report of a gated batch."""
     from .report import write_report
 
@@ -558,7 +560,7 @@ def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | Non
     try:
         path = write_report(out_dir, samples_dir=samples_dir, manifest=manifest,
                             templates=templates, plots=not no_plots, cohort_stats=stats,
-                            notes=notes, gating=gating)
+                            notes=notes, gating=gating, jobs=jobs)
     except ImmunoprofileError as exc:  # not a gate output folder: nothing to report on
         raise _input_error(exc) from None
     for line in notes:

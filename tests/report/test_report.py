@@ -334,6 +334,10 @@ def test_a_large_batch_report_is_paged_with_a_summary_first(gated, tmp_path, mon
         assert text.count("<h3 id=") <= 4 and "data:image/svg+xml" in text
     # every tube's plots are on the page of its patient
     assert sum(p.read_text().count("<details>") for p in pages) == 18
+    # drawn by two processes, the pages are the same (the workers page as the parent does)
+    texts = [p.read_text() for p in pages]
+    assert write_report(out, jobs=2).read_text() == main
+    assert [p.read_text() for p in pages] == texts
     monkeypatch.setattr(report_html, "PATIENTS_PER_PAGE", 50)
     one = write_report(out).read_text()
     assert not list((out / "report_pages").glob("patients-*.html"))

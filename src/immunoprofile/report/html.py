@@ -470,21 +470,23 @@ def _one_document(batch: _Batch, cohort_stats) -> str:
     return "\n".join(parts)
 
 
-def write_report(out_dir: str | Path, **options) -> Path:
+def write_report(out_dir: str | Path, *, jobs: int = 1, **options) -> Path:
     """Write ``report.html`` into a gate output folder, atomically.
 
     A batch of up to :data:`PATIENTS_PER_PAGE` patients gets one self-contained file. A
     larger one is paged: ``report.html`` holds the run summary and one row per patient
     (profile, QC flags, TFR risk) linking to its section in ``report_pages/``, where each
     page holds :data:`PATIENTS_PER_PAGE` patients with their gating plots; the summary
-    states the report's size. Pages are written one at a time (one tube's events in
-    memory at a time), each atomically, and ``report.html`` last; pages of an earlier,
-    larger report are removed.
+    states the report's size. Each page is written atomically as soon as it is drawn (one
+    tube's events in memory at a time), ``jobs`` pages at once, and ``report.html`` last;
+    pages of an earlier, larger report are removed.
 
     Parameters
     ----------
     out_dir : str or Path
         Output folder of ``immunoprofile gate`` (or of the workflow).
+    jobs : int
+        Processes drawing the pages of a paged report (one page each at a time).
     **options
         ``samples_dir``, ``manifest``, ``templates``, ``gating`` (default: as recorded in
         ``run.json``), ``plots`` (False to leave out the gating plots),
@@ -509,43 +511,41 @@ def write_report(out_dir: str | Path, **options) -> Path:
     out = Path(out_dir)
     path = out / "report.html"
     cohort_stats = options.pop("cohort_stats", True)
-    batch = _Batch(out, samples_dir=options.pop("samples_dir", None),
-                   manifest=options.pop("manifest", None),
-                   templates=options.pop("templates", None),
-                   plots=options.pop("plots", True),
-                   ranges=options.pop("reference_ranges", None),
-                   notes=options.pop("notes", None), gating=options.pop("gating", None))
-    if options:
-        raise TypeError(f"write_report() got unexpected options: {', '.join(options)}")
+    notes = options.pop("notes", None)
+    known = {"samples_dir", "manifest", "templates", "plots", "reference_ranges", "gating"}
+    if set(options) - known:
+        raise TypeError("write_report() got unexpected options: "
+                        + ", ".join(sorted(set(options) - known)))
+    batch_options = {"samples_dir": None, "manifest": None, "templates": None, "plots": True,
+                     "ranges": options.get("reference_ranges"), "gating": None}
+    batch_options.update({k: v for k, v in options.items() if k != "reference_ranges"})
+    batch = _Batch(out, notes=notes, **batch_options)
     rows = list(batch.profiles.itertuples(index=False))
     pages_dir = out / PAGES_DIR
     written: set[Path] = set()
     if len(rows) <= PATIENTS_PER_PAGE:
         atomic_write_text(path, _one_document(batch, cohort_stats))
     else:
-        page_of: dict[str, str] = {}
         pages = [rows[i:i + PATIENTS_PER_PAGE] for i in range(0, len(rows), PATIENTS_PER_PAGE)]
-        for k, page in enumerate(pages, 1):
-            for row in page:
-                page_of[str(row.patient_id)] = f"{PAGES_DIR}/patients-{k:04d}.html"
+        page_of = {str(row.patient_id): _page_name(k)
+                   for k, page in enumerate(pages, 1) for row in page}
         pages_dir.mkdir(exist_ok=True)
+        if jobs > 1 and len(pages) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=min(jobs, len(pages))) as pool:
+                done = list(pool.map(_page_in_worker,
+                                     [(str(out), batch_options, k, len(pages),
+                                       PATIENTS_PER_PAGE) for k in range(1, len(pages) + 1)]))
+        else:
+            done = [_write_page(batch, k, len(pages), PATIENTS_PER_PAGE)
+                    for k in range(1, len(pages) + 1)]
         size = 0
-        for k, page in enumerate(pages, 1):
-            first = (k - 1) * PATIENTS_PER_PAGE + 1
-            last = first + len(page) - 1
-            parts = batch.head(f"immunoprofile report — patients {first}–{last} of "
-                               f"{len(rows)}")
-            parts.append(f'<p><a href="../report.html">← summary of the batch</a> · page {k} '
-                         f"of {len(pages)}</p><h2>Patients</h2>")
-            for row in page:
-                parts += batch.patient(row)
-            parts += batch.footnote()
-            parts.append("</body></html>")
-            text = "\n".join(parts)
-            target = out / page_of[str(page[0].patient_id)]
-            atomic_write_text(target, text)
-            written.add(target)
-            size += len(text.encode("utf-8"))
+        for target, page_size, page_notes in done:
+            written.add(Path(target))
+            size += page_size
+            for line in page_notes:
+                batch.note(line)
         parts = batch.head("immunoprofile report") + batch.summary()
         parts.append(f"<p><b>This report is paged:</b> this summary and {len(pages)} pages of "
                      f"up to {PATIENTS_PER_PAGE} patients in <code>{PAGES_DIR}/</code> "
@@ -560,3 +560,41 @@ def write_report(out_dir: str | Path, **options) -> Path:
             if stale not in written:
                 stale.unlink()
     return path
+
+
+def _page_name(k: int) -> str:
+    return f"{PAGES_DIR}/patients-{k:04d}.html"
+
+
+def _write_page(batch: _Batch, k: int, n_pages: int,
+                per_page: int) -> tuple[str, int, list[str]]:
+    """Draw and write page ``k`` (1-based, ``per_page`` patients) of a paged report: (its
+    path, its size in bytes, the notes its plots gave)."""
+    from ..io.atomic import atomic_write_text
+
+    rows = list(batch.profiles.itertuples(index=False))
+    page = rows[(k - 1) * per_page:k * per_page]
+    notes: list[str] = []
+    kept, batch._notes = batch._notes, notes
+    try:
+        first = (k - 1) * per_page + 1
+        parts = batch.head(f"immunoprofile report — patients {first}–{first + len(page) - 1} "
+                           f"of {len(rows)}")
+        parts.append(f'<p><a href="../report.html">← summary of the batch</a> · page {k} '
+                     f"of {n_pages}</p><h2>Patients</h2>")
+        for row in page:
+            parts += batch.patient(row)
+        parts += batch.footnote()
+        parts.append("</body></html>")
+    finally:
+        batch._notes = kept
+    text = "\n".join(parts)
+    target = batch.out / _page_name(k)
+    atomic_write_text(target, text)
+    return str(target), len(text.encode("utf-8")), notes
+
+
+def _page_in_worker(job: tuple) -> tuple[str, int, list[str]]:
+    """:func:`_write_page` in a worker process, which reads the run's tables itself."""
+    out, batch_options, k, n_pages, per_page = job
+    return _write_page(_Batch(out, notes=[], **batch_options), k, n_pages, per_page)
