@@ -1,5 +1,6 @@
-# immunoprofile workflow: gate each tube (one job per FCS file) -> every patient's profile
-# -> TFR risk -> cohort statistics (when a cohort CSV is configured) -> HTML report.
+# immunoprofile workflow: gate each tube (one job per FCS file; on a cluster, groups of them)
+# -> every patient's profile -> TFR risk -> cohort statistics (when a cohort CSV is
+# configured) -> HTML report.
 #
 #   snakemake --cores 4                                  # config/config.yaml
 #   snakemake --cores 4 --config samples=my_tubes output=my_results

@@ -1,4 +1,5 @@
 # Configuration read once at start: the manifest decides which tubes exist.
+import math
 import os
 import shlex
 from pathlib import Path
@@ -40,14 +41,17 @@ TUBE_REQUESTS = {tube_result_key(r.sample_id): r for r in MANIFEST.requests}
 # start-up included; `report` about 1.2 s a tube (plots) plus 1.5 s; `tables` 1.5 s for a
 # few tubes, nearly all start-up. The limits leave a wide margin for slower nodes, larger
 # tubes and shared file systems: a limit too tight kills a job that would have finished.
-TUBE_RUNTIME = 5
+# A group job of N tubes asks for N × TUBE_RUNTIME (Snakemake adds up the runtimes of
+# jobs run one after another), so a generous per-tube limit would add up to more than a
+# partition allows.
+TUBE_RUNTIME = 1
 PROFILE_SECONDS = 0.05
 REPORT_SECONDS = 3.0
 
 
 def batch_runtime(tubes, seconds_per_tube):
     """Minutes for a step over the whole batch: 10 minutes, plus its per-tube time."""
-    return 10 + int(tubes * seconds_per_tube / 60 + 0.999)
+    return 10 + math.ceil(tubes * seconds_per_tube / 60)
 
 
 def batch_mem_mb(tubes):

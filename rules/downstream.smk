@@ -43,7 +43,8 @@ rule cohort_stats:
 
 
 rule report:
-    """One self-contained HTML report of the batch."""
+    """A self-contained HTML report of the batch (beyond 50 patients, paged into
+    report_pages/ beside it, which the rule does not declare: its pages follow the batch)."""
     input:
         profiles=f"{OUT}/profiles.csv",
         predictions=f"{OUT}/predictions.csv",

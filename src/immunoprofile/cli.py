@@ -552,7 +552,8 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
 def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | None,
                    templates: Path | None, gating: str | None, no_plots: bool,
                    cohort_stats: Path | None, no_cohort_stats: bool, jobs: int) -> None:
-    """Write OUT_DIR/report.html: one self-contained HTML report of a gated batch."""
+    """Write OUT_DIR/report.html: a self-contained HTML report of a gated batch (beyond 50
+    patients, a summary linking to pages in OUT_DIR/report_pages/)."""
     from .report import write_report
 
     stats = None if no_cohort_stats else cohort_stats if cohort_stats is not None else True

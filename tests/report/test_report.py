@@ -324,7 +324,7 @@ def test_a_large_batch_report_is_paged_with_a_summary_first(gated, tmp_path, mon
     pages = sorted((out / "report_pages").glob("patients-*.html"))
     assert [p.name for p in pages] == ["patients-0001.html", "patients-0002.html"]
     assert "data:image/" not in main  # no gating plots in the summary
-    assert "This report is paged" in main and "MB in all" in main
+    assert "This report is paged" in main and "MB of pages" in main
     links = re.findall(r'<a href="(report_pages/patients-\d{4}\.html)#(patient-\d+)">([^<]+)</a>',
                        main)
     assert [pid for _, _, pid in links] == list(profiles.patient_id)
@@ -366,3 +366,24 @@ def build_report_text(out: Path) -> str:
     from immunoprofile.report.html import build_report
 
     return build_report(out, plots=False, cohort_stats=False)
+
+
+def test_report_links_each_row_to_its_own_section_when_ids_repeat(tmp_path, gated,
+                                                                   monkeypatch):
+    """Sections are found by position: a hand-edited profiles.csv that repeats an id loses
+    no page and links no row to another row's section."""
+    from immunoprofile.report import html as report_html
+
+    out = tmp_path / "results"
+    shutil.copytree(gated, out)
+    profiles = pd.read_csv(out / "profiles.csv", dtype={"patient_id": str})
+    profiles["patient_id"] = ["A", "B", "C", "D", "A", "F"]
+    profiles.to_csv(out / "profiles.csv", index=False)
+    monkeypatch.setattr(report_html, "PATIENTS_PER_PAGE", 3)
+    main = write_report(out, plots=False).read_text()
+    links = re.findall(r'<a href="(report_pages/patients-\d{4}\.html)#(patient-\d+)">([^<]+)</a>',
+                       main)
+    assert [pid for *_, pid in links] == ["A", "B", "C", "D", "A", "F"]
+    assert len({(page, anchor) for page, anchor, _ in links}) == 6
+    for page, anchor, pid in links:
+        assert f'<h3 id="{anchor}">Patient {pid}</h3>' in (out / page).read_text()

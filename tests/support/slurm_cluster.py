@@ -40,13 +40,29 @@ def _command(name: str) -> str | None:
 
 
 def _port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
         try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
+            with socket.socket(family) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((address, port))
+        except OSError as exc:
+            if family == socket.AF_INET6 and exc.errno in (97, 99):  # no IPv6 here
+                continue
             return True
     return False
+
+
+def _running_slurm() -> list[str]:
+    """SLURM daemons already running on this machine (by their process names)."""
+    names = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            name = comm.read_text().strip()
+        except OSError:
+            continue
+        if name in ("slurmctld", "slurmd", "slurmdbd", "slurmstepd"):
+            names.append(name)
+    return sorted(set(names))
 
 
 def why_not() -> str | None:
@@ -61,6 +77,11 @@ def why_not() -> str | None:
         return "starting slurmd and writing /etc/slurm/slurm.conf needs root"
     if CONF.exists() and not CONF.read_text(errors="replace").startswith(MARK):
         return f"{CONF} exists: this machine has a SLURM of its own, which the test leaves alone"
+    running = _running_slurm()
+    if running:
+        return f"{', '.join(running)} already running here: the test leaves that SLURM alone"
+    if os.environ.get("SLURM_CONF") or Path("/run/slurm/conf").exists():
+        return "this machine is configured for a SLURM of its own (SLURM_CONF or configless)"
     busy = [str(p) for p in PORTS if _port_in_use(p)]
     if busy:
         return f"SLURM's ports ({', '.join(busy)}) are in use: a SLURM already runs here"
@@ -111,7 +132,7 @@ def _memory_mb() -> int:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """Stop a daemon by its PID: SIGTERM, then SIGKILL after 15 s."""
+    """Stop a daemon by its PID: SIGTERM, then SIGKILL after 15 s (never raises)."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -121,7 +142,25 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+
+
+def _cancel_jobs(env: dict[str, str]) -> None:
+    """Cancel every job and wait (30 s at most) until the queue is empty (never raises:
+    the daemons are stopped after it whatever happens here)."""
+    try:
+        subprocess.run([_command("scancel"), "--full", "--user=root"], env=env,
+                       capture_output=True, timeout=30, check=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            queue = subprocess.run([_command("squeue"), "-h"], env=env,
+                                   capture_output=True, text=True, timeout=30)
+            if queue.returncode != 0 or not queue.stdout.strip():
+                return
+            time.sleep(0.5)
+    except (subprocess.SubprocessError, OSError):
+        return
 
 
 def _wait_for(check, what: str, folder: Path, timeout: float = 60.0) -> None:
@@ -161,23 +200,19 @@ def one_node_slurm(folder: Path) -> Iterator[dict[str, str]]:
     wrote_conf: list[bool] = []
 
     def teardown() -> None:
-        if daemons and len(daemons) == 3 and daemons[1].poll() is None:
-            subprocess.run([_command("scancel"), "--full", "--user=root"], env=env,
-                           capture_output=True, timeout=30, check=False)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                queue = subprocess.run([_command("squeue"), "-h"], env=env,
-                                       capture_output=True, text=True, timeout=30)
-                if queue.returncode != 0 or not queue.stdout.strip():
-                    break
-                time.sleep(0.5)
-        for process in reversed(daemons):  # slurmd, slurmctld, then munged
-            _stop(process)
-        for handle in outputs:
-            handle.close()
-        if wrote_conf:
-            with contextlib.suppress(FileNotFoundError):
-                CONF.unlink()
+        try:
+            if len(daemons) == 3 and daemons[1].poll() is None:
+                _cancel_jobs(env)
+        finally:
+            try:
+                for process in reversed(daemons):  # slurmd, slurmctld, then munged
+                    _stop(process)
+                for handle in outputs:
+                    handle.close()
+            finally:
+                if wrote_conf:
+                    with contextlib.suppress(FileNotFoundError):
+                        CONF.unlink()
 
     with contextlib.ExitStack() as stack:
         stack.callback(teardown)  # before anything starts

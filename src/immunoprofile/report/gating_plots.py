@@ -376,11 +376,11 @@ def _bin_2d(x: np.ndarray, y: np.ndarray, xlim, ylim, bins: int) -> np.ndarray:
     """Events per bin of a ``bins`` × ``bins`` grid over ``xlim`` × ``ylim`` (x first),
     events outside left out: ``numpy.histogram2d``'s answer (bar events on a bin edge,
     which may fall in either neighbour) at a fraction of its cost (no edge search)."""
-    fx = (x - xlim[0]) * (bins / (xlim[1] - xlim[0]))
-    fy = (y - ylim[0]) * (bins / (ylim[1] - ylim[0]))
-    inside = (fx >= 0) & (fx <= bins) & (fy >= 0) & (fy <= bins)
-    ix = np.minimum(fx[inside].astype(np.intp), bins - 1)
-    iy = np.minimum(fy[inside].astype(np.intp), bins - 1)
+    inside = (x >= xlim[0]) & (x <= xlim[1]) & (y >= ylim[0]) & (y <= ylim[1])
+    fx = (x[inside] - xlim[0]) * (bins / (xlim[1] - xlim[0]))
+    fy = (y[inside] - ylim[0]) * (bins / (ylim[1] - ylim[0]))
+    ix = np.clip(fx.astype(np.intp), 0, bins - 1)
+    iy = np.clip(fy.astype(np.intp), 0, bins - 1)
     return np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins).astype(float)
 
 

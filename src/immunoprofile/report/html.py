@@ -218,11 +218,9 @@ class _Batch:
             raise ImmunoprofileError(f"{self.out}: profiles.csv or samples.csv is missing or "
                                      "unreadable — run immunoprofile gate again")
         self.errors = errors if errors is not None else pd.DataFrame(columns=["file", "error"])
-        self.pred = predictions.set_index("patient_id") if predictions is not None and \
-            "patient_id" in predictions else None
-        # the patients' anchors: by position (ids may hold any character)
-        self.anchor = {str(pid): f"patient-{i + 1}"
-                       for i, pid in enumerate(self.profiles["patient_id"])}
+        # one prediction per patient (a hand-edited file may repeat one: the first counts)
+        self.pred = predictions.drop_duplicates("patient_id").set_index("patient_id") \
+            if predictions is not None and "patient_id" in predictions else None
 
         # --- what the gating plots need: the manifest's tubes, grouped by patient
         self.plots = plots
@@ -356,14 +354,15 @@ class _Batch:
         return values
 
     def batch_table(self, href) -> list[str]:
-        """One row per patient, linking to its section (``href(patient_id)``): the profile,
-        its QC flags (highlighted) and the TFR risk."""
+        """One row per patient, linking to its section (``href(i)`` for the i-th row,
+        0-based: sections are found by position, as ids may repeat or hold any
+        character): the profile, its QC flags (highlighted) and the TFR risk."""
         labels = [label for label, *_ in self.ranges.values()]
         parts = ["<h2>Patients at a glance</h2>",
                  '<table class="batch"><tr><th>patient</th>'
                  + "".join(f"<th>{_esc(label)}</th>" for label in labels)
                  + "<th>QC flags</th><th>TFR risk</th></tr>"]
-        for row in self.profiles.itertuples(index=False):
+        for i, row in enumerate(self.profiles.itertuples(index=False)):
             pid = str(row.patient_id)
             cells = "".join(f'<td class="{state}">{shown}</td>' if state else f"<td>{shown}</td>"
                             for _, shown, state, *_ in self._values(row))
@@ -372,17 +371,18 @@ class _Batch:
             row_class = ' class="flagged"' if flagged else ""
             parts.append(
                 f"<tr{row_class}><td>"
-                f'<a href="{html.escape(href(pid), quote=True)}">{_esc(pid)}</a></td>{cells}'
+                f'<a href="{html.escape(href(i), quote=True)}">{_esc(pid)}</a></td>{cells}'
                 f"<td>{_esc(str(flags).replace(';', '; ') if flagged else '', missing='')}</td>"
                 f"<td>{self._risk(pid)[0]}</td></tr>")
         parts.append("</table>")
         return parts
 
-    def patient(self, row) -> list[str]:
-        """A patient's section: the profile beside reference intervals, QC in words, the
-        TFR risk, and each tube's gating plots (drawn now: one tube's events at a time)."""
+    def patient(self, i: int, row) -> list[str]:
+        """The i-th patient's section (0-based, its anchor ``patient-{i + 1}``): the
+        profile beside reference intervals, QC in words, the TFR risk, and each tube's
+        gating plots (drawn now: one tube's events at a time)."""
         pid = str(row.patient_id)
-        parts = [f'<h3 id="{self.anchor[pid]}">Patient {_esc(pid)}</h3><table><tr>'
+        parts = [f'<h3 id="{anchor(i)}">Patient {_esc(pid)}</h3><table><tr>'
                  "<th>measure</th><th>value</th><th>reference</th><th></th></tr>"]
         for label, shown, state, lo, hi, digits in self._values(row):
             mark = f'<span class="{state}">{state}</span>' if state else ""
@@ -461,10 +461,10 @@ def build_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
 
 def _one_document(batch: _Batch, cohort_stats) -> str:
     parts = batch.head("immunoprofile report") + batch.summary()
-    parts += batch.batch_table(lambda pid: "#" + batch.anchor[pid])
+    parts += batch.batch_table(lambda i: "#" + anchor(i))
     parts.append("<h2>Patients</h2>")
-    for row in batch.profiles.itertuples(index=False):
-        parts += batch.patient(row)
+    for i, row in enumerate(batch.profiles.itertuples(index=False)):
+        parts += batch.patient(i, row)
     parts += batch.footnote() + batch.cohort_figures(cohort_stats)
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -527,8 +527,6 @@ def write_report(out_dir: str | Path, *, jobs: int = 1, **options) -> Path:
         atomic_write_text(path, _one_document(batch, cohort_stats))
     else:
         pages = [rows[i:i + PATIENTS_PER_PAGE] for i in range(0, len(rows), PATIENTS_PER_PAGE)]
-        page_of = {str(row.patient_id): _page_name(k)
-                   for k, page in enumerate(pages, 1) for row in page}
         pages_dir.mkdir(exist_ok=True)
         if jobs > 1 and len(pages) > 1:
             from concurrent.futures import ProcessPoolExecutor
@@ -549,9 +547,10 @@ def write_report(out_dir: str | Path, *, jobs: int = 1, **options) -> Path:
         parts = batch.head("immunoprofile report") + batch.summary()
         parts.append(f"<p><b>This report is paged:</b> this summary and {len(pages)} pages of "
                      f"up to {PATIENTS_PER_PAGE} patients in <code>{PAGES_DIR}/</code> "
-                     f"({size / 1e6:,.1f} MB in all, the gating plots included); each "
+                     f"({size / 1e6:,.1f} MB of pages, the gating plots included); each "
                      "patient's name below links to its section.</p>")
-        parts += batch.batch_table(lambda pid: f"{page_of[pid]}#{batch.anchor[pid]}")
+        parts += batch.batch_table(
+            lambda i: f"{_page_name(i // PATIENTS_PER_PAGE + 1)}#{anchor(i)}")
         parts += batch.cohort_figures(cohort_stats) + batch.footnote()
         parts.append("</body></html>")
         atomic_write_text(path, "\n".join(parts))
@@ -563,7 +562,13 @@ def write_report(out_dir: str | Path, *, jobs: int = 1, **options) -> Path:
 
 
 def _page_name(k: int) -> str:
+    """Page ``k`` (1-based) of a paged report, relative to the output folder."""
     return f"{PAGES_DIR}/patients-{k:04d}.html"
+
+
+def anchor(i: int) -> str:
+    """The HTML id of the i-th patient's section (0-based)."""
+    return f"patient-{i + 1}"
 
 
 def _write_page(batch: _Batch, k: int, n_pages: int,
@@ -573,7 +578,8 @@ def _write_page(batch: _Batch, k: int, n_pages: int,
     from ..io.atomic import atomic_write_text
 
     rows = list(batch.profiles.itertuples(index=False))
-    page = rows[(k - 1) * per_page:k * per_page]
+    start = (k - 1) * per_page
+    page = rows[start:start + per_page]
     notes: list[str] = []
     kept, batch._notes = batch._notes, notes
     try:
@@ -582,8 +588,8 @@ def _write_page(batch: _Batch, k: int, n_pages: int,
                            f"of {len(rows)}")
         parts.append(f'<p><a href="../report.html">← summary of the batch</a> · page {k} '
                      f"of {n_pages}</p><h2>Patients</h2>")
-        for row in page:
-            parts += batch.patient(row)
+        for i, row in enumerate(page, start):
+            parts += batch.patient(i, row)
         parts += batch.footnote()
         parts.append("</body></html>")
     finally:
