@@ -2,7 +2,7 @@
 the memory of the profiles and report steps.
 
     python benchmarks/bench_batch.py --tubes 10000 [--events 2000] [--cores 2]
-                                     [--skip-workflow]
+                                     [--tubes-per-job 100] [--skip-workflow]
 
 Writes a batch of SIMULATED small tubes (`immunoprofile simulate --envelope`: random
 patients across the gating issue's layout envelope, three tubes each), then times, each
@@ -11,7 +11,8 @@ as a command of its own (interpreter start included) with its peak memory (GNU t
 
 1. ``snakemake -n`` on the batch: building the DAG of one job per tube;
 2. ``immunoprofile gate`` (``-j`` = cores): tubes/s;
-3. ``snakemake --cores N`` (skipped with ``--skip-workflow``): tubes/s, the whole workflow;
+3. ``snakemake --cores N`` (skipped with ``--skip-workflow``): tubes/s, the whole workflow,
+   with the config's ``tubes_per_job`` (1 = one job per tube);
 4. the workflow's ``profiles`` step (``immunoprofile tables``) and ``report`` step, run again
    as the rules run them, for their peak memory: neither may hold every tube's events;
    the report's size and its pages.
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--tubes-per-job", type=int, default=100)
     parser.add_argument("--skip-workflow", action="store_true")
     parser.add_argument("--keep", help="folder to write into and keep (default: temporary)")
     args = parser.parse_args()
@@ -98,10 +100,12 @@ def main() -> None:
             report_line(root / "gate", t, peak, tubes)
             return
         t, peak, result = peak_of([*smk, "--cores", str(args.cores), "--quiet", "rules",
-                                   *config, f"output={root / 'workflow'}"], cwd=root, env=env)
+                                   *config, f"output={root / 'workflow'}",
+                                   f"tubes_per_job={args.tubes_per_job}"], cwd=root, env=env)
         check(result, (0, 1))
-        print(f"  snakemake --cores {args.cores}: {t:8.1f} s = {tubes / t:7.1f} tubes/s "
-              f"(exit {result.returncode}), peak of snakemake itself {peak:,.0f} MB")
+        print(f"  snakemake --cores {args.cores} (tubes_per_job={args.tubes_per_job}): "
+              f"{t:8.1f} s = {tubes / t:7.1f} tubes/s (exit {result.returncode}), peak "
+              f"{peak:,.0f} MB")
         out = root / "workflow"
         t, peak, result = peak_of([*ip, "tables", str(samples), str(out / ".work" / "tubes"),
                                    "-o", str(root / "tables")], env=env)

@@ -15,6 +15,7 @@ OUT = os.path.normpath(config["output"])
 ENGINE = config.get("engine", "compiled")
 GATING = config.get("gating", "adaptive")
 THREADS = int(config.get("threads", 1))
+TUBES_PER_JOB = int(config.get("tubes_per_job", 1))
 MEM_MB = int(config.get("mem_mb", 2000))
 TEMPLATES = config.get("templates", "")
 MODEL = config.get("model", "")
@@ -35,6 +36,17 @@ except ImmunoprofileError as exc:
 
 # One result file per manifest row, named by a file-name-safe key of its sample id.
 TUBE_REQUESTS = {tube_result_key(r.sample_id): r for r in MANIFEST.requests}
+
+
+def tube_chunks(per_job):
+    """With tubes_per_job above 1, the tubes each gating job gates: those of one panel
+    together (a changed template re-gates only its panel's jobs), in manifest order,
+    per_job at a time. Chunk names are rule-name-safe: <panel>_<n>."""
+    by_panel = {}
+    for key, request in TUBE_REQUESTS.items():
+        by_panel.setdefault(request.tube or "detected", []).append(key)
+    return {f"{panel}_{k // per_job + 1}": keys[k:k + per_job]
+            for panel, keys in by_panel.items() for k in range(0, len(keys), per_job)}
 
 # Cluster time limits (SLURM `runtime`, minutes), from `/usr/bin/time` on the project's
 # 2-core VM (2026-12-02, sample_data tubes of 25,000 events): `gate-tube` 0.4-0.6 s a tube,
@@ -80,9 +92,14 @@ def tube_inputs(wildcards):
     the tubes of its panel (all three templates when the manifest leaves `tube` blank).
     The manifest is not an input: its counting columns matter only to `profiles`."""
     request = TUBE_REQUESTS[wildcards.key]
+    return {"fcs": str(request.path), "templates": templates_for(wildcards.key)}
+
+
+def templates_for(key):
+    """The templates one tube can use (all three when the manifest leaves `tube` blank)."""
+    request = TUBE_REQUESTS[key]
     tubes = [request.tube] if request.tube else list(TUBES)
-    return {"fcs": str(request.path),
-            "templates": [str(TEMPLATE_DIR / f"{t}_tube.xml") for t in tubes]}
+    return [str(TEMPLATE_DIR / f"{t}_tube.xml") for t in tubes]
 
 
 def tube_options(wildcards):

@@ -1,30 +1,69 @@
-rule gate_tube:
-    """Gate one FCS tube; a tube that cannot be read or gated is recorded, not fatal.
+if TUBES_PER_JOB == 1:
 
-    On a cluster, tubes are gated in groups ("gate"): the SLURM profile's
-    `group-components: gate=N` puts N tubes in one cluster job, one after another
-    (locally, groups are ignored)."""
-    input:
-        unpack(tube_inputs),
-    output:
-        f"{OUT}/.work/tubes/{{key}}.npz",
-    log:
-        f"{OUT}/logs/gate_tube/{{key}}.log",
-    group:
-        "gate"
-    threads: THREADS
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=MEM_MB,
-        # minutes: a tube takes about a second; a group job adds its tubes' runtimes
-        runtime=TUBE_RUNTIME,
-    params:
-        options=tube_options,
-    shell:
-        # Exit 1 is a tube that cannot be read or gated: recorded in its result, not fatal.
-        "immunoprofile gate-tube {input.fcs:q} {params.options} -o {output:q} 2> {log:q} "
-        "|| [ $? -eq 1 ]"
+    rule gate_tube:
+        """Gate one FCS tube; a tube that cannot be read or gated is recorded, not fatal.
+
+        On a cluster, tubes are gated in groups ("gate"): the SLURM profile's
+        `group-components: gate=N` puts N tubes in one cluster job, one after another
+        (locally, groups are ignored)."""
+        input:
+            unpack(tube_inputs),
+        output:
+            f"{OUT}/.work/tubes/{{key}}.npz",
+        log:
+            f"{OUT}/logs/gate_tube/{{key}}.log",
+        group:
+            "gate"
+        threads: THREADS
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=MEM_MB,
+            # minutes: a tube takes about a second; a group job adds its tubes' runtimes
+            runtime=TUBE_RUNTIME,
+        params:
+            options=tube_options,
+        shell:
+            # Exit 1 is a tube that cannot be read or gated: recorded in its result, not fatal.
+            "immunoprofile gate-tube {input.fcs:q} {params.options} -o {output:q} 2> {log:q} "
+            "|| [ $? -eq 1 ]"
+
+
+else:
+    # tubes_per_job > 1: one job gates a chunk of tubes in one process (one interpreter
+    # start instead of one per tube, and one job for Snakemake to schedule: the workflow's
+    # limit for thousands of tubes). Each tube keeps its own result file.
+    for chunk, keys in tube_chunks(TUBES_PER_JOB).items():
+
+        rule:
+            name:
+                f"gate_tubes_{chunk}"
+            input:
+                fcs=[str(TUBE_REQUESTS[k].path) for k in keys],
+                templates=sorted({t for k in keys for t in templates_for(k)}),
+            output:
+                [f"{OUT}/.work/tubes/{k}.npz" for k in keys],
+            log:
+                f"{OUT}/logs/gate_tubes/{chunk}.log",
+            group:
+                "gate"
+            threads: THREADS
+            conda:
+                CONDA_ENV
+            resources:
+                mem_mb=MEM_MB,
+                runtime=TUBE_RUNTIME * len(keys),
+            params:
+                tubes=" ".join(
+                    "--item " + " ".join(shlex.quote(str(v)) for v in (
+                        TUBE_REQUESTS[k].path, TUBE_REQUESTS[k].sample_id,
+                        TUBE_REQUESTS[k].tube or "-", f"{OUT}/.work/tubes/{k}.npz"))
+                    for k in keys),
+                options=GATE_OPTIONS,
+            shell:
+                # Exit 1: some tubes could not be read or gated; recorded, not fatal.
+                "immunoprofile gate-tubes {params.tubes} {params.options} 2> {log:q} "
+                "|| [ $? -eq 1 ]"
 
 
 rule profiles:

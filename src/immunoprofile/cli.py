@@ -464,14 +464,24 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     to) is a usage error (exit 2).
     """
     from .gating.templates import check_templates
-    from .pipeline.tube import TubeFailure, gate_tube_file, resolve_templates
-    from .pipeline.tube_result import save_tube_result
+    from .pipeline.tube import resolve_templates
 
     try:  # a template that cannot give the counts stops the workflow, not each tube
         check_templates(resolve_templates(templates, gating), (tube,) if tube else None)
     except ImmunoprofileError as exc:
         raise _input_error(exc) from None
     _allow_kernel_builds(quiet=False)
+    if not _gate_one_tube(fcs_file, sample_id, tube, out_path, templates, engine, gating):
+        sys.exit(EXIT_SAMPLES_FAILED)
+
+
+def _gate_one_tube(fcs_file: Path, sample_id: str, tube: str | None, out_path: Path,
+                   templates: Path | None, engine: str, gating: str) -> bool:
+    """Gate one tube into its result file and say so; False when the tube failed (its
+    failure recorded in the file)."""
+    from .pipeline.tube import TubeFailure, gate_tube_file
+    from .pipeline.tube_result import save_tube_result
+
     result = gate_tube_file(fcs_file, sample_id, tube=tube, templates=templates,
                             engine=engine, gating=gating)
     try:
@@ -481,10 +491,54 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
         raise _InputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     if isinstance(result, TubeFailure):
         click.echo(_error_lines([str(fcs_file)], [result.error])[0], err=True)
+        return False
+    click.echo(f"{sample_id}: {result.tube} tube, {result.events} events gated "
+               f"in {result.seconds:.2f} s", err=True)
+    return True
+
+
+@main.command("gate-tubes")
+@click.option("--item", "items", nargs=4, multiple=True, required=True,
+              metavar="FCS SAMPLE_ID TUBE OUT",
+              help="A tube to gate: its FCS file, its sample id, its panel (- to detect it "
+                   "from the markers) and the result file (.npz) to write. Repeat per tube.")
+@click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
+@click.option("--engine", type=click.Choice(ENGINES), default="compiled",
+              show_default=True, help="Gating engine.")
+@click.option("--gating", type=click.Choice(GATING_MODES), default="adaptive",
+              show_default=True, help="As for gate-tube.")
+def gate_tubes_command(items: tuple, templates: Path | None, engine: str,
+                       gating: str) -> None:
+    """Gate several FCS files in one process, one result file each, exactly as gate-tube
+    gates each (the workflow's step when `tubes_per_job` is above 1: one job, one start).
+
+    Each failed tube is recorded in its own result file and printed; the command then
+    exits 1 once all are written.
+    """
+    from .gating.templates import check_templates
+    from .pipeline.tube import resolve_templates
+
+    tubes = []
+    for fcs, _, tube, _ in items:
+        if tube != "-" and tube not in TUBES:
+            raise _InputError(f"{fcs}: unknown tube {tube!r} (one of {', '.join(TUBES)}, "
+                              "or - to detect it)")
+        tubes.append(None if tube == "-" else tube)
+    try:
+        check_templates(resolve_templates(templates, gating),
+                        None if None in tubes else tuple(sorted(set(tubes))))
+    except ImmunoprofileError as exc:
+        raise _input_error(exc) from None
+    _allow_kernel_builds(quiet=False)
+    failed = 0
+    for (fcs, sample_id, _, out), tube in zip(items, tubes, strict=True):
+        if not Path(fcs).is_file():
+            raise _InputError(f"{fcs}: no such file")
+        failed += not _gate_one_tube(Path(fcs), sample_id, tube, Path(out), templates,
+                                     engine, gating)
+    if failed:
         sys.exit(EXIT_SAMPLES_FAILED)
-    else:
-        click.echo(f"{sample_id}: {result.tube} tube, {result.events} events gated "
-                   f"in {result.seconds:.2f} s", err=True)
 
 
 @main.command("tables")

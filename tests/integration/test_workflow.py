@@ -284,3 +284,59 @@ def test_check_errors_command(tmp_path):
     other.write_text("a,b\n1,2\n")
     result = subprocess.run([*run, str(other)], capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_tubes_per_job_gates_chunks_of_one_panel_with_the_same_tables(tmp_path):
+    """tubes_per_job=4: each job gates up to four tubes of one panel in one process; the
+    tables are those of `immunoprofile gate`, a changed CD4 template re-runs only the CD4
+    jobs, and a lost tube only its own chunk."""
+    out = tmp_path / "results"
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "gating" / "adaptive", templates)
+    config = ["--config", f"samples={SAMPLE_DATA}", f"output={out}",
+              f"templates={templates}", "tubes_per_job=4"]
+    run = snakemake("--cores", "2", *config, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    reference = tmp_path / "gate"
+    gated = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate",
+                            str(SAMPLE_DATA), "-o", str(reference), "-q", "--templates",
+                            str(templates)], capture_output=True, text=True, timeout=600)
+    assert gated.returncode == 0, gated.stderr
+    for name in TABLES:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    # 6 tubes per panel, 4 per job: chunks of 4 and 2, each with its own log
+    assert sorted(p.name for p in (out / "logs" / "gate_tubes").glob("*.log")) == \
+        sorted(f"{panel}_{k}.log" for panel in ("nk", "cd4", "cd8") for k in (1, 2))
+    with open(templates / "cd4_tube.xml", "a") as template:
+        template.write("<!-- edited -->\n")
+    jobs = _job_counts(snakemake("-n", *config, cwd=tmp_path).stdout)
+    assert {rule for rule in jobs if rule.startswith("gate_")} == \
+        {"gate_tubes_cd4_1", "gate_tubes_cd4_2"}, jobs
+    assert snakemake("--cores", "2", *config, cwd=tmp_path).returncode == 0
+    # as if stopped while that job gated P05_nk: nothing after gating was written
+    for lost in (f".work/tubes/{tube_result_key('P05_nk')}.npz", *TABLES, "run.json",
+                 "predictions.csv", "report.html", ".work/batch_ok"):
+        (out / lost).unlink()
+    jobs = _job_counts(snakemake("-n", *config, cwd=tmp_path).stdout)
+    assert {rule for rule in jobs if rule.startswith("gate_")} == {"gate_tubes_nk_2"}, jobs
+
+
+def test_gate_tubes_command_records_a_bad_tube_and_writes_the_others(tmp_path):
+    bad = tmp_path / "bad.fcs"
+    bad.write_bytes(b"not an FCS file" * 20)
+    good = SAMPLE_DATA / "P01_cd4.fcs"
+    result = subprocess.run(
+        [sys.executable, "-m", "immunoprofile.cli", "gate-tubes",
+         "--item", str(good), "P01_cd4", "cd4", str(tmp_path / "a.npz"),
+         "--item", str(bad), "BAD", "-", str(tmp_path / "b.npz")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "P01_cd4: cd4 tube, 25000 events gated" in result.stderr
+    assert "bad.fcs" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "a.npz").is_file() and (tmp_path / "b.npz").is_file()
+    wrong = subprocess.run(
+        [sys.executable, "-m", "immunoprofile.cli", "gate-tubes",
+         "--item", str(good), "P01_cd4", "cd5", str(tmp_path / "c.npz")],
+        capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "unknown tube 'cd5'" in wrong.stderr
