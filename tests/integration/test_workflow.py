@@ -30,6 +30,17 @@ def gate_cli(samples: Path, out: Path) -> subprocess.CompletedProcess:
                            "-o", str(out), "-q"], capture_output=True, text=True, timeout=600)
 
 
+def _assert_tables_of_gate(out: Path, templates: Path, reference: Path) -> None:
+    """The workflow's tables in ``out`` are byte for byte those of `immunoprofile gate` on
+    sample_data with the same templates (written to ``reference``)."""
+    gated = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate",
+                            str(SAMPLE_DATA), "-o", str(reference), "-q", "--templates",
+                            str(templates)], capture_output=True, text=True, timeout=600)
+    assert gated.returncode == 0, gated.stderr
+    for name in TABLES:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
 def test_lint_and_dry_run_clean(tmp_path):
     lint = snakemake("--lint", cwd=REPO)
     assert lint.returncode == 0, lint.stdout + lint.stderr
@@ -80,13 +91,7 @@ def test_workflow_matches_gate_and_reruns_precisely(tmp_path):
     run = snakemake("--cores", "2", "--config", f"samples={SAMPLE_DATA}", f"output={out}",
                     f"templates={templates}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    reference = tmp_path / "gate"
-    gated = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate",
-                            str(SAMPLE_DATA), "-o", str(reference), "-q", "--templates",
-                            str(templates)], capture_output=True, text=True, timeout=600)
-    assert gated.returncode == 0, gated.stderr
-    for name in TABLES:
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    _assert_tables_of_gate(out, templates, tmp_path / "gate")
     predictions = pd.read_csv(out / "predictions.csv")
     assert len(predictions) == 6 and predictions.p_tfr_grade_2_or_more.notna().all()
     assert (out / "report.html").stat().st_size > 100_000
@@ -298,13 +303,7 @@ def test_tubes_per_job_gates_chunks_of_one_panel_with_the_same_tables(tmp_path):
               f"templates={templates}", "tubes_per_job=4"]
     run = snakemake("--cores", "2", *config, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    reference = tmp_path / "gate"
-    gated = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate",
-                            str(SAMPLE_DATA), "-o", str(reference), "-q", "--templates",
-                            str(templates)], capture_output=True, text=True, timeout=600)
-    assert gated.returncode == 0, gated.stderr
-    for name in TABLES:
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    _assert_tables_of_gate(out, templates, tmp_path / "gate")
     # 6 tubes per panel, 4 per job: chunks of 4 and 2, each with its own log
     assert sorted(p.name for p in (out / "logs" / "gate_tubes").glob("*.log")) == \
         sorted(f"{panel}_{k}.log" for panel in ("nk", "cd4", "cd8") for k in (1, 2))
