@@ -201,7 +201,8 @@ class _Batch:
 
         self.out = Path(out_dir)
         self.ranges = ranges or REFERENCE_RANGES
-        self._notes = notes
+        #: Where :meth:`note` writes (None: nowhere).
+        self.notes = notes
         run_path = self.out / "run.json"
         try:
             self.run = json.loads(run_path.read_text(encoding="utf-8"))
@@ -261,8 +262,8 @@ class _Batch:
                 self.requests.setdefault(str(request.patient_id), []).append(request)
 
     def note(self, line: str) -> None:
-        if self._notes is not None:
-            self._notes.append(line)
+        if self.notes is not None:
+            self.notes.append(line)
 
     # ------------------------------------------------------------------ parts
     def head(self, title: str) -> list[str]:
@@ -470,7 +471,11 @@ def _one_document(batch: _Batch, cohort_stats) -> str:
     return "\n".join(parts)
 
 
-def write_report(out_dir: str | Path, *, jobs: int = 1, **options) -> Path:
+def write_report(out_dir: str | Path, *, samples_dir: str | Path | None = None,
+                 manifest: str | Path | None = None, templates: str | Path | None = None,
+                 plots: bool = True, cohort_stats: str | Path | None | bool = True,
+                 reference_ranges: dict | None = None, notes: list[str] | None = None,
+                 gating: str | None = None, jobs: int = 1) -> Path:
     """Write ``report.html`` into a gate output folder, atomically.
 
     A batch of up to :data:`PATIENTS_PER_PAGE` patients gets one self-contained file. A
@@ -485,16 +490,21 @@ def write_report(out_dir: str | Path, *, jobs: int = 1, **options) -> Path:
     ----------
     out_dir : str or Path
         Output folder of ``immunoprofile gate`` (or of the workflow).
+    samples_dir, manifest, templates, gating
+        Where the FCS files, manifest and templates are and the gating mode of the plots
+        (default: as recorded in ``run.json``).
+    plots : bool
+        False to leave out the gating plots.
+    cohort_stats : str, Path, bool or None
+        Folder of ``immunoprofile cohort-stats`` output whose figures to embed; True =
+        ``OUT/cohort_stats`` if present, None = none.
+    reference_ranges : dict, optional
+        See :data:`REFERENCE_RANGES`.
+    notes : list, optional
+        Receives one line per thing the report could not show, e.g. gating plots whose
+        FCS files cannot be found (the report says it too).
     jobs : int
         Processes drawing the pages of a paged report (one page each at a time).
-    **options
-        ``samples_dir``, ``manifest``, ``templates``, ``gating`` (default: as recorded in
-        ``run.json``), ``plots`` (False to leave out the gating plots),
-        ``cohort_stats`` (folder of ``immunoprofile cohort-stats`` output whose figures to
-        embed; True = ``OUT/cohort_stats`` if present, None = none),
-        ``reference_ranges`` (see :data:`REFERENCE_RANGES`) and ``notes`` (a list that
-        receives one line per thing the report could not show, e.g. gating plots whose
-        FCS files cannot be found; the report says it too).
 
     Returns
     -------
@@ -510,42 +520,33 @@ def write_report(out_dir: str | Path, *, jobs: int = 1, **options) -> Path:
 
     out = Path(out_dir)
     path = out / "report.html"
-    cohort_stats = options.pop("cohort_stats", True)
-    notes = options.pop("notes", None)
-    known = {"samples_dir", "manifest", "templates", "plots", "reference_ranges", "gating"}
-    if set(options) - known:
-        raise TypeError("write_report() got unexpected options: "
-                        + ", ".join(sorted(set(options) - known)))
-    batch_options = {"samples_dir": None, "manifest": None, "templates": None, "plots": True,
-                     "ranges": options.get("reference_ranges"), "gating": None}
-    batch_options.update({k: v for k, v in options.items() if k != "reference_ranges"})
+    batch_options = {"samples_dir": samples_dir, "manifest": manifest, "templates": templates,
+                     "plots": plots, "ranges": reference_ranges, "gating": gating}
     batch = _Batch(out, notes=notes, **batch_options)
-    rows = list(batch.profiles.itertuples(index=False))
     pages_dir = out / PAGES_DIR
     written: set[Path] = set()
-    if len(rows) <= PATIENTS_PER_PAGE:
+    if len(batch.profiles) <= PATIENTS_PER_PAGE:
         atomic_write_text(path, _one_document(batch, cohort_stats))
     else:
-        pages = [rows[i:i + PATIENTS_PER_PAGE] for i in range(0, len(rows), PATIENTS_PER_PAGE)]
+        n_pages = -(-len(batch.profiles) // PATIENTS_PER_PAGE)
         pages_dir.mkdir(exist_ok=True)
-        if jobs > 1 and len(pages) > 1:
+        if jobs > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=min(jobs, len(pages))) as pool:
+            with ProcessPoolExecutor(max_workers=min(jobs, n_pages)) as pool:
                 done = list(pool.map(_page_in_worker,
-                                     [(str(out), batch_options, k, len(pages),
-                                       PATIENTS_PER_PAGE) for k in range(1, len(pages) + 1)]))
+                                     [(str(out), batch_options, k, n_pages, PATIENTS_PER_PAGE)
+                                      for k in range(1, n_pages + 1)]))
+            for *_, page_notes in done:
+                for line in page_notes:
+                    batch.note(line)
         else:
-            done = [_write_page(batch, k, len(pages), PATIENTS_PER_PAGE)
-                    for k in range(1, len(pages) + 1)]
-        size = 0
-        for target, page_size, page_notes in done:
-            written.add(Path(target))
-            size += page_size
-            for line in page_notes:
-                batch.note(line)
+            done = [_write_page(batch, k, n_pages, PATIENTS_PER_PAGE)
+                    for k in range(1, n_pages + 1)]
+        written = {Path(target) for target, *_ in done}
+        size = sum(page_size for _, page_size, *_ in done)
         parts = batch.head("immunoprofile report") + batch.summary()
-        parts.append(f"<p><b>This report is paged:</b> this summary and {len(pages)} pages of "
+        parts.append(f"<p><b>This report is paged:</b> this summary and {n_pages} pages of "
                      f"up to {PATIENTS_PER_PAGE} patients in <code>{PAGES_DIR}/</code> "
                      f"({size / 1e6:,.1f} MB of pages, the gating plots included); each "
                      "patient's name below links to its section.</p>")
@@ -571,36 +572,31 @@ def anchor(i: int) -> str:
     return f"patient-{i + 1}"
 
 
-def _write_page(batch: _Batch, k: int, n_pages: int,
-                per_page: int) -> tuple[str, int, list[str]]:
-    """Draw and write page ``k`` (1-based, ``per_page`` patients) of a paged report: (its
-    path, its size in bytes, the notes its plots gave)."""
+def _write_page(batch: _Batch, k: int, n_pages: int, per_page: int) -> tuple[str, int]:
+    """Draw and write page ``k`` (1-based, ``per_page`` patients) of a paged report: its
+    path and its size in bytes (what its plots could not show goes to ``batch.note``)."""
     from ..io.atomic import atomic_write_text
 
-    rows = list(batch.profiles.itertuples(index=False))
     start = (k - 1) * per_page
-    page = rows[start:start + per_page]
-    notes: list[str] = []
-    kept, batch._notes = batch._notes, notes
-    try:
-        first = (k - 1) * per_page + 1
-        parts = batch.head(f"immunoprofile report — patients {first}–{first + len(page) - 1} "
-                           f"of {len(rows)}")
-        parts.append(f'<p><a href="../report.html">← summary of the batch</a> · page {k} '
-                     f"of {n_pages}</p><h2>Patients</h2>")
-        for i, row in enumerate(page, start):
-            parts += batch.patient(i, row)
-        parts += batch.footnote()
-        parts.append("</body></html>")
-    finally:
-        batch._notes = kept
+    page = batch.profiles.iloc[start:start + per_page]
+    parts = batch.head(f"immunoprofile report — patients {start + 1}–{start + len(page)} "
+                       f"of {len(batch.profiles)}")
+    parts.append(f'<p><a href="../report.html">← summary of the batch</a> · page {k} '
+                 f"of {n_pages}</p><h2>Patients</h2>")
+    for i, row in enumerate(page.itertuples(index=False), start):
+        parts += batch.patient(i, row)
+    parts += batch.footnote()
+    parts.append("</body></html>")
     text = "\n".join(parts)
     target = batch.out / _page_name(k)
     atomic_write_text(target, text)
-    return str(target), len(text.encode("utf-8")), notes
+    return str(target), len(text.encode("utf-8"))
 
 
 def _page_in_worker(job: tuple) -> tuple[str, int, list[str]]:
-    """:func:`_write_page` in a worker process, which reads the run's tables itself."""
+    """:func:`_write_page` in a worker process, which reads the run's tables itself; the
+    notes its page gave come back with it (those of reading the tables the parent has)."""
     out, batch_options, k, n_pages, per_page = job
-    return _write_page(_Batch(out, notes=[], **batch_options), k, n_pages, per_page)
+    batch = _Batch(out, notes=None, **batch_options)
+    batch.notes = []
+    return (*_write_page(batch, k, n_pages, per_page), batch.notes)
