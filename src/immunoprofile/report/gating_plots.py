@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import GatingError, first_line
-from .plot_svg import BINS_1D, BINS_2D, PlotSpec, gate_plot_svg
+from .plot_svg import BINS_1D, BINS_2D, RED, SEED_GREY, PlotSpec, gate_plot_svg
 
 if TYPE_CHECKING:
     from ..gating.placement import Placement
@@ -41,7 +41,8 @@ class GatePlot:
     events, parent_events : int
         Events in the gate and in its parent, events.
     x_label, y_label : str
-        Axis labels (marker, channel, transform); ``y_label`` is "events" for a 1-D gate.
+        Axis labels (marker, channel, transform); ``y_label`` is "events" for a 1-D gate
+        (from ``spec``, as are the three below).
     xlim, ylim : tuple of float
         The plotted axes' ranges, in transformed units.
     outline : numpy.ndarray
@@ -58,14 +59,29 @@ class GatePlot:
     spec: PlotSpec = field(repr=False)
     events: int
     parent_events: int
-    x_label: str
-    y_label: str
-    xlim: tuple[float, float] = field(repr=False)
-    ylim: tuple[float, float] = field(repr=False)
-    outline: np.ndarray = field(repr=False)
     x: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
     in_gate: np.ndarray = field(repr=False)
+
+    @property
+    def x_label(self) -> str:
+        return self.spec.x_label
+
+    @property
+    def y_label(self) -> str:
+        return self.spec.y_label
+
+    @property
+    def xlim(self) -> tuple[float, float]:
+        return self.spec.xlim
+
+    @property
+    def ylim(self) -> tuple[float, float]:
+        return self.spec.ylim
+
+    @property
+    def outline(self) -> np.ndarray:
+        return self.spec.outline
 
     @property
     def percent_of_parent(self) -> float:
@@ -126,10 +142,6 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
     ImmunoprofileError
         The file cannot be read or gated.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-
     from ..gating.compiled_gating import gate_tube_compiled
     from ..gating.panels import detect_panel
     from ..gating.templates import (
@@ -368,8 +380,7 @@ def _draw(outline, bounds, seed_outline, title, parent_id, axes, keep, member, e
                     seed_outline=seed, label=f"{events:,} events\n{pct:.1f}% of parent",
                     corner=_emptiest_corner(x, y, xlim, ylim))
     return GatePlot(gate_id=gate_id, parent_id=parent_id, spec=spec, events=events,
-                    parent_events=parent_events, x_label=x_label, y_label=y_label,
-                    xlim=spec.xlim, ylim=spec.ylim, outline=drawn, x=x, y=y, in_gate=in_gate)
+                    parent_events=parent_events, x=x, y=y, in_gate=in_gate)
 
 
 def _bin_2d(x: np.ndarray, y: np.ndarray, xlim, ylim, bins: int) -> np.ndarray:
@@ -406,9 +417,9 @@ def _render_png(spec: PlotSpec) -> bytes:
                   cmap="viridis", norm=LogNorm(vmin=1, vmax=max(shown.max(), 2)),
                   interpolation="nearest")
     if spec.seed_outline is not None:
-        ax.plot(spec.seed_outline[:, 0], spec.seed_outline[:, 1], color="#888888",
+        ax.plot(spec.seed_outline[:, 0], spec.seed_outline[:, 1], color=SEED_GREY,
                 linewidth=1.0, linestyle="--", alpha=0.8, label="template seed")
-    ax.plot(spec.outline[:, 0], spec.outline[:, 1], color="#e8112d", linewidth=1.6,
+    ax.plot(spec.outline[:, 0], spec.outline[:, 1], color=RED, linewidth=1.6,
             label="placed gate" if spec.seed_outline is not None else "gate")
     if spec.seed_outline is not None:
         fig.legend(loc="upper right", ncol=2, fontsize=7, frameon=False,
