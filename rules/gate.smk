@@ -34,6 +34,7 @@ else:
     # start instead of one per tube, and one job for Snakemake to schedule: the workflow's
     # limit for thousands of tubes). Each tube keeps its own result file.
     for chunk, keys in tube_chunks(TUBES_PER_JOB).items():
+        results = [f"{OUT}/.work/tubes/{k}.npz" for k in keys]
 
         rule:
             name:
@@ -42,7 +43,7 @@ else:
                 fcs=[str(TUBE_REQUESTS[k].path) for k in keys],
                 templates=sorted({t for k in keys for t in templates_for(k)}),
             output:
-                [f"{OUT}/.work/tubes/{k}.npz" for k in keys],
+                results,
             log:
                 f"{OUT}/logs/gate_tubes/{chunk}.log",
             group:
@@ -57,8 +58,8 @@ else:
                 tubes=" ".join(
                     "--item " + " ".join(shlex.quote(str(v)) for v in (
                         TUBE_REQUESTS[k].path, TUBE_REQUESTS[k].sample_id,
-                        TUBE_REQUESTS[k].tube or "-", f"{OUT}/.work/tubes/{k}.npz"))
-                    for k in keys),
+                        TUBE_REQUESTS[k].tube or "-", result))
+                    for k, result in zip(keys, results)),
                 options=GATE_OPTIONS,
             shell:
                 # Exit 1: some tubes could not be read or gated; recorded, not fatal.
