@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import GatingError, first_line
+from ..gating.density import histogram_2d
 from .plot_svg import BINS_1D, BINS_2D, RED, SEED_GREY, PlotSpec, gate_plot_svg
 
 if TYPE_CHECKING:
@@ -370,7 +371,7 @@ def _draw(outline, bounds, seed_outline, title, parent_id, axes, keep, member, e
         y = y_all[keep]
         xlim, ylim = _limits(x, bounds[0]), _limits(y, bounds[1])
         ok = np.isfinite(x) & np.isfinite(y)
-        density = _bin_2d(x[ok], y[ok], xlim, ylim, BINS_2D)
+        density = histogram_2d(x[ok], y[ok], xlim, ylim, BINS_2D)
     drawn = _clip(outline, xlim, ylim)
     seed = _clip(seed_outline, xlim, ylim) if seed_outline is not None else None
     pct = 100.0 * events / parent_events if parent_events else float("nan")
@@ -381,18 +382,6 @@ def _draw(outline, bounds, seed_outline, title, parent_id, axes, keep, member, e
                     corner=_emptiest_corner(x, y, xlim, ylim))
     return GatePlot(gate_id=gate_id, parent_id=parent_id, spec=spec, events=events,
                     parent_events=parent_events, x=x, y=y, in_gate=in_gate)
-
-
-def _bin_2d(x: np.ndarray, y: np.ndarray, xlim, ylim, bins: int) -> np.ndarray:
-    """Events per bin of a ``bins`` × ``bins`` grid over ``xlim`` × ``ylim`` (x first),
-    events outside left out: ``numpy.histogram2d``'s answer (bar events on a bin edge,
-    which may fall in either neighbour) at a fraction of its cost (no edge search)."""
-    inside = (x >= xlim[0]) & (x <= xlim[1]) & (y >= ylim[0]) & (y <= ylim[1])
-    fx = (x[inside] - xlim[0]) * (bins / (xlim[1] - xlim[0]))
-    fy = (y[inside] - ylim[0]) * (bins / (ylim[1] - ylim[0]))
-    ix = np.clip(fx.astype(np.intp), 0, bins - 1)
-    iy = np.clip(fy.astype(np.intp), 0, bins - 1)
-    return np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins).astype(float)
 
 
 def _render_png(spec: PlotSpec) -> bytes:
