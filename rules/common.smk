@@ -5,9 +5,15 @@ import shlex
 from pathlib import Path
 
 from immunoprofile.errors import ImmunoprofileError
-from immunoprofile.gating.templates import adaptive_template_dir, check_templates, template_dir
+from immunoprofile.gating.panels import default_panels
+from immunoprofile.gating.templates import (
+    adaptive_template_dir,
+    check_templates,
+    template_dir,
+    template_path,
+)
 from immunoprofile.io.manifest import find_manifest, read_manifest
-from immunoprofile.io.tubes import TUBES
+from immunoprofile.pipeline.tube import resolve_panels
 from immunoprofile.pipeline.tube_result import tube_result_key
 
 SAMPLES = config["samples"]
@@ -18,6 +24,11 @@ THREADS = int(config.get("threads", 1))
 TUBES_PER_JOB = int(config.get("tubes_per_job", 1))
 MEM_MB = int(config.get("mem_mb", 2000))
 TEMPLATES = config.get("templates", "")
+# Folders of a lab's own panel files (immunoprofile --panels), beside the shipped panels.
+PANEL_DIRS = list(config.get("panels") or [])
+# Their files are inputs of every gating job: an edited panel re-gates.
+PANEL_FILES = sorted(str(p) for d in PANEL_DIRS for p in Path(d).glob("*")
+                     if p.suffix.lower() in (".yaml", ".yml", ".json"))
 MODEL = config.get("model", "")
 COHORT = config.get("cohort", "")
 # With --software-deployment-method conda, every rule runs in this environment (created
@@ -28,9 +39,10 @@ TEMPLATE_DIR = Path(TEMPLATES) if TEMPLATES else \
     adaptive_template_dir() if GATING == "adaptive" else template_dir()
 
 try:
+    PANELS = resolve_panels(PANEL_DIRS) or default_panels()
     MANIFEST_PATH = find_manifest(SAMPLES, config.get("manifest") or None)
-    MANIFEST = read_manifest(MANIFEST_PATH, SAMPLES)
-    check_templates(str(TEMPLATE_DIR))  # once for the workflow, not once per tube
+    MANIFEST = read_manifest(MANIFEST_PATH, SAMPLES, tuple(PANELS))
+    check_templates(str(TEMPLATE_DIR), panels=PANELS)  # once for the workflow, not per tube
 except ImmunoprofileError as exc:
     raise WorkflowError(f"immunoprofile: {exc}") from None
 
@@ -77,9 +89,10 @@ def option(flag, value):
     return f"{flag} {shlex.quote(str(value))}" if value else ""
 
 
+PANEL_OPTIONS = " ".join(option("--panels", d) for d in PANEL_DIRS)
 GATE_OPTIONS = " ".join(filter(None, [option("--templates", TEMPLATES),
                                       option("--engine", ENGINE),
-                                      option("--gating", GATING)]))
+                                      option("--gating", GATING), PANEL_OPTIONS]))
 BATCH_OPTIONS = " ".join(filter(None, [option("--manifest", MANIFEST_PATH), GATE_OPTIONS]))
 # The report draws the gates, so it needs the templates and the gating mode, not the engine.
 REPORT_OPTIONS = " ".join(filter(None, [option("--manifest", MANIFEST_PATH),
@@ -92,14 +105,16 @@ def tube_inputs(wildcards):
     the tubes of its panel (all three templates when the manifest leaves `tube` blank).
     The manifest is not an input: its counting columns matter only to `profiles`."""
     request = TUBE_REQUESTS[wildcards.key]
-    return {"fcs": str(request.path), "templates": templates_for(wildcards.key)}
+    return {"fcs": str(request.path), "templates": templates_for(wildcards.key),
+            "panels": PANEL_FILES}
 
 
 def templates_for(key):
-    """The templates one tube can use (all three when the manifest leaves `tube` blank)."""
+    """The templates one tube can use (every panel's when the manifest leaves `tube`
+    blank)."""
     request = TUBE_REQUESTS[key]
-    tubes = [request.tube] if request.tube else list(TUBES)
-    return [str(TEMPLATE_DIR / f"{t}_tube.xml") for t in tubes]
+    tubes = [request.tube] if request.tube else list(PANELS)
+    return [str(template_path(PANELS[t], TEMPLATE_DIR)) for t in tubes]
 
 
 def tube_options(wildcards):

@@ -42,6 +42,7 @@ else:
             input:
                 fcs=[str(TUBE_REQUESTS[k].path) for k in keys],
                 templates=sorted({t for k in keys for t in templates_for(k)}),
+                panels=PANEL_FILES,
             output:
                 results,
             log:

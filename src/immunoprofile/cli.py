@@ -131,6 +131,16 @@ def _failed_summary(files: Sequence[str], errors_csv: Path) -> str:
             "result is written")
 
 
+def _panels_option(func):
+    """``--panels DIR`` (repeatable): folders of a lab's own panel files."""
+    return click.option(
+        "--panels", "panels", multiple=True,
+        type=_Path(exists=True, file_okay=False, path_type=Path),
+        help="Folder of a lab's own panel files (YAML/JSON, see gating/README.md, Panels), "
+             "beside the shipped panels; the manifest's tube column may name their tubes. "
+             "Repeatable.")(func)
+
+
 @main.command()
 @click.argument("samples_dir", type=_Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", type=_Path(file_okay=False, path_type=Path),
@@ -158,13 +168,14 @@ def _failed_summary(files: Sequence[str], errors_csv: Path) -> str:
 @click.option("--no-resume", is_flag=True,
               help="Gate every tube again, even those a stopped run already finished.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@_panels_option
 def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
          templates: Path | None, engine: str, gating: str, keep_keywords: bool,
-         no_resume: bool, quiet: bool) -> None:
+         no_resume: bool, quiet: bool, panels: tuple[Path, ...] = ()) -> None:
     """Gate and count every tube in SAMPLES_DIR listed in its manifest."""
     with _output_folder(out_dir):
         result = _gate_into(out_dir, samples_dir, manifest, jobs, templates, engine,
-                            keep_keywords, no_resume, quiet, gating)
+                            keep_keywords, no_resume, quiet, gating, panels)
     if not quiet:
         run = result.run["samples"]
         resumed = f", {run['resumed']} kept from the stopped run" if run["resumed"] else ""
@@ -182,7 +193,7 @@ def gate(samples_dir: Path, out_dir: Path, manifest: Path | None, jobs: int,
 
 def _gate_into(out_dir: Path, samples_dir: Path, manifest: Path | None, jobs: int,
                templates: Path | None, engine: str, keep_keywords: bool, no_resume: bool,
-               quiet: bool, gating: str = "adaptive"):
+               quiet: bool, gating: str = "adaptive", panels: Sequence[Path] = ()):
     """The body of ``gate``: gate the batch and write its tables into ``out_dir``."""
     import shutil
 
@@ -214,7 +225,7 @@ def _gate_into(out_dir: Path, samples_dir: Path, manifest: Path | None, jobs: in
                 result = gate_batch(samples_dir, manifest, jobs=jobs, templates=templates,
                                     engine=engine, progress=progress,
                                     keep_keywords=keep_keywords, resume_dir=resume_dir,
-                                    gating=gating)
+                                    gating=gating, panels=list(panels) or None)
             finally:
                 if bar is not None:
                     bar.__exit__(None, None, None)
@@ -439,8 +450,9 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
 @main.command("gate-tube")
 @click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--sample-id", required=True, help="The tube's sample id in the manifest.")
-@click.option("--tube", type=click.Choice(TUBES), default=None,
-              help="Panel (default: detected from the markers).")
+@click.option("--tube", default=None,
+              help="The tube: nk, cd4, cd8 or one of --panels (default: detected from the "
+                   "markers).")
 @click.option("-o", "--out", "out_path", type=_Path(dir_okay=False, path_type=Path),
               required=True, help="Tube result file to write (.npz).")
 @click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
@@ -452,8 +464,10 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
               help="adaptive: place each gate from the tube's own events (the shipped "
                    "adaptive templates, or --templates that declare it); fixed: every gate "
                    "where its template puts it.")
+@_panels_option
 def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path: Path,
-                      templates: Path | None, engine: str, gating: str) -> None:
+                      templates: Path | None, engine: str, gating: str,
+                      panels: tuple[Path, ...] = ()) -> None:
     """Gate one FCS file (a workflow step; see the Snakefile).
 
     A tube that cannot be read or gated is recorded in the result file with its reason
@@ -463,27 +477,45 @@ def gate_tube_command(fcs_file: Path, sample_id: str, tube: str | None, out_path
     A template that cannot give the counts (a gate missing, a channel no file is fitted
     to) is a usage error (exit 2).
     """
-    from .gating.templates import check_templates
-    from .pipeline.tube import resolve_templates
-
     try:  # a template that cannot give the counts stops the workflow, not each tube
-        check_templates(resolve_templates(templates, gating), (tube,) if tube else None)
+        panel_set = _check_tubes([(str(fcs_file), tube)], templates, gating, panels)
     except ImmunoprofileError as exc:
         raise _input_error(exc) from None
     _allow_kernel_builds(quiet=False)
-    if not _gate_one_tube(fcs_file, sample_id, tube, out_path, templates, engine, gating):
+    if not _gate_one_tube(fcs_file, sample_id, tube, out_path, templates, engine, gating,
+                          panel_set):
         sys.exit(EXIT_SAMPLES_FAILED)
 
 
+def _check_tubes(tubes: Sequence[tuple[str, str | None]], templates: Path | None,
+                 gating: str, panels: Sequence[Path]):
+    """The run's panels, once each named tube is known and the templates of the tubes
+    (all, where one is to be detected) can give their counts."""
+    from .gating.panels import default_panels
+    from .gating.templates import check_templates
+    from .pipeline.tube import resolve_panels, resolve_templates
+
+    panel_set = resolve_panels(list(panels)) if panels else None
+    known = panel_set or default_panels()
+    names = [t for _, t in tubes]
+    for fcs, tube in tubes:
+        if tube is not None and tube not in known:
+            raise _InputError(f"{fcs}: unknown tube {tube!r} (one of {', '.join(known)}, "
+                              "or - to detect it)")
+    check_templates(resolve_templates(templates, gating),
+                    None if None in names else tuple(sorted(set(names))), panels=known)
+    return panel_set
+
+
 def _gate_one_tube(fcs_file: Path, sample_id: str, tube: str | None, out_path: Path,
-                   templates: Path | None, engine: str, gating: str) -> bool:
+                   templates: Path | None, engine: str, gating: str, panels=None) -> bool:
     """Gate one tube into its result file and say so; False when the tube failed (its
     failure recorded in the file)."""
     from .pipeline.tube import TubeFailure, gate_tube_file
     from .pipeline.tube_result import save_tube_result
 
     result = gate_tube_file(fcs_file, sample_id, tube=tube, templates=templates,
-                            engine=engine, gating=gating)
+                            engine=engine, gating=gating, panels=panels)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         save_tube_result(result, out_path)
@@ -508,26 +540,19 @@ def _gate_one_tube(fcs_file: Path, sample_id: str, tube: str | None, out_path: P
               show_default=True, help="Gating engine.")
 @click.option("--gating", type=click.Choice(GATING_MODES), default="adaptive",
               show_default=True, help="As for gate-tube.")
+@_panels_option
 def gate_tubes_command(items: tuple, templates: Path | None, engine: str,
-                       gating: str) -> None:
+                       gating: str, panels: tuple[Path, ...] = ()) -> None:
     """Gate several FCS files in one process, one result file each, exactly as gate-tube
     gates each (the workflow's step when `tubes_per_job` is above 1: one job, one start).
 
     Each failed tube is recorded in its own result file and printed; the command then
     exits 1 once all are written.
     """
-    from .gating.templates import check_templates
-    from .pipeline.tube import resolve_templates
-
-    tubes = []
-    for fcs, _, tube, _ in items:
-        if tube != "-" and tube not in TUBES:
-            raise _InputError(f"{fcs}: unknown tube {tube!r} (one of {', '.join(TUBES)}, "
-                              "or - to detect it)")
-        tubes.append(None if tube == "-" else tube)
+    tubes = [None if tube == "-" else tube for _, _, tube, _ in items]
     try:
-        check_templates(resolve_templates(templates, gating),
-                        None if None in tubes else tuple(sorted(set(tubes))))
+        panel_set = _check_tubes([(fcs, t) for (fcs, *_), t in zip(items, tubes, strict=True)],
+                                 templates, gating, panels)
     except ImmunoprofileError as exc:
         raise _input_error(exc) from None
     _allow_kernel_builds(quiet=False)
@@ -536,7 +561,7 @@ def gate_tubes_command(items: tuple, templates: Path | None, engine: str,
         if not Path(fcs).is_file():
             raise _InputError(f"{fcs}: no such file")
         failed += not _gate_one_tube(Path(fcs), sample_id, tube, Path(out), templates,
-                                     engine, gating)
+                                     engine, gating, panel_set)
     if failed:
         sys.exit(EXIT_SAMPLES_FAILED)
 
@@ -557,9 +582,10 @@ def gate_tubes_command(items: tuple, templates: Path | None, engine: str,
               help="adaptive: place each gate from the tube's own events (the shipped "
                    "adaptive templates, or --templates that declare it); fixed: every gate "
                    "where its template puts it.")
+@_panels_option
 def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
                    manifest: Path | None, templates: Path | None, engine: str,
-                   gating: str) -> None:
+                   gating: str, panels: tuple[Path, ...] = ()) -> None:
     """Count gated tubes and write every patient's profile (workflow step).
 
     Writes what ``immunoprofile gate`` writes, from the tube results of ``gate-tube``. Exits
@@ -571,7 +597,7 @@ def tables_command(samples_dir: Path, results_dir: Path, out_dir: Path,
         try:
             result = assemble_tube_results(samples_dir, results_dir, manifest,
                                            templates=templates, engine=engine,
-                                           gating=gating)
+                                           gating=gating, panels=list(panels) or None)
         except ImmunoprofileError as exc:
             raise _input_error(exc) from None
         write_results(result, out_dir)

@@ -133,8 +133,8 @@ def place_tube(tube: Tube, panel: Panel, templates: str | None = None) -> Placem
         The gates cannot be placed on this tube.
     """
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
-    text = fitted_template(panel.tube, mapping, templates)
-    template = cached_template(text, template_path(panel.tube, templates).name)
+    text = fitted_template(panel, mapping, templates)
+    template = cached_template(text, template_path(panel, templates).name)
     try:
         return _place_on_subsample(template, tube.events)
     except LookupError as exc:
@@ -165,8 +165,8 @@ def template_view(tube: Tube, panel: Panel, templates: str | None,
         Gate ID → bool per event (parent-ANDed), counted by the compiled engine.
     """
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
-    text = fitted_template(panel.tube, mapping, templates)
-    template = cached_template(text, template_path(panel.tube, templates).name)
+    text = fitted_template(panel, mapping, templates)
+    template = cached_template(text, template_path(panel, templates).name)
     return template, placed_membership(placement, tube.events)
 
 
@@ -218,7 +218,7 @@ def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
 
 def _comment(tube: Tube, panel: Panel, templates: str | None) -> str:
     return (f"Gates placed by immunoprofile adaptive gating for {tube.path.name}\n"
-            f"from the template {template_path(panel.tube, templates).name}. Coordinates "
+            f"from the template {template_path(panel, templates).name}. Coordinates "
             "are untransformed\n(compensated signal, scatter): FlowKit gates this file to "
             "immunoprofile's counts.")
 

@@ -24,7 +24,7 @@ _PLANS: dict[str, engine.GatingPlan] = {}
 _LOCK = threading.Lock()
 
 
-def _plan_for(tube: str, mapping, templates: str | None) -> engine.GatingPlan:
+def _plan_for(tube: str | Panel, mapping, templates: str | None) -> engine.GatingPlan:
     """The compiled plan of a tube's template fitted to a channel layout.
 
     Kept in memory for the run, and on disk between runs (:mod:`..engine.program_store`):
@@ -111,7 +111,7 @@ def _names(plan: engine.GatingPlan) -> tuple[list[str], list[str | None]]:
 def _run(tube: Tube, panel: Panel, templates: str | None, threads: int | None,
          want_bits: bool):
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
-    plan = _plan_for(panel.tube, mapping, templates)
+    plan = _plan_for(panel, mapping, templates)
     if len(plan.gate_ids) > MAX_GATES:
         raise GatingError(f"template for {panel.tube} has more than {MAX_GATES} gates")
     source = tube.sample if not plan.compiled else tube.events

@@ -69,7 +69,7 @@ def gate_tube(tube: Tube, panel: Panel, templates: str | None = None) -> GateMem
         FlowKit could not apply the template to this file.
     """
     mapping = channel_map(panel, tube.markers, tube.scatter, source=tube.path.name)
-    strategy = load_strategy(panel.tube, mapping, templates)
+    strategy = load_strategy(panel, mapping, templates)
     try:
         results = strategy.gate_sample(tube.sample)
     except Exception as exc:

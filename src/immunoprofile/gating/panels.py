@@ -1,104 +1,45 @@
-"""Tube panels and marker recognition.
+"""Which panel a tube is: recognised from its markers among the run's panels.
 
 A tube is identified by the markers in its ``$PnS`` keywords, not by its file name: each
 ``$PnS`` is first reduced to canonical marker names (:mod:`immunoprofile.io.channels`,
-where a file's channels are read), then matched against the panels here.
+where a file's channels are read), then matched against the panels: the shipped ones
+(``gating/panels/``, read by :mod:`.panel_files`) and a lab's own (``--panels``). What a
+panel is lives in :mod:`.panel_spec`; its names are imported here too, where they were
+first defined.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from ..errors import PanelError
+from ..io.channels import NK_MARKER as NK_MARKER
+from ..io.channels import SCATTER_ALIASES as SCATTER_ALIASES
 
 # SCATTER_ALIASES and the three functions moved to io.channels (where a file's channels
 # are read); imported here so that their old path works for one release.
-from ..io.channels import NK_MARKER
-from ..io.channels import SCATTER_ALIASES as SCATTER_ALIASES
 from ..io.channels import marker_channels as marker_channels
 from ..io.channels import markers_in_label as markers_in_label
 from ..io.channels import scatter_channels as scatter_channels
-
-#: Gate IDs the counts are made from, in every tube's template (see ``gating/README.md``):
-#: bead events, lymphocyte events (the denominator of every percentage and the dual-platform
-#: count) and CD3+ T cells.
-BEAD_GATE = "Beads"
-LYMPHOCYTE_GATE = "Lymphocytes"
-CD3_GATE = "CD3pos"
-
-
-def within_gate(gate_id: str, parents: Mapping[str, str | None],
-                ancestor: str = LYMPHOCYTE_GATE) -> bool:
-    """Whether a gate is ``ancestor`` or lies within it.
-
-    Parameters
-    ----------
-    gate_id : str
-    parents : mapping
-        ``{gate ID: parent gate ID or None}`` of a template; a parent not in it, or a
-        cycle of parents, ends the walk.
-    ancestor : str
-        The lymphocyte gate by default.
-
-    Examples
-    --------
-    >>> within_gate("CD4pos", {"Lymphocytes": None, "CD3pos": "Lymphocytes",
-    ...                        "CD4pos": "CD3pos"})
-    True
-    """
-    seen: set[str] = set()
-    node: str | None = gate_id
-    while node is not None and node != ancestor and node not in seen:
-        seen.add(node)
-        node = parents.get(node)
-    return node == ancestor
+from .panel_files import default_panels as default_panels
+from .panel_spec import BEAD_GATE as BEAD_GATE
+from .panel_spec import CD3_GATE as CD3_GATE
+from .panel_spec import DEFAULT_SCATTER as DEFAULT_SCATTER
+from .panel_spec import LYMPHOCYTE_GATE as LYMPHOCYTE_GATE
+from .panel_spec import Panel as Panel
+from .panel_spec import PanelSet as PanelSet
+from .panel_spec import within_gate as within_gate
 
 
-@dataclass(frozen=True)
-class Panel:
-    """One tube of the immune profile.
-
-    Attributes
-    ----------
-    tube : str
-        Short name used in manifests and outputs (``nk``, ``cd4``, ``cd8``).
-    markers : tuple of str
-        Canonical markers the tube must carry.
-    population : str
-        Gate ID of the population this tube is for (``NK``, ``CD4pos``, ``CD8pos``).
-    """
-
-    tube: str
-    markers: tuple[str, ...]
-    population: str
-
-    @property
-    def gate_ids(self) -> tuple[str, ...]:
-        """Gate IDs the tube's template must define: the tables read each of them."""
-        return (BEAD_GATE, LYMPHOCYTE_GATE, CD3_GATE, self.population)
-
-    @property
-    def within_lymphocytes(self) -> tuple[str, ...]:
-        """Gate IDs that must lie within the lymphocyte gate (absolute counts and % of
-        lymphocytes are given only for the gates there)."""
-        return (CD3_GATE, self.population)
-
-    @property
-    def description(self) -> str:
-        """Markers joined as a lab writes a panel, e.g. ``CD3/CD8/CD45``."""
-        return "/".join(self.markers)
+def __getattr__(name: str):
+    # PANELS is read from gating/panels/ when first used, not when this module is imported
+    if name == "PANELS":
+        return default_panels()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-PANELS: dict[str, Panel] = {
-    "nk": Panel("nk", ("CD3", NK_MARKER, "CD45"), "NK"),
-    "cd4": Panel("cd4", ("CD3", "CD4", "CD45"), "CD4pos"),
-    "cd8": Panel("cd8", ("CD3", "CD8", "CD45"), "CD8pos"),
-}
-
-
-
-def detect_panel(markers: Iterable[str], *, expected: str | None = None, source: str = "") -> Panel:
+def detect_panel(markers: Iterable[str], *, expected: str | None = None, source: str = "",
+                 panels: Mapping[str, Panel] | None = None) -> Panel:
     """Identify a tube's panel from the markers it carries.
 
     Parameters
@@ -110,6 +51,8 @@ def detect_panel(markers: Iterable[str], *, expected: str | None = None, source:
         carry that panel's markers.
     source : str
         File name used in error messages.
+    panels : mapping, optional
+        The tubes to choose from (a :class:`PanelSet`); the shipped panels when None.
 
     Returns
     -------
@@ -121,17 +64,18 @@ def detect_panel(markers: Iterable[str], *, expected: str | None = None, source:
         The markers form no known panel, several, or not the one the manifest names. The
         message lists the markers found and what is missing.
     """
+    known = panels if panels is not None else default_panels()
     found = set(markers)
     found_text = ", ".join(sorted(found)) or "none"
     prefix = f"{source}: " if source else ""
     if expected:
         key = expected.strip().lower()
-        if key not in PANELS:
+        if key not in known:
             raise PanelError(
                 f"{prefix}unknown tube {expected!r} in the manifest — use one of "
-                f"{', '.join(PANELS)} or leave it blank to detect it from the markers"
+                f"{', '.join(known)} or leave it blank to detect it from the markers"
             )
-        panel = PANELS[key]
+        panel = known[key]
         missing = [m for m in panel.markers if m not in found]
         if missing:
             raise PanelError(
@@ -139,7 +83,7 @@ def detect_panel(markers: Iterable[str], *, expected: str | None = None, source:
                 f"the manifest says this is the {panel.description} tube"
             )
         return panel
-    complete = [p for p in PANELS.values() if set(p.markers) <= found]
+    complete = [p for p in known.values() if set(p.markers) <= found]
     if len(complete) == 1:
         return complete[0]
     if len(complete) > 1:
@@ -148,17 +92,18 @@ def detect_panel(markers: Iterable[str], *, expected: str | None = None, source:
             f"{prefix}markers fit several panels ({names}; found: {found_text}) — "
             "name the tube in the manifest's 'tube' column"
         )
-    # Nearest panel: the one whose tube-specific marker is present.
-    for panel in PANELS.values():
-        specific = panel.markers[1]
-        if specific in found:
+    # Nearest panel: the first with a marker of its own present (one that not every tube
+    # carries: CD16/56, CD4 or CD8 of the study's tubes).
+    common = set.intersection(*(set(p.markers) for p in known.values())) if known else set()
+    for panel in known.values():
+        if any(m in found and m not in common for m in panel.markers):
             missing = [m for m in panel.markers if m not in found]
             raise PanelError(
                 f"{prefix}no {', '.join(missing)} channel (markers found: {found_text}) — "
                 f"is this a {panel.description} tube?"
             )
-    known = "; ".join(p.description for p in PANELS.values())
+    tubes = "; ".join(p.description for p in known.values())
     raise PanelError(
         f"{prefix}unknown panel (markers found: {found_text}) — immunoprofile reads the "
-        f"tubes {known}"
+        f"tubes {tubes}"
     )

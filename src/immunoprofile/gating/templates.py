@@ -25,27 +25,34 @@ import hashlib
 import io
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PanelError, TemplateError
-from .panels import LYMPHOCYTE_GATE, PANELS, Panel, within_gate
+from .panel_files import default_panels
+from .panel_spec import Panel, within_gate
+from .shipped import adaptive_template_dir as adaptive_template_dir
+from .shipped import template_dir as template_dir
 
 if TYPE_CHECKING:  # FlowKit is imported only when a template is parsed
     import flowkit as fk
 
-#: Template channel → what it carries (a canonical marker, or the scatter channel itself).
-_FLUORESCENCE_ROLES = {"FITC-A": "CD3", "PerCP-Cy5-5-A": "CD45"}
-_SPECIFIC_CHANNEL = "PE-A"  # carries the tube's own marker: CD16/56, CD4 or CD8
 SCATTER_TEMPLATE_CHANNELS = ("FSC-A", "FSC-H", "SSC-A")
-#: Gate that needs each scatter channel, for error messages.
+#: Gate that needs each scatter channel in the study's templates, for error messages.
 _SCATTER_USERS = {"FSC-A": "Singlets", "FSC-H": "Singlets", "SSC-A": "Lymphocytes"}
 
-#: Every channel a template may gate on: those :func:`channel_map` fits to a file's.
-TEMPLATE_CHANNELS = (*_FLUORESCENCE_ROLES, _SPECIFIC_CHANNEL, *SCATTER_TEMPLATE_CHANNELS)
+#: Every channel the study's templates may gate on: those :func:`channel_map` fits to a
+#: file's (a panel's own: its ``channels`` and ``scatter``).
+TEMPLATE_CHANNELS = ("FITC-A", "PerCP-Cy5-5-A", "PE-A", *SCATTER_TEMPLATE_CHANNELS)
+
+def as_panel(tube: str | Panel) -> Panel:
+    """A tube's :class:`Panel`: itself, or a shipped tube by name (``nk``, ``cd4``, …)."""
+    if isinstance(tube, Panel):
+        return tube
+    return default_panels()[tube]
 
 _GATING = "{http://www.isac-net.org/std/Gating-ML/v2.0/gating}"
 _TRANSFORMS = "{http://www.isac-net.org/std/Gating-ML/v2.0/transformations}"
@@ -54,28 +61,7 @@ _DATATYPES = "{http://www.isac-net.org/std/Gating-ML/v2.0/datatypes}"
 _NAME_RE = re.compile(r'(data-type:name=")([^"]*)(")')
 
 
-def template_dir() -> Path:
-    """Folder holding the Gating-ML templates.
-
-    The repository's ``gating/`` folder in a source checkout or editable install; the copy
-    shipped inside the package (``immunoprofile/_templates``) in a built wheel.
-    """
-    shipped = resources.files("immunoprofile") / "_templates"
-    if shipped.is_dir():
-        return Path(str(shipped))
-    checkout = Path(__file__).resolve().parents[3] / "gating"
-    if checkout.is_dir():
-        return checkout
-    raise TemplateError("gating templates not found: reinstall immunoprofile")
-
-
-def adaptive_template_dir() -> Path:
-    """Folder of the shipped adaptive templates (``gating/adaptive/``): the same gates at
-    seed positions, each declaring how it is placed from a tube's events."""
-    return template_dir() / "adaptive"
-
-
-def uses_adaptation(tube: str, directory: str | Path | None = None) -> bool:
+def uses_adaptation(tube: str | Panel, directory: str | Path | None = None) -> bool:
     """Whether a tube's template declares any adaptive placement (else adaptive gating
     gates it exactly as written, by the fixed path)."""
     path = template_path(tube, directory)
@@ -91,40 +77,53 @@ def _declares_adaptation(path: str, mtime_ns: int, size: int) -> bool:
     return declares_adaptation(path)
 
 
-def template_path(tube: str, directory: str | Path | None = None) -> Path:
-    """Path of the Gating-ML template of a tube (``nk``, ``cd4``, ``cd8``).
+def template_path(tube: str | Panel, directory: str | Path | None = None) -> Path:
+    """Path of the Gating-ML template of a tube.
 
     Parameters
     ----------
-    tube : str
+    tube : str or Panel
+        A shipped tube's name (``nk``, ``cd4``, ``cd8``) or a panel's tube.
     directory : str or Path, optional
-        A folder of templates to use instead of the shipped ones (``--templates``).
+        A folder of templates to use instead of the shipped ones (``--templates``, or the
+        shipped adaptive ones). A lab's panel (``--panels``) finds its templates beside
+        its panel file whatever this says.
     """
-    folder = Path(directory) if directory is not None else template_dir()
-    path = folder / f"{tube}_tube.xml"
+    panel = as_panel(tube)
+    if panel.folder is not None:
+        folder = Path(panel.folder)
+    else:
+        folder = Path(directory) if directory is not None else template_dir()
+    path = folder / panel.template_file
     if not path.is_file():
         raise TemplateError(f"{path}: gating template not found")
     return path
 
 
-def template_checksums(directory: str | Path | None = None) -> dict[str, str]:
-    """SHA-256 of every tube's template, for provenance in ``run.json``."""
+def template_checksums(directory: str | Path | None = None,
+                       panels: Mapping[str, Panel] | None = None) -> dict[str, str]:
+    """SHA-256 of every tube's template, for provenance in ``run.json`` (the shipped
+    panels' tubes, and a lab's when ``panels`` holds them)."""
+    panels = panels if panels is not None else default_panels()
     return {
-        tube: hashlib.sha256(template_path(tube, directory).read_bytes()).hexdigest()
-        for tube in PANELS
+        tube: hashlib.sha256(template_path(panel, directory).read_bytes()).hexdigest()
+        for tube, panel in panels.items()
     }
 
 
 def check_templates(directory: str | Path | None = None,
-                    tubes: tuple[str, ...] | None = None) -> None:
+                    tubes: tuple[str | Panel, ...] | None = None,
+                    panels: Mapping[str, Panel] | None = None) -> None:
     """Check the templates of a batch once, before any tube is gated.
 
     Parameters
     ----------
     directory : str or Path, optional
         Folder of templates (``--templates``); the shipped ones when None.
-    tubes : tuple of str, optional
-        The tubes to check (``nk``, ``cd4``, ``cd8``); all of them by default.
+    tubes : tuple of str or Panel, optional
+        The tubes to check; every tube of ``panels`` by default.
+    panels : mapping, optional
+        The run's panels (the shipped ones when None).
 
     Raises
     ------
@@ -132,17 +131,19 @@ def check_templates(directory: str | Path | None = None,
         A template is missing, unparsable, lacks a gate its panel needs, or gates on a
         channel no file is fitted to (see :func:`check_template`).
     """
-    for tube in tubes or tuple(PANELS):
-        check_template(tube, directory)
+    panels = panels if panels is not None else default_panels()
+    for tube in tubes or tuple(panels.values()):
+        check_template(panels[tube] if isinstance(tube, str) and tube in panels else tube,
+                       directory)
 
 
-def check_template(tube: str, directory: str | Path | None = None) -> None:
+def check_template(tube: str | Panel, directory: str | Path | None = None) -> None:
     """Refuse a tube's template that cannot give its panel's counts.
 
     Parameters
     ----------
-    tube : str
-        ``nk``, ``cd4`` or ``cd8``.
+    tube : str or Panel
+        A shipped tube's name (``nk``, ``cd4``, ``cd8``) or a panel's tube.
     directory : str or Path, optional
         Folder of templates; the shipped ones when None.
 
@@ -152,17 +153,24 @@ def check_template(tube: str, directory: str | Path | None = None) -> None:
         Naming the template file and, where it is about one, the gate: not well-formed
         XML or not Gating-ML 2.0 (FlowKit's parse, once per template text); a gate of
         :attr:`~immunoprofile.gating.panels.Panel.gate_ids` missing; the tube's population or
-        ``CD3pos`` outside ``Lymphocytes``; a gate on a channel outside
-        :data:`TEMPLATE_CHANNELS`; a gate ID used twice; a ``parent_id``, transformation
-        or compensation the template does not define.
+        ``CD3pos`` outside ``Lymphocytes``; a gate on a channel its panel does not fit
+        (:data:`TEMPLATE_CHANNELS` for the study's tubes); a gate ID used twice; a
+        ``parent_id``, transformation or compensation the template does not define.
     """
-    path = template_path(tube, directory)
+    panel = as_panel(tube)
+    path = template_path(panel, directory)
     stat = path.stat()
-    _check_template(str(path), stat.st_mtime_ns, stat.st_size, tube)
+    _check_template(str(path), stat.st_mtime_ns, stat.st_size, panel)
+
+
+def fitted_channels(panel: Panel) -> tuple[str, ...]:
+    """The template channels :func:`channel_map` fits to a file's: a template gates on
+    these only."""
+    return (*panel.template_channels, *panel.scatter)
 
 
 @lru_cache(maxsize=64)
-def _check_template(path: str, mtime_ns: int, size: int, tube: str) -> None:
+def _check_template(path: str, mtime_ns: int, size: int, panel: Panel) -> None:
     name = Path(path).name
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -173,7 +181,6 @@ def _check_template(path: str, mtime_ns: int, size: int, tube: str) -> None:
         raise TemplateError(f"{path}: not a Gating-ML 2.0 template (its root element is "
                             f"{root.tag.rsplit('}', 1)[-1]}, not gating:Gating-ML)")
     parents, channels, refs = _template_gates(root, path)
-    panel = PANELS[tube]
     missing = [g for g in panel.gate_ids if g not in parents]
     if missing:
         raise TemplateError(
@@ -185,17 +192,18 @@ def _check_template(path: str, mtime_ns: int, size: int, tube: str) -> None:
             raise TemplateError(f"{path}: gate {gate_id} has parent_id {parent}, which is no "
                                 "gate of the template")
     for gate_id in panel.within_lymphocytes:
-        if not within_gate(gate_id, parents):
+        if not within_gate(gate_id, parents, panel.lymphocyte_gate):
             raise TemplateError(
-                f"{path}: gate {gate_id} is not within {LYMPHOCYTE_GATE} — its absolute "
-                f"count and % of lymphocytes are made only for gates within it")
+                f"{path}: gate {gate_id} is not within {panel.lymphocyte_gate} — its "
+                f"absolute count and % of lymphocytes are made only for gates within it")
+    fitted = fitted_channels(panel)
     for gate_id, used in channels.items():
-        unknown = [c for c in used if c not in TEMPLATE_CHANNELS]
+        unknown = [c for c in used if c not in fitted]
         if unknown:
             raise TemplateError(
                 f"{path}: gate {gate_id} uses channel {', '.join(unknown)}, which is not "
                 f"fitted to a tube's channels — a template gates on "
-                f"{', '.join(TEMPLATE_CHANNELS)}")
+                f"{', '.join(fitted)}")
     defined = {t.get(f"{_TRANSFORMS}id") for t in root.iter(f"{_TRANSFORMS}transformation")}
     matrices = {m.get(f"{_TRANSFORMS}id") for m in root.iter(f"{_TRANSFORMS}spectrumMatrix")}
     for gate_id, (transforms, compensations) in refs.items():
@@ -300,18 +308,19 @@ def channel_map(panel: Panel, markers: dict[str, str], scatter: dict[str, str],
     """
     prefix = f"{source}: " if source else ""
     pairs: list[tuple[str, str]] = []
-    roles = {**_FLUORESCENCE_ROLES, _SPECIFIC_CHANNEL: panel.markers[1]}
-    for template_channel, marker in roles.items():
+    for template_channel, marker in panel.template_channels.items():
         if marker not in markers:
             found = ", ".join(sorted(markers)) or "none"
             raise PanelError(f"{prefix}no {marker} channel (markers found: {found}) — "
                              f"is this a {panel.description} tube?")
         pairs.append((template_channel, markers[marker]))
-    for template_channel in SCATTER_TEMPLATE_CHANNELS:
+    for template_channel in panel.scatter:
         if template_channel not in scatter:
+            user = (f"the {_SCATTER_USERS[template_channel]} gate needs it"
+                    if not panel.folder and template_channel in _SCATTER_USERS
+                    else f"the {panel.tube} template gates on it")
             raise PanelError(
-                f"{prefix}no {template_channel} channel — the {_SCATTER_USERS[template_channel]}"
-                f" gate needs it (scatter channels found: "
+                f"{prefix}no {template_channel} channel — {user} (scatter channels found: "
                 f"{', '.join(scatter.values()) or 'none'})"
             )
         pairs.append((template_channel, scatter[template_channel]))
@@ -344,7 +353,7 @@ def _parse(path: str, mtime_ns: int, pairs: tuple[tuple[str, str], ...]) -> fk.G
             f"{Path(path).name}: not a valid Gating-ML 2.0 template: {exc}") from None
 
 
-def fitted_template(tube: str, mapping: ChannelMap | None = None,
+def fitted_template(tube: str | Panel, mapping: ChannelMap | None = None,
                     directory: str | Path | None = None) -> str:
     """The Gating-ML text of a tube's template with its channel names fitted to a file.
 
@@ -354,14 +363,14 @@ def fitted_template(tube: str, mapping: ChannelMap | None = None,
     return _fit_text(str(path), mapping.pairs if mapping is not None else ())
 
 
-def load_strategy(tube: str, mapping: ChannelMap | None = None,
+def load_strategy(tube: str | Panel, mapping: ChannelMap | None = None,
                   directory: str | Path | None = None) -> fk.GatingStrategy:
     """Parse a tube's template with FlowKit, its channel names fitted to a file.
 
     Parameters
     ----------
-    tube : str
-        ``nk``, ``cd4`` or ``cd8``.
+    tube : str or Panel
+        A shipped tube's name (``nk``, ``cd4``, ``cd8``) or a panel's tube.
     mapping : ChannelMap, optional
         From :func:`channel_map`; the template's own names when omitted.
     directory : str or Path, optional

@@ -30,6 +30,7 @@ import difflib
 import hashlib
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -193,7 +194,8 @@ def find_manifest(samples_dir: str | Path, manifest: str | Path | None = None) -
     return path
 
 
-def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Manifest:
+def read_manifest(path: str | Path, samples_dir: str | Path | None = None,
+                  tubes: Sequence[str] = TUBES) -> Manifest:
     """Read and check a manifest CSV.
 
     Parameters
@@ -202,6 +204,9 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
         The manifest; its ``file`` entries are relative to its folder.
     samples_dir : str or Path, optional
         Folder whose ``*.fcs`` files must all be listed; files not listed are reported.
+    tubes : sequence of str
+        Tube names the ``tube`` column may hold: the study's by default, a run's panels'
+        (``--panels``) otherwise.
 
     Returns
     -------
@@ -253,9 +258,11 @@ def read_manifest(path: str | Path, samples_dir: str | Path | None = None) -> Ma
             continue
         listed.add(fcs)
         tube = str(row.get("tube", "") or "").strip().lower() or None
-        if tube is not None and tube not in TUBES:
+        if tube is not None and tube not in tubes:
+            names = list(tubes)
+            choice = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
             result.problems.append(
-                (file_text, f"{row_label}: unknown tube {tube!r} — use nk, cd4 or cd8, or "
+                (file_text, f"{row_label}: unknown tube {tube!r} — use {choice}, or "
                             "leave it blank to detect it from the markers"))
             continue
         try:

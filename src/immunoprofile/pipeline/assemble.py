@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..gating.panels import BEAD_GATE, PanelSet, default_panels
 from ..gating.templates import template_checksums
 from ..io.atomic import atomic_write_text
 from ..io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
 from ..io.output_files import gates_xml_path, tube_result_key
 from ..io.table import Table
-from ..profile.tables import BEAD_GATE, CountedTube, population_table, profile_table, sample_table
-from .tube import GatedTube, TubeFailure, resolve_templates
+from ..profile.tables import CountedTube, population_table, profile_table, sample_table
+from .tube import GatedTube, TubeFailure, resolve_panels, resolve_templates
 from .tube_result import load_tube_result
 
 if TYPE_CHECKING:
@@ -115,11 +116,12 @@ def count_tubes(gated: Sequence[GatedTube], base: Path
             gate_events=np.asarray(g.gate_events, dtype=np.int64).copy(), events=g.events,
             beads_per_test=r.beads_per_test, volume_ul=r.volume_ul, alc=r.alc,
             has_spillover=g.has_spillover, keywords=g.keywords,
-            uncertain_gates=_uncertain_gates(g, r),
+            uncertain_gates=_uncertain_gates(g, r), panel=g.panel,
         )
-        if not math.isnan(r.beads_per_test) and tube.events_in(BEAD_GATE) == 0:
+        if not math.isnan(r.beads_per_test) and tube.events_in(tube.tube_panel.bead_gate) == 0:
             failures.append(TubeFailure(str(r.path), (
-                f"{r.path.name}: no counting beads found (0 events in the Beads gate) — was the "
+                f"{r.path.name}: no counting beads found (0 events in the "
+                f"{tube.tube_panel.bead_gate} gate) — was the "
                 "blood stained in a bead tube? For a tube without beads leave beads_per_test "
                 "blank and give alc (dual-platform)")))
             continue
@@ -135,9 +137,10 @@ def _uncertain_gates(g: GatedTube, request: TubeRequest) -> tuple[str, ...]:
 
     if not g.placements:
         return ()
+    bead_gate = g.panel.bead_gate if g.panel is not None else BEAD_GATE
     return tuple(p["gate_id"] for p in g.placements
                  if p["status"] == "uncertain"
-                 and not (p["gate_id"] == BEAD_GATE and math.isnan(request.beads_per_test)
+                 and not (p["gate_id"] == bead_gate and math.isnan(request.beads_per_test)
                           and p["reason"].startswith(NO_BEADS)))
 
 
@@ -178,7 +181,8 @@ def _versions() -> dict[str, str]:
 def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
                    failures: Sequence[TubeFailure], *, template_arg: str | None = None,
                    engine: str = "compiled", started: datetime | None = None,
-                   seconds_gating: float = float("nan"), gating: str = "fixed") -> BatchResult:
+                   seconds_gating: float = float("nan"), gating: str = "fixed",
+                   panels: PanelSet | None = None) -> BatchResult:
     """Count gated tubes and build the batch's tables (the second half of :func:`gate_batch`).
 
     The Snakemake workflow gates each tube in its own job (:func:`.tube.gate_tube_file`) and
@@ -202,6 +206,9 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
         Wall time spent reading and gating, s.
     gating : {"adaptive", "fixed"}
         Gating mode used, for the provenance.
+    panels : PanelSet, optional
+        A lab's panels beside the shipped ones (their templates' checksums go into the
+        provenance).
 
     Returns
     -------
@@ -227,7 +234,9 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
     failures += bead_failures
     populations = population_table(counted)
     samples = sample_table(counted)
-    profiles = profile_table(populations, samples, parsed.patients)
+    known = dict(panels if panels is not None else default_panels())
+    known.update({t.tube: t.tube_panel for t in counted})  # results read back carry theirs
+    profiles = profile_table(populations, samples, parsed.patients, panels=known)
     t_count = time.perf_counter()
 
     base = manifest_path.parent.resolve()
@@ -244,7 +253,9 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
         "templates": {"directory": template_arg or "shipped",
                       "absolute_directory": absolute_path(template_arg) if template_arg
                       else "shipped",
-                      "sha256": template_checksums(template_arg)},
+                      "sha256": template_checksums(template_arg, panels)},
+        # A lab's panels (--panels): their folders, so that `report` reads them too.
+        **({"panels": _panel_folders(panels)} if panels is not None else {}),
         # The path as given, and resolved now: `report` finds the inputs from any folder.
         "manifest": {"path": str(manifest_path), "absolute_path": absolute_path(manifest_path),
                      "sha256": parsed.sha256,
@@ -264,6 +275,15 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
                        gates=gate_table(adaptive),
                        gating_ml={g.request.sample_id: g.gating_ml for g in adaptive
                                   if g.gating_ml})
+
+
+def _panel_folders(panels: PanelSet) -> list[dict]:
+    """The folders of a run's own panel files, with their tubes (for run.json)."""
+    folders: dict[str, list[str]] = {}
+    for panel in panels.values():
+        if panel.folder is not None:
+            folders.setdefault(panel.folder, []).append(panel.tube)
+    return [{"absolute_directory": f, "tubes": t} for f, t in folders.items()]
 
 
 def absolute_path(path: str | Path) -> str:
@@ -324,7 +344,9 @@ def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
 def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
                           manifest: str | Path | None = None, *,
                           templates: str | Path | None = None,
-                          engine: str = "compiled", gating: str = "adaptive") -> BatchResult:
+                          engine: str = "compiled", gating: str = "adaptive",
+                          panels: str | Path | Sequence[str | Path] | None = None
+                          ) -> BatchResult:
     """Build the batch tables from per-tube result files (``{tube_result_key}.npz``).
 
     A listed tube without a result file becomes an error row ("not gated"), so a batch
@@ -337,11 +359,13 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
     results_dir : str or Path
         Folder of ``.npz`` files from :func:`save_tube_result`, named by
         :func:`tube_result_key` of the sample id.
-    manifest, templates, engine, gating
+    manifest, templates, engine, gating, panels
         As for :func:`gate_batch`.
     """
     t0 = time.perf_counter()
-    parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
+    panel_set = resolve_panels(panels)
+    parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir,
+                           tuple(panel_set or default_panels()))
     gated: list[GatedTube] = []
     failures: list[TubeFailure] = []
     for request in parsed.requests:
@@ -355,7 +379,7 @@ def assemble_tube_results(samples_dir: str | Path, results_dir: str | Path,
     result = assemble_batch(parsed, gated, failures,
                             template_arg=resolve_templates(templates, gating),
                             engine=engine, seconds_gating=time.perf_counter() - t0,
-                            gating=gating)
+                            gating=gating, panels=panel_set)
     result.run["parameters"] = {"samples_dir": str(samples_dir),
                                 "samples_dir_absolute": absolute_path(samples_dir),
                                 "jobs": "one per tube",

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GatingError, ManifestError
+from ..gating.panels import default_panels
 from ..gating.templates import (
     check_templates,
     template_checksums,
@@ -25,7 +26,14 @@ from ..io.manifest import TubeRequest, find_manifest, read_manifest
 from ..profile.tables import population_table
 from .assemble import BatchResult, absolute_path, assemble_batch, count_tubes
 from .resume import ResumeCache, gate_resumable
-from .tube import GatedTube, TubeFailure, check_engine, gate_request, resolve_templates
+from .tube import (
+    GatedTube,
+    TubeFailure,
+    check_engine,
+    gate_request,
+    resolve_panels,
+    resolve_templates,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +50,7 @@ def gate_batch(
     keep_keywords: bool = False,
     resume_dir: str | Path | None = None,
     gating: str = "adaptive",
+    panels: str | Path | Sequence[str | Path] | None = None,
 ) -> BatchResult:
     """Gate and count every tube of a samples folder.
 
@@ -78,6 +87,9 @@ def gate_batch(
         events (the shipped adaptive templates, ``gating/adaptive/``, unless ``templates``
         is given); ``fixed``: every gate where its template puts it (the shipped fixed
         templates, ``gating/``).
+    panels : str, Path or sequence of them, optional
+        Folders of a lab's own panel files (``--panels``, format in ``gating/README.md``),
+        beside the shipped panels; the manifest's ``tube`` column may name their tubes.
 
     Returns
     -------
@@ -87,6 +99,8 @@ def gate_batch(
     ------
     ManifestError
         No manifest, or one that is not a manifest (missing or unknown columns).
+    PanelError
+        A panel file is not valid, or two define the same tube.
     TemplateError
         A template is missing, cannot be parsed, lacks a gate its panel's counts need or
         gates on a channel no file is fitted to (checked before any tube is gated).
@@ -100,20 +114,22 @@ def gate_batch(
     t0 = time.perf_counter()
     samples_dir = Path(samples_dir)
     manifest_path = find_manifest(samples_dir, manifest)
-    parsed = read_manifest(manifest_path, samples_dir)
+    panel_set = resolve_panels(panels)
+    parsed = read_manifest(manifest_path, samples_dir, tuple(panel_set or default_panels()))
     template_arg = resolve_templates(templates, gating)
-    template_checksums(template_arg)  # a missing or unreadable template fails here, once
-    check_templates(template_arg)  # and one that lost a gate, before any tube is gated
+    # a missing or unreadable template fails here, once
+    checksums = template_checksums(template_arg, panel_set)
+    check_templates(template_arg, panels=panel_set)  # and one that lost a gate, before any
 
     failures: list[TubeFailure] = []
     gated: list[GatedTube] = []
     requests = parsed.requests
     resume = None if resume_dir is None else \
-        ResumeCache(Path(resume_dir), template_checksums(template_arg), engine, keep_keywords,
-                gating)
+        ResumeCache(Path(resume_dir), checksums, engine, keep_keywords, gating, panel_set)
 
     def gate_one(request: TubeRequest) -> GatedTube | TubeFailure:
-        return gate_resumable(resume, request, template_arg, engine, keep_keywords, gating)
+        return gate_resumable(resume, request, template_arg, engine, keep_keywords, gating,
+                              panel_set)
     total = len(requests)
     done = 0
 
@@ -141,7 +157,7 @@ def gate_batch(
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
             futures = [pool.submit(gate_resumable, resume, r, template_arg, engine,
-                                   keep_keywords, gating) for r in requests]
+                                   keep_keywords, gating, panel_set) for r in requests]
             for request, future in zip(requests, futures, strict=True):
                 try:
                     collect(future.result())
@@ -151,7 +167,7 @@ def gate_batch(
                         f"({type(exc).__name__}) — out of memory? Retry with fewer --jobs")))
     result = assemble_batch(parsed, gated, failures, template_arg=template_arg, engine=engine,
                             started=started, seconds_gating=time.perf_counter() - t0,
-                            gating=gating)
+                            gating=gating, panels=panel_set)
     result.run["parameters"] = {"samples_dir": str(samples_dir),
                                 "samples_dir_absolute": absolute_path(samples_dir), "jobs": jobs}
     return result
@@ -168,6 +184,7 @@ def gate_sample(
     templates: str | Path | None = None,
     engine: str = "compiled",
     gating: str = "adaptive",
+    panels: str | Path | Sequence[str | Path] | None = None,
 ) -> pd.DataFrame:
     """Gate and count one FCS tube, for use in a notebook.
 
@@ -177,8 +194,9 @@ def gate_sample(
         The FCS file.
     patient_id : str, optional
         Defaults to the file name without extension.
-    tube : {"nk", "cd4", "cd8"}, optional
-        Detected from the markers when omitted.
+    tube : str, optional
+        ``nk``, ``cd4``, ``cd8`` or a tube of ``panels``; detected from the markers when
+        omitted.
     beads_per_test : float or None
         Beads in the tube; None for a tube without beads (then give ``alc``).
     volume_ul : float
@@ -191,6 +209,8 @@ def gate_sample(
         Gating engine (see :func:`gate_batch`).
     gating : {"adaptive", "fixed"}
         Gating mode (see :func:`gate_batch`).
+    panels : str, Path or sequence of them, optional
+        Folders of a lab's panel files (see :func:`gate_batch`).
 
     Returns
     -------
@@ -214,7 +234,8 @@ def gate_sample(
     if beads_per_test is None and alc is None:  # what the manifest refuses, refused here
         raise ManifestError(f"{path.name}: neither beads_per_test nor alc is given — one is "
                             "needed for an absolute count")
-    gated = gate_request(request, resolve_templates(templates, gating), engine, gating=gating)
+    gated = gate_request(request, resolve_templates(templates, gating), engine, gating=gating,
+                         panels=resolve_panels(panels))
     counted, failures = count_tubes([gated], path.resolve().parent)
     if failures:
         raise GatingError(failures[0].error)

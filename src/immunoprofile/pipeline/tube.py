@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from ..errors import ImmunoprofileError, first_line
 from ..gating.compiled_gating import count_tube_compiled
 from ..gating.flowkit_gating import gate_tube
 from ..gating.modes import ENGINES, GATING_MODES
-from ..gating.panels import detect_panel
+from ..gating.panel_files import resolve_panels as resolve_panels
+from ..gating.panels import Panel, PanelSet, detect_panel
 from ..gating.templates import (
     adaptive_template_dir,
     check_template,
@@ -53,6 +55,9 @@ class GatedTube:
     #: gates as Gating-ML 2.0; None for fixed gates.
     placements: list[dict] | None = None
     gating_ml: str | None = None
+    #: The tube's panel (what it reports, the gates its counts are read from); None in a
+    #: result read back from a file of a shipped tube, looked up by ``tube`` then.
+    panel: Panel | None = None
 
 
 @dataclass
@@ -79,13 +84,17 @@ def resolve_templates(templates: str | Path | None, gating: str) -> str | None:
 
 
 def gate_request(request: TubeRequest, templates: str | None, engine: str,
-              keep_keywords: bool = False, gating: str = "fixed") -> GatedTube:
+                 keep_keywords: bool = False, gating: str = "fixed",
+                 panels: PanelSet | None = None) -> GatedTube:
     start = time.perf_counter()
     tube = read_tube(request.path)
-    panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name)
-    check_template(panel.tube, templates)  # checked once per template: cached
+    if panels is not None and any(p.aliases for p in panels.values()):
+        tube = replace(tube, markers=panels.markers_of(tube.events.pnn, tube.events.pns))
+    panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name,
+                         panels=panels)
+    check_template(panel, templates)  # checked once per template: cached
     placements = gating_ml = None
-    if gating == "adaptive" and uses_adaptation(panel.tube, templates):
+    if gating == "adaptive" and uses_adaptation(panel, templates):
         from ..gating.adaptive_gating import gate_tube_adaptive
 
         adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine)
@@ -105,16 +114,17 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
                      events=tube.event_count, has_spillover=tube.has_spillover,
                      simulated=simulated, seconds=time.perf_counter() - start,
                      keywords=dict(tube.metadata) if keep_keywords else None,
-                     placements=placements, gating_ml=gating_ml)
+                     placements=placements, gating_ml=gating_ml, panel=panel)
 
 
 def gate_request_or_failure(request: TubeRequest, templates: str | None,
-                  engine: str = "compiled",
-                  keep_keywords: bool = False,
-                  gating: str = "fixed") -> GatedTube | TubeFailure:
+                            engine: str = "compiled",
+                            keep_keywords: bool = False,
+                            gating: str = "fixed",
+                            panels: PanelSet | None = None) -> GatedTube | TubeFailure:
     """Gate one tube; any failure becomes a :class:`TubeFailure` with a one-line reason."""
     try:
-        return gate_request(request, templates, engine, keep_keywords, gating)
+        return gate_request(request, templates, engine, keep_keywords, gating, panels)
     except ImmunoprofileError as exc:
         return TubeFailure(str(request.path), str(exc))
     except MemoryError:
@@ -130,7 +140,9 @@ def gate_request_or_failure(request: TubeRequest, templates: str | None,
 
 def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
                    templates: str | Path | None = None, engine: str = "compiled",
-                   gating: str = "adaptive") -> GatedTube | TubeFailure:
+                   gating: str = "adaptive",
+                   panels: str | Path | Sequence[str | Path] | PanelSet | None = None
+                   ) -> GatedTube | TubeFailure:
     """Gate one FCS file for the workflow; a failure is returned, not raised.
 
     Only gating happens here (which events fall in which gate); the counting inputs of the
@@ -143,12 +155,15 @@ def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
         The FCS file.
     sample_id : str
         The tube's sample id in the manifest (stored in the result, checked on reading).
-    tube : {"nk", "cd4", "cd8"}, optional
-        The manifest's ``tube``; detected from the markers when None.
+    tube : str, optional
+        The manifest's ``tube`` (``nk``, ``cd4``, ``cd8`` or a tube of ``panels``);
+        detected from the markers when None.
     templates : str or Path, optional
         Folder of Gating-ML templates instead of the shipped ones.
     engine : {"compiled", "flowkit"}
     gating : {"adaptive", "fixed"}
+    panels : PanelSet, or folder(s) of panel files, optional
+        A lab's panels beside the shipped ones (:func:`resolve_panels`).
     """
     check_engine(engine, gating)
     path = Path(path)
@@ -156,4 +171,4 @@ def gate_tube_file(path: str | Path, sample_id: str, *, tube: str | None = None,
                           tube=tube, beads_per_test=math.nan, volume_ul=math.nan,
                           alc=math.nan)
     return gate_request_or_failure(request, resolve_templates(templates, gating), engine,
-                                   gating=gating)
+                                   gating=gating, panels=resolve_panels(panels))

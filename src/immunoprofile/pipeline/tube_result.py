@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import first_line
+from ..gating.panels import Panel
 from ..io.manifest import TubeRequest
 from ..io.output_files import tube_result_key as tube_result_key
 from .tube import GatedTube, TubeFailure
@@ -38,7 +39,8 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
                 "events": result.events, "has_spillover": result.has_spillover,
                 "simulated": result.simulated, "seconds": result.seconds,
                 "keywords": result.keywords, "placements": result.placements,
-                "gating_ml": result.gating_ml}
+                "gating_ml": result.gating_ml,
+                "panel": result.panel.to_dict() if result.panel is not None else None}
     meta["provenance"] = provenance
     buffer = _io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta)))
@@ -64,6 +66,7 @@ def load_tube_result(path: str | Path, request: TubeRequest,
             return TubeFailure(str(request.path), str(meta["failure"]))
         if meta["sample_id"] != request.sample_id:
             raise ValueError(f"it holds sample {meta['sample_id']}")
+        panel = Panel.from_dict(meta["panel"]) if meta.get("panel") else None
         n_gates = len(meta["gate_ids"])
         gate_events = np.array(meta["gate_events"], dtype=np.int64)
         if gate_events.ndim != 1 or gate_events.size != n_gates or np.any(gate_events < 0):
@@ -77,4 +80,4 @@ def load_tube_result(path: str | Path, request: TubeRequest,
                      events=int(meta["events"]), has_spillover=bool(meta["has_spillover"]),
                      simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
                      keywords=meta.get("keywords"), placements=meta.get("placements"),
-                     gating_ml=meta.get("gating_ml"))
+                     gating_ml=meta.get("gating_ml"), panel=panel)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,7 @@ from ..counting.qc import (
     patient_flags,
     tube_flags,
 )
-from ..gating.panels import BEAD_GATE, CD3_GATE, LYMPHOCYTE_GATE, PANELS, within_gate
+from ..gating.panels import Panel, default_panels, within_gate
 from ..io.table import Decimals, Significant, Table
 from .columns import TUBE_COLUMNS
 
@@ -104,6 +104,13 @@ class CountedTube:
     keywords: dict | None = None
     #: Gates whose adaptive placement was uncertain (flagged ``GATE_UNCERTAIN:<gate>``).
     uncertain_gates: tuple[str, ...] = ()
+    #: The tube's panel; None: the shipped tube named ``tube``.
+    panel: Panel | None = None
+
+    @property
+    def tube_panel(self) -> Panel:
+        """The tube's panel: the gates its counts are read from, what it reports."""
+        return self.panel if self.panel is not None else default_panels()[self.tube]
 
     def events_in(self, gate_id: str) -> int:
         """Events in one gate (0 when the template has no such gate)."""
@@ -114,7 +121,8 @@ class CountedTube:
     def under_lymphocytes(self) -> list[bool]:
         """For each gate, whether it is the lymphocyte gate or lies within it."""
         parents = dict(zip(self.gate_ids, self.parents, strict=True))
-        return [within_gate(gate_id, parents) for gate_id in self.gate_ids]
+        lymphocytes = self.tube_panel.lymphocyte_gate
+        return [within_gate(gate_id, parents, lymphocytes) for gate_id in self.gate_ids]
 
 
 def population_table(tubes: Sequence[CountedTube]) -> Table:
@@ -135,8 +143,8 @@ def population_table(tubes: Sequence[CountedTube]) -> Table:
     rows: dict[str, list] = {c: [] for c in POPULATION_COLUMNS}
     inputs: dict[str, list] = {k: [] for k in ("beads", "lymph", "bpt", "vol", "alc", "inside")}
     for tube in tubes:
-        lymph = tube.events_in(LYMPHOCYTE_GATE)
-        beads = tube.events_in(BEAD_GATE)
+        lymph = tube.events_in(tube.tube_panel.lymphocyte_gate)
+        beads = tube.events_in(tube.tube_panel.bead_gate)
         for gate_id, parent, events, inside in zip(tube.gate_ids, tube.parents, tube.gate_events,
                                                    tube.under_lymphocytes(), strict=True):
             rows["sample_id"].append(tube.sample_id)
@@ -172,9 +180,10 @@ def population_table(tubes: Sequence[CountedTube]) -> Table:
 
 def sample_flags(tube: CountedTube) -> list[str]:
     """QC flags of one tube (the rules: :func:`immunoprofile.counting.qc.tube_flags`)."""
-    return tube_flags(bead_events=tube.events_in(BEAD_GATE),
-                      lymphocyte_events=tube.events_in(LYMPHOCYTE_GATE),
-                      population_events=tube.events_in(PANELS[tube.tube].population),
+    panel = tube.tube_panel
+    return tube_flags(bead_events=tube.events_in(panel.bead_gate),
+                      lymphocyte_events=tube.events_in(panel.lymphocyte_gate),
+                      population_events=tube.events_in(panel.population),
                       events=tube.events, beads_counted=not np.isnan(tube.beads_per_test),
                       has_spillover=tube.has_spillover, uncertain_gates=tube.uncertain_gates)
 
@@ -190,20 +199,20 @@ def sample_table(tubes: Sequence[CountedTube]) -> Table:
     """One row per tube: events, bead and lymphocyte events, its population, the blood
     volume the ALC implies (µL), QC flags (``VOLUME_DISAGREEMENT`` compares the tube
     with the patient's other tubes: see :func:`~immunoprofile.counting.qc.alc_checks`)."""
-    lymph = [t.events_in(LYMPHOCYTE_GATE) for t in tubes]
-    beads = [t.events_in(BEAD_GATE) for t in tubes]
+    lymph = [t.events_in(t.tube_panel.lymphocyte_gate) for t in tubes]
+    beads = [t.events_in(t.tube_panel.bead_gate) for t in tubes]
     per_test, alc = [t.beads_per_test for t in tubes], [t.alc for t in tubes]
     implied = implied_volume_ul(lymph, beads, per_test, alc) if tubes else np.zeros(0)
     volume_flags, _ = _alc_inputs([t.patient_id for t in tubes], lymph, beads, per_test,
                                   [t.volume_ul for t in tubes], alc)
     records = []
     for i, tube in enumerate(tubes):
-        population = PANELS[tube.tube].population
+        population = tube.tube_panel.population
         flags = sample_flags(tube) + (["VOLUME_DISAGREEMENT"] if volume_flags[i] else [])
         records.append({
             "sample_id": tube.sample_id, "file": tube.file, "patient_id": tube.patient_id,
-            "tube": tube.tube, "events": tube.events, "bead_events": tube.events_in(BEAD_GATE),
-            "lymphocyte_events": tube.events_in(LYMPHOCYTE_GATE), "population": population,
+            "tube": tube.tube, "events": tube.events, "bead_events": beads[i],
+            "lymphocyte_events": lymph[i], "population": population,
             "population_events": tube.events_in(population),
             "beads_per_test": tube.beads_per_test, "volume_ul": tube.volume_ul,
             "alc": tube.alc, "implied_volume_ul": float(implied[i]),
@@ -223,7 +232,8 @@ def _lookup(populations: Table, column: str) -> dict[tuple[str, str, str], float
     return dict(zip(keys, (float(v) for v in populations[column]), strict=True))
 
 
-def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -> Table:
+def profile_table(populations: Table, samples: Table, patients: Sequence[str],
+                  panels: Mapping[str, Panel] | None = None) -> Table:
     """One row per patient: the immune profile and its QC flags.
 
     Parameters
@@ -234,15 +244,22 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
         From :func:`sample_table`.
     patients : sequence of str
         Every patient of the batch, failed ones included (their values are empty).
+    panels : mapping, optional
+        Tube name → its :class:`~immunoprofile.gating.panels.Panel` for every tube the
+        batch may hold (the shipped panels when None): what each tube reports, and which
+        tubes make a complete set.
 
     Returns
     -------
     Table
         Columns :data:`PROFILE_COLUMNS`: NK, CD4+ T, CD8+ T from their own tubes, CD3+ and
         lymphocytes as the mean over the patient's tubes (cells/µL), the CD4/CD8 ratio,
-        dual-platform twins (``*_dual``), per-tube CD3+ and lymphocyte counts with their
-        spread, and ``qc_flags`` (``;``-separated).
+        dual-platform twins (``*_dual``), per-tube CD3+ and lymphocyte counts of the
+        study's tubes with their spread, and ``qc_flags`` (``;``-separated). A column a
+        lab's panel reports that is not among them (``cd19_per_ul``) follows, with its
+        ``*_dual`` twin, when the batch holds such a tube.
     """
+    panels = panels if panels is not None else default_panels()
     single = _lookup(populations, "cells_per_ul")
     dual = _lookup(populations, "cells_per_ul_dual")
     tube_rows: dict[str, list[dict]] = {}
@@ -251,36 +268,61 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
     n = len(patients)
     out: dict[str, np.ndarray] = {c: np.full(n, np.nan) for c in PROFILE_COLUMNS
                                   if c not in ("patient_id", "qc_flags")}
+    # the tubes of a lab's panel in this batch, and the columns they add
+    in_batch = set(samples["tube"])  # in the panels' order: the first reporting tube wins
+    other_tubes = [t for t in panels if t in in_batch and t not in TUBE_COLUMNS]
+    extra: list[str] = []
+    for tube in other_tubes:
+        for _, column in panels[tube].reports:
+            for name in (column, column + "_dual"):
+                if name not in out:
+                    out[name] = np.full(n, np.nan)
+                    extra.append(name)
+    cd3_values: list[list[float]] = [[] for _ in patients]
+    lymph_values: list[list[float]] = [[] for _ in patients]
+    cd3_dual_values: list[list[float]] = [[] for _ in patients]
+    lymph_dual_values: list[list[float]] = [[] for _ in patients]
+    cd3_t_values: list[list[float]] = [[] for _ in patients]  # tubes giving CD4+ or CD8+
     tube_rows_cd3, tube_rows_lymph, tube_group = [], [], []
     for p, patient in enumerate(patients):
-        for tube, column in TUBE_COLUMNS.items():
-            population = PANELS[tube].population
-            out[column][p] = single.get((patient, tube, population), np.nan)
-            out[column + "_dual"][p] = dual.get((patient, tube, population), np.nan)
-            cd3 = single.get((patient, tube, CD3_GATE), np.nan)
-            lymph = single.get((patient, tube, LYMPHOCYTE_GATE), np.nan)
-            out[f"cd3_per_ul_{tube}_tube"][p] = cd3
-            out[f"lymphocytes_per_ul_{tube}_tube"][p] = lymph
+        present = {r["tube"] for r in tube_rows.get(patient, [])}
+        tubes = [*TUBE_COLUMNS, *(t for t in other_tubes if t in present)]
+        for tube in tubes:
+            panel = panels[tube]
+            cd3 = single.get((patient, tube, panel.t_cell_gate), np.nan)
+            lymph = single.get((patient, tube, panel.lymphocyte_gate), np.nan)
+            for gate_id, column in _reports(panel, tube):
+                # both methods from one tube: the first that gives either
+                if math.isnan(out[column][p]) and math.isnan(out[column + "_dual"][p]):
+                    out[column][p] = single.get((patient, tube, gate_id), np.nan)
+                    out[column + "_dual"][p] = dual.get((patient, tube, gate_id), np.nan)
+            if tube in TUBE_COLUMNS:
+                out[f"cd3_per_ul_{tube}_tube"][p] = cd3
+                out[f"lymphocytes_per_ul_{tube}_tube"][p] = lymph
+            if {c for _, c in _reports(panel, tube)} & {"cd4_per_ul", "cd8_per_ul"}:
+                cd3_t_values[p].append(cd3)
+            cd3_values[p].append(cd3)
+            lymph_values[p].append(lymph)
+            cd3_dual_values[p].append(dual.get((patient, tube, panel.t_cell_gate), np.nan))
+            lymph_dual_values[p].append(dual.get((patient, tube, panel.lymphocyte_gate),
+                                                 np.nan))
             tube_rows_cd3.append(cd3)
             tube_rows_lymph.append(lymph)
             tube_group.append(p)
-        dual_cd3 = [dual.get((patient, t, CD3_GATE), np.nan) for t in TUBE_COLUMNS]
-        dual_lymph = [dual.get((patient, t, LYMPHOCYTE_GATE), np.nan) for t in TUBE_COLUMNS]
-        out["cd3_per_ul_dual"][p] = _nanmean(dual_cd3)
-        out["lymphocytes_per_ul_dual"][p] = _nanmean(dual_lymph)
+        out["cd3_per_ul_dual"][p] = _nanmean(cd3_dual_values[p])
+        out["lymphocytes_per_ul_dual"][p] = _nanmean(lymph_dual_values[p])
         alcs = [float(r["alc"]) for r in tube_rows.get(patient, [])
                 if not math.isnan(float(r["alc"]))]
         out["alc"][p] = alcs[0] if alcs else np.nan
-    per_tube_cd3 = np.column_stack([out[f"cd3_per_ul_{t}_tube"] for t in TUBE_COLUMNS])
-    per_tube_lymph = np.column_stack([out[f"lymphocytes_per_ul_{t}_tube"] for t in TUBE_COLUMNS])
-    out["cd3_per_ul"] = _row_nanmean(per_tube_cd3)
-    out["lymphocytes_per_ul"] = _row_nanmean(per_tube_lymph)
+    out["cd3_per_ul"] = np.array([_nanmean(v) for v in cd3_values]) if n else np.zeros(0)
+    out["lymphocytes_per_ul"] = np.array([_nanmean(v) for v in lymph_values]) if n \
+        else np.zeros(0)
     out["cd3_tube_spread"] = relative_spread(tube_rows_cd3, tube_group, n)
     out["lymphocytes_tube_spread"] = relative_spread(tube_rows_lymph, tube_group, n)
     out["cd4_cd8_ratio"] = cd4_cd8_ratio(out["cd4_per_ul"], out["cd8_per_ul"])
     out["cd4_cd8_ratio_dual"] = cd4_cd8_ratio(out["cd4_per_ul_dual"], out["cd8_per_ul_dual"])
-    # CD3+ of the CD4 and CD8 tubes, the tubes whose CD4+ and CD8+ make the sum.
-    cd3_t_tubes = _row_nanmean(per_tube_cd3[:, 1:])
+    # CD3+ of the tubes whose CD4+ and CD8+ make the sum (the study's CD4 and CD8 tubes)
+    cd3_t_tubes = np.array([_nanmean(v) for v in cd3_t_values]) if n else np.zeros(0)
     out["cd4_plus_cd8_to_cd3"] = ratio(out["cd4_per_ul"] + out["cd8_per_ul"], cd3_t_tubes)
 
     _, alc_patients = _alc_inputs(samples["patient_id"], samples["lymphocyte_events"],
@@ -290,7 +332,7 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
     for p, patient in enumerate(patients):
         mine = tube_rows.get(patient, [])
         present = {r["tube"] for r in mine}
-        flags = patient_flags(missing_tubes=[t for t in TUBE_COLUMNS if t not in present],
+        flags = patient_flags(missing_tubes=_missing_tubes(present, panels),
                               cd3_tube_spread=out["cd3_tube_spread"][p],
                               lymphocytes_tube_spread=out["lymphocytes_tube_spread"][p],
                               cd4_plus_cd8_to_cd3=out["cd4_plus_cd8_to_cd3"][p],
@@ -300,15 +342,30 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str]) -
         flags_by_patient.append(";".join(flags))
     columns = {"patient_id": list(patients), **{c: list(out[c]) for c in out},
                "qc_flags": flags_by_patient}
-    kinds = {c: "str" if c in ("patient_id", "qc_flags") else "float" for c in PROFILE_COLUMNS}
-    return Table({c: columns[c] for c in PROFILE_COLUMNS}, kinds, PROFILE_PRECISION)
+    names = PROFILE_COLUMNS + extra
+    kinds = {c: "str" if c in ("patient_id", "qc_flags") else "float" for c in names}
+    precision = {**PROFILE_PRECISION, **{c: CELLS_PER_UL for c in extra}}
+    return Table({c: columns[c] for c in names}, kinds, precision)
+
+
+def _reports(panel: Panel, tube: str) -> tuple[tuple[str, str], ...]:
+    """Gate → profile column a tube reports (a study tube made in code without
+    ``reports``: its population → its column of :data:`TUBE_COLUMNS`)."""
+    if panel.reports:
+        return panel.reports
+    return ((panel.population, TUBE_COLUMNS[tube]),) if tube in TUBE_COLUMNS else ()
+
+
+def _missing_tubes(present: set[str], panels: Mapping[str, Panel]) -> list[str]:
+    """Tubes a patient lacks: every tube of each panel a tube of theirs belongs to (the
+    study's three when they have none)."""
+    names = {panels[t].panel for t in present if t in panels} or \
+        {panels[t].panel for t in TUBE_COLUMNS if t in panels}
+    expected = [t for t, p in panels.items() if p.panel in names]
+    return [t for t in expected if t not in present]
 
 
 def _nanmean(values: Sequence[float]) -> float:
     arr = np.asarray(values, dtype=float)
     arr = arr[~np.isnan(arr)]
     return float(arr.mean()) if arr.size else float("nan")
-
-
-def _row_nanmean(matrix: np.ndarray) -> np.ndarray:
-    return np.array([_nanmean(row) for row in matrix]) if len(matrix) else np.zeros(0)

@@ -10,7 +10,7 @@ parent in the corner. Membership comes from the compiled engine (equal to FlowKi
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ from ..gating.density import histogram_2d
 from .plot_svg import BINS_1D, BINS_2D, RED, SEED_GREY, PlotSpec, gate_plot_svg
 
 if TYPE_CHECKING:
+    from ..gating.panels import PanelSet
     from ..gating.placement import Placement
 
 #: Plotted events per gate at most (a random subset beyond this; counts use all events).
@@ -112,15 +113,17 @@ class GatePlot:
 
 def plot_gates(path: str | Path, *, tube: str | None = None,
                templates: str | Path | None = None,
-               gating: str = "adaptive", placement: Placement | None = None) -> list[GatePlot]:
+               gating: str = "adaptive", placement: Placement | None = None,
+               panels: PanelSet | None = None) -> list[GatePlot]:
     """Plot every gate of one FCS tube.
 
     Parameters
     ----------
     path : str or Path
         The FCS file.
-    tube : {"nk", "cd4", "cd8"}, optional
-        The panel, detected from the markers when omitted.
+    tube : str, optional
+        The tube (``nk``, ``cd4``, ``cd8`` or one of ``panels``), detected from the
+        markers when omitted.
     templates : str or Path, optional
         Folder of Gating-ML templates instead of the shipped ones of the gating mode.
     gating : {"adaptive", "fixed"}
@@ -155,14 +158,17 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
 
     path = Path(path)
     tube_data = read_tube(path)
-    panel = detect_panel(tube_data.markers, expected=tube, source=path.name)
+    if panels is not None and any(p.aliases for p in panels.values()):
+        tube_data = replace(tube_data, markers=panels.markers_of(tube_data.events.pnn,
+                                                                 tube_data.events.pns))
+    panel = detect_panel(tube_data.markers, expected=tube, source=path.name, panels=panels)
     template_arg = str(templates) if templates is not None else \
         str(adaptive_template_dir()) if gating == "adaptive" else None
-    if gating == "adaptive" and uses_adaptation(panel.tube, template_arg):
+    if gating == "adaptive" and uses_adaptation(panel, template_arg):
         return _plot_placed(tube_data, panel, template_arg, placement)
     memberships = gate_tube_compiled(tube_data, panel, template_arg)
     mapping = channel_map(panel, tube_data.markers, tube_data.scatter, source=path.name)
-    strategy = load_strategy(panel.tube, mapping, template_arg)
+    strategy = load_strategy(panel, mapping, template_arg)
     sample = tube_data.sample
     raw = sample.get_events(source="raw")
     compensated: dict[str, np.ndarray | None] = {}

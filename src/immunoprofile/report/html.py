@@ -159,6 +159,14 @@ def _run_gates(out: Path) -> dict[str, list]:
     return reports
 
 
+def _run_panels(run: dict):
+    """The lab's panels a run used (``run.json`` ``panels``: their folders), or None."""
+    from ..gating.panel_files import resolve_panels
+
+    folders = run.get("panels") or []
+    return resolve_panels([f["absolute_directory"] for f in folders]) if folders else None
+
+
 def _same_folder(templates, recorded: dict) -> bool:
     """Whether the templates asked for (None: the run's) are the run's own folder."""
     if templates is None:
@@ -228,6 +236,7 @@ class _Batch:
         self.banners: list[str] = []
         self.lost: dict[str, str] = {}
         self.requests: dict[str, list] = {}
+        self.panels = None
         if not plots:
             return
         self.mode = gating or self.run.get("gating", "fixed")
@@ -239,7 +248,11 @@ class _Batch:
             self.run.get("gating") == "adaptive" and \
             _same_folder(templates, self.run.get("templates", {})) else {}
         try:
-            parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir)
+            from ..gating.panels import default_panels
+
+            self.panels = _run_panels(self.run)
+            parsed = read_manifest(find_manifest(samples_dir, manifest), samples_dir,
+                                   tuple(self.panels or default_panels()))
         except (ImmunoprofileError, TypeError) as exc:
             reason = (f"the FCS files cannot be found: {first_line(exc)} — run the report "
                       "with --samples DIR (and --manifest PATH), or --no-plots")
@@ -407,7 +420,8 @@ class _Batch:
             try:
                 placement = _run_placement(self.out, request.sample_id, self.run_gates)
                 drawn = plot_gates(request.path, tube=request.tube, templates=self.templates,
-                                   gating=self.mode, placement=placement)
+                                   gating=self.mode, placement=placement,
+                                   panels=self.panels)
             except ImmunoprofileError as exc:
                 why = first_line(exc)
             except Exception as exc:  # a bug: one tube's plots are lost, not the report

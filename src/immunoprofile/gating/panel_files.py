@@ -1,0 +1,216 @@
+"""Panel files: a panel a lab runs, described as data (YAML or JSON).
+
+A panel file names the panel's tubes and, for each, its Gating-ML template, which template
+channel carries which marker, the gate the tube is for and the populations it reports as
+``profiles.csv`` columns (the format: ``gating/README.md``, "Panels"; the schema:
+``schemas/panel.schema.yaml``, checked with ``jsonschema``). The shipped panels are in
+``gating/panels/``; ``--panels DIR`` adds every ``*.yaml``, ``*.yml`` and ``*.json`` of a
+folder. Files are read once per run (cached by folder and file versions).
+
+YAML because a lab writes and comments these files by hand; the schema in JSON Schema so
+that the same rules can be checked by any tool, and every refusal names the file, the place
+in it and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ..errors import PanelError
+from ..io.channels import markers_in_label
+from .panel_spec import DEFAULT_SCATTER, Panel, PanelSet
+from .shipped import template_dir
+
+#: File suffixes read as panel files.
+PANEL_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def shipped_panel_dir() -> Path:
+    """Folder of the shipped panel files (``gating/panels/``)."""
+    return template_dir() / "panels"
+
+
+def default_panels() -> PanelSet:
+    """The shipped panels (``gating/panels/``): the study's three tubes by default."""
+    return load_panels(())
+
+
+def resolve_panels(panels: str | Path | Sequence[str | Path] | PanelSet | None
+                   ) -> PanelSet | None:
+    """The panels of a run: None (the shipped ones) when no folder of a lab's panel files
+    is given, else the shipped panels and those (:func:`load_panels`).
+
+    Raises
+    ------
+    PanelError
+        A folder or panel file is not valid, or two files define one tube.
+    """
+    if panels is None or isinstance(panels, PanelSet):
+        return panels
+    folders = [panels] if isinstance(panels, str | Path) else list(panels)
+    return load_panels(folders) if folders else None
+
+
+def panel_schema_path() -> Path:
+    """The panel file schema: ``schemas/panel.schema.yaml`` in a checkout, its copy inside
+    the package (``immunoprofile/_schemas``) in a built wheel."""
+    shipped = resources.files("immunoprofile") / "_schemas" / "panel.schema.yaml"
+    if shipped.is_file():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parents[3] / "schemas" / "panel.schema.yaml"
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(panel_schema_path().read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def read_panel_file(path: str | Path, *, shipped: bool = False) -> list[Panel]:
+    """The tubes of one panel file.
+
+    Parameters
+    ----------
+    path : str or Path
+    shipped : bool
+        A shipped panel: its templates are the shipped ones (``gating/``, or
+        ``gating/adaptive/`` for adaptive gating, or ``--templates``); a lab's panel finds
+        its templates beside the file.
+
+    Returns
+    -------
+    list of Panel
+        One per tube, in the file's order.
+
+    Raises
+    ------
+    PanelError
+        Naming the file: not readable, not YAML/JSON, or not what the schema allows (the
+        place in the file and the rule broken).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PanelError(f"{path}: panel file cannot be read: {exc}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml's and json's parse errors, in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PanelError(f"{path}: not a valid panel file: {first}") from None
+    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        worst = errors[0]
+        where = "/".join(str(p) for p in worst.absolute_path) or "(top level)"
+        raise PanelError(f"{path}: not a valid panel file: at {where}: {worst.message} "
+                         "(the format: gating/README.md, Panels)")
+    gates = data.get("gates", {})
+    aliases = tuple((marker, tuple(spellings))
+                    for marker, spellings in data.get("aliases", {}).items())
+    panels = []
+    for tube, spec in data["tubes"].items():
+        if not isinstance(tube, str):
+            raise PanelError(f"{path}: tube name {tube!r} is not text — quote it")
+        channels = tuple((str(c), str(m)) for c, m in spec["channels"].items())
+        for _, marker in channels:
+            if markers_in_label(marker) != [marker] and marker not in dict(aliases):
+                canonical = ", ".join(markers_in_label(marker)) or "no CD marker"
+                raise PanelError(
+                    f"{path}: tube {tube}: marker {marker!r} is not how immunoprofile names "
+                    f"it (a $PnS of {marker!r} reads as {canonical}) — write the canonical "
+                    "name (CD4, CD16/56) or give its spellings under aliases")
+        scatter = tuple(spec.get("scatter", DEFAULT_SCATTER))
+        overlap = set(dict(channels)) & set(scatter)
+        if overlap:
+            raise PanelError(f"{path}: tube {tube}: {', '.join(sorted(overlap))} is named "
+                             "both as a fluorescence and as a scatter channel")
+        markers = [m for _, m in channels]
+        if len(set(markers)) != len(markers):
+            raise PanelError(f"{path}: tube {tube}: a marker is named on two channels")
+        columns = [c for c in spec["reports"].values()]
+        if len(set(columns)) != len(columns):
+            raise PanelError(f"{path}: tube {tube}: two gates report the same column")
+        panels.append(Panel(
+            tube=tube, markers=tuple(markers), population=spec["population"],
+            panel=data["panel"], template=spec["template"], channels=channels,
+            scatter=scatter, reports=tuple(spec["reports"].items()),
+            bead_gate=gates.get("beads", "Beads"),
+            lymphocyte_gate=gates.get("lymphocytes", "Lymphocytes"),
+            t_cell_gate=gates.get("t_cells", "CD3pos"),
+            folder=None if shipped else str(path.parent.resolve()),
+            aliases=aliases))
+    return panels
+
+
+def load_panels(folders: Iterable[str | Path] = ()) -> PanelSet:
+    """The shipped panels and every panel file in ``folders`` (``--panels``).
+
+    Parameters
+    ----------
+    folders : iterable of str or Path
+        Folders of a lab's panel files (``*.yaml``, ``*.yml``, ``*.json``).
+
+    Returns
+    -------
+    PanelSet
+
+    Raises
+    ------
+    PanelError
+        A folder is missing or holds no panel file; a file is not valid
+        (:func:`read_panel_file`); two files define the same tube.
+    """
+    files: list[tuple[Path, bool]] = [(p, True) for p in _panel_files(shipped_panel_dir())]
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise PanelError(f"{folder}: no such folder of panel files (--panels)")
+        mine = _panel_files(folder)
+        if not mine:
+            raise PanelError(f"{folder}: holds no panel file (*.yaml, *.yml, *.json)")
+        files += [(p, False) for p in mine]
+    key = tuple((str(p.resolve()), shipped, *_version(p)) for p, shipped in files)
+    return _load(key)
+
+
+def _panel_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in PANEL_SUFFIXES)
+
+
+def _version(path: Path) -> tuple[str]:
+    """The file's content (a SHA-256): an edit is seen whatever its timestamps say."""
+    import hashlib
+
+    return (hashlib.sha256(path.read_bytes()).hexdigest(),)
+
+
+@lru_cache(maxsize=16)
+def _load(files: Sequence[tuple]) -> PanelSet:
+    tubes: dict[str, tuple[Panel, str]] = {}
+    names: dict[str, str] = {}
+    for path, shipped, *_ in files:
+        panels = read_panel_file(path, shipped=shipped)
+        if panels and panels[0].panel in names:
+            raise PanelError(f"{path}: panel {panels[0].panel!r} is also defined by "
+                             f"{names[panels[0].panel]} — a panel name must be unique")
+        if panels:
+            names[panels[0].panel] = path
+        for panel in panels:
+            if panel.tube in tubes:
+                raise PanelError(f"{path}: tube {panel.tube!r} is also defined by "
+                                 f"{tubes[panel.tube][1]} — a tube name must be unique")
+            tubes[panel.tube] = (panel, path)
+    return PanelSet(p for p, _ in tubes.values())
