@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..gating.panels import NK_MARKER, PANELS
+from ..io.channels import NK_MARKER
 
 #: Detector channels of a three-colour BD FACSCanto tube, in file order.
 CHANNELS = ("FSC-A", "FSC-H", "SSC-A", "FITC-A", "PE-A", "PerCP-Cy5-5-A", "Time")
@@ -48,9 +48,15 @@ TUBE_MARKERS: dict[str, tuple[str, str, str]] = {
     "cd4": ("CD3", "CD4", "CD45"),
     "cd8": ("CD3", "CD8", "CD45"),
 }
+#: Tubes simulated beyond the study's, for a lab's own panel (``--panels``) in tests and
+#: examples: a CD3 FITC / CD19 PE / CD45 PerCP-Cy5.5 B-cell tube. Not part of a simulated
+#: patient's set of tubes (:data:`TUBE_MARKERS`).
+OTHER_TUBE_MARKERS: dict[str, tuple[str, str, str]] = {
+    "cd19": ("CD3", "CD19", "CD45"),
+}
 #: How each marker is written in $PnS, as BD reagents are labelled.
 _PNS_TEXT = {"CD3": "CD3 FITC", NK_MARKER: "CD16+56 PE", "CD4": "CD4 PE", "CD8": "CD8 PE",
-             "CD45": "CD45 PerCP-Cy5.5"}
+             "CD19": "CD19 PE", "CD45": "CD45 PerCP-Cy5.5"}
 
 #: Population labels written in the truth, with their integer codes in the label array.
 LABELS = ("bead", "b_cell", "cd4_t", "cd8_t", "dn_t", "nk", "monocyte", "granulocyte",
@@ -66,13 +72,15 @@ GATE_TRUTH: dict[str, tuple[str, ...]] = {
     "CD4pos": ("cd4_t",),
     "CD8pos": ("cd8_t",),
     "NK": ("nk",),
+    "CD19pos": ("b_cell",),
 }
 
 # Brightness of each marker on each population: log10 of the mean fluorochrome amount at
 # nominal gain, and the log10 standard deviation. A marker a population lacks shows the
 # population's autofluorescence instead.
 _EXPRESSION: dict[str, dict[str, tuple[float, float]]] = {
-    "b_cell": {"CD45": (3.75, 0.12)},  # CLL B cells: CD45 slightly dimmer than T cells
+    # CLL B cells: CD45 slightly dimmer than T cells (CD19 is drawn only in a tube with it)
+    "b_cell": {"CD19": (3.7, 0.15), "CD45": (3.75, 0.12)},
     "cd4_t": {"CD3": (3.6, 0.18), "CD4": (3.9, 0.15), "CD45": (3.95, 0.10)},
     "cd8_t": {"CD3": (3.6, 0.18), "CD8": (4.0, 0.18), "CD45": (3.95, 0.10)},
     "dn_t": {"CD3": (3.6, 0.18), "CD45": (3.95, 0.10)},
@@ -389,14 +397,15 @@ def simulate_tube(
     -------
     SimulatedTube
     """
-    if tube not in TUBE_MARKERS:
-        raise ValueError(f"unknown tube {tube!r}; use one of {', '.join(TUBE_MARKERS)}")
+    known = {**TUBE_MARKERS, **OTHER_TUBE_MARKERS}
+    if tube not in known:
+        raise ValueError(f"unknown tube {tube!r}; use one of {', '.join(known)}")
     if events < 1:
         raise ValueError("events must be at least 1")
     instrument = instrument or Instrument()
     model = _model(layout or Layout())
     rng = np.random.default_rng(seed)
-    markers = TUBE_MARKERS[tube]
+    markers = known[tube]
 
     # 1-2. Particles in the tube and the events acquired from them.
     concentrations = patient.cells_per_ul()
@@ -477,7 +486,7 @@ def simulate_tube(
         "simulated": True,
         "patient_id": patient.patient_id,
         "tube": tube,
-        "panel": PANELS[tube].description,
+        "panel": "/".join(known[tube]),
         "events": int(labels.size),
         "beads_per_test": float(beads_per_test),
         "volume_ul": float(volume_ul),

@@ -1,0 +1,167 @@
+"""A lab's own panel, written from gating/README.md ("Panels") alone, end to end.
+
+The panel file is the README's own example (read out of the README, so the documentation
+is what is tested) and its template is made as the README says: the shipped adaptive CD4
+template with its CD4 gate turned into a B-cell gate on the PE channel, inside the
+lymphocytes. The tubes are SIMULATED (CD3 FITC / CD19 PE / CD45 PerCP-Cy5.5); the B-cell
+count is held to the truth within max(5 %, 3 counting SD).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from immunoprofile.cli import main
+from immunoprofile.datasets.evaluation import count_tolerance
+from immunoprofile.datasets.simulate import LABEL_CODE, PatientSpec, simulate_tube
+from immunoprofile.datasets.tube_files import write_tube
+from immunoprofile.errors import PanelError
+from immunoprofile.gating.panel_files import load_panels
+from immunoprofile.gating.templates import adaptive_template_dir, template_dir
+from immunoprofile.pipeline.batch import gate_batch
+
+README = Path(__file__).resolve().parents[2] / "gating" / "README.md"
+PATIENTS = [PatientSpec("P1", b_cells_per_ul=400, cd4_per_ul=800, cd8_per_ul=400,
+                        nk_per_ul=250),
+            PatientSpec("P2", b_cells_per_ul=9_000, cd4_per_ul=600, cd8_per_ul=500,
+                        nk_per_ul=200)]
+
+
+def documented_panel() -> str:
+    """The YAML example under "## Panels" in gating/README.md."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Panels", 1)[1]
+    return re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+
+
+def documented_template() -> str:
+    """The README's recipe: the adaptive CD4 template, its CD4 gate a CD19 gate within
+    the lymphocytes."""
+    text = (adaptive_template_dir() / "cd4_tube.xml").read_text(encoding="utf-8")
+    text = text.replace('gating:id="CD4pos" gating:parent_id="CD3pos"',
+                        'gating:id="CD19pos" gating:parent_id="Lymphocytes"')
+    assert 'gating:id="CD19pos"' in text
+    return text
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab_panel")
+    panels = root / "my_panels"
+    panels.mkdir()
+    (panels / "b_cells.yaml").write_text(documented_panel(), encoding="utf-8")
+    (panels / "bcell_tube.xml").write_text(documented_template(), encoding="utf-8")
+    samples = root / "samples"
+    samples.mkdir()
+    truth = {}
+    rows = ["file,patient_id,tube,beads_per_test,volume_ul"]
+    for i, patient in enumerate(PATIENTS):
+        tube = simulate_tube(patient, "cd19", events=30_000, seed=40 + i)
+        write_tube(tube, samples / f"{patient.patient_id}_b.fcs")
+        # tube blank for P2: detected by its markers among the shipped and the lab's panels
+        rows.append(f"{patient.patient_id}_b.fcs,{patient.patient_id},"
+                    f"{'bcell' if i == 0 else ''},50000,50")
+        b_events = int(np.count_nonzero(tube.labels == LABEL_CODE["b_cell"]))
+        bead_events = int(np.count_nonzero(tube.labels == LABEL_CODE["bead"]))
+        truth[patient.patient_id] = (patient.b_cells_per_ul,
+                                     count_tolerance(patient.b_cells_per_ul, b_events,
+                                                     bead_events))
+    (samples / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root, panels, samples, truth
+
+
+def test_the_documented_panel_file_is_valid():
+    import yaml
+
+    assert yaml.safe_load(documented_panel())["tubes"]["bcell"]["reports"] == {
+        "CD19pos": "cd19_per_ul"}
+
+
+def test_a_labs_panel_runs_end_to_end_without_code_changes(batch):
+    root, panels, samples, truth = batch
+    result = gate_batch(samples, panels=panels)
+    assert result.ok, result.errors
+    profiles = result.profiles.set_index("patient_id")
+    for patient, (true, tolerance) in truth.items():
+        measured = profiles.loc[patient, "cd19_per_ul"]
+        assert abs(measured - true) <= tolerance, (patient, measured, true, tolerance)
+        assert np.isnan(profiles.loc[patient, "cd19_per_ul_dual"])  # no ALC: no dual count
+        assert "MISSING_TUBE" not in profiles.loc[patient, "qc_flags"]
+        assert "GATE_UNCERTAIN" not in profiles.loc[patient, "qc_flags"]
+    assert set(result.samples["tube"]) == {"bcell"}
+    assert set(result.samples["population"]) == {"CD19pos"}
+    assert result.run["panels"][0]["tubes"] == ["bcell"]
+    assert "bcell" in result.run["templates"]["sha256"]
+
+
+def test_the_command_line_takes_panels_and_the_report_draws_them(batch, tmp_path):
+    root, panels, samples, truth = batch
+    out = tmp_path / "out"
+    run = CliRunner().invoke(main, ["gate", str(samples), "-o", str(out), "--panels",
+                                    str(panels), "-q"])
+    assert run.exit_code == 0, run.output
+    with open(out / "profiles.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["patient_id"] for r in rows] == ["P1", "P2"]
+    assert all(float(r["cd19_per_ul"]) > 0 for r in rows)
+    report = CliRunner().invoke(main, ["report", str(out)])
+    assert report.exit_code == 0, report.output
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "CD19pos" in html and "Gating plots not drawn" not in html
+
+
+def test_the_study_tubes_count_as_before_beside_a_labs_panel(batch):
+    sample_data = Path(__file__).resolve().parents[2] / "sample_data"
+    _, panels, _, _ = batch
+    plain = gate_batch(sample_data, jobs=2)
+    beside = gate_batch(sample_data, jobs=2, panels=panels)
+    for name in ("populations", "profiles", "samples", "errors"):
+        assert beside.tables[name].to_csv() == plain.tables[name].to_csv(), name
+
+
+def test_without_the_panels_the_tube_is_refused_with_its_markers(batch):
+    root, panels, samples, truth = batch
+    result = gate_batch(samples)
+    assert not result.ok
+    reasons = " ".join(result.errors["error"])
+    assert "unknown tube 'bcell'" in reasons  # the manifest names a tube no panel has
+    assert "CD19" in reasons  # the detected one: its markers named
+
+
+def test_a_panel_file_with_a_mistake_names_the_file_and_the_place(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(documented_panel().replace("cd19_per_ul", "cd19 count"),
+                   encoding="utf-8")
+    with pytest.raises(PanelError, match=r"bad\.yaml: not a valid panel file: at "
+                                         r"tubes/bcell/reports/CD19pos"):
+        load_panels([tmp_path])
+
+
+def test_a_tube_name_defined_twice_is_refused(tmp_path):
+    study = (template_dir() / "panels" / "study.yaml").read_text(encoding="utf-8")
+    assert "panel: study" in study
+    (tmp_path / "a.yaml").write_text(study.replace("panel: study", "panel: copy"),
+                                     encoding="utf-8")
+    with pytest.raises(PanelError, match="tube 'nk' is also defined by"):
+        load_panels([tmp_path])
+
+
+def test_a_marker_immunoprofile_would_never_find_is_refused(tmp_path):
+    (tmp_path / "p.yaml").write_text(documented_panel().replace("PE-A: CD19", "PE-A: CD56"),
+                                     encoding="utf-8")
+    with pytest.raises(PanelError, match="marker 'CD56' is not how immunoprofile names it"):
+        load_panels([tmp_path])
+
+
+def test_a_panel_named_as_a_shipped_one_is_refused(tmp_path):
+    (tmp_path / "p.yaml").write_text(documented_panel().replace("panel: b_cells",
+                                                                "panel: study"),
+                                     encoding="utf-8")
+    with pytest.raises(PanelError, match="panel 'study' is also defined by"):
+        load_panels([tmp_path])
