@@ -9,12 +9,14 @@ from pathlib import Path
 
 from ..io.atomic import atomic_write_text
 from .simulate import (
-    TUBE_MARKERS,
+    DETECTORS,
+    SIMULATED_PANELS,
     Instrument,
     PatientSpec,
     SimulatedTube,
     random_instrument,
     simulate_tube,
+    tube_detectors,
 )
 from .tube_files import write_tube
 
@@ -74,8 +76,9 @@ def write_cohort(
     seed: int = 2026,
     other_cytometer: bool = False,
     dilute: bool = True,
+    panel: str = "study",
 ) -> Path:
-    """Write a simulated cohort: three tubes per patient, truth files and ``manifest.csv``.
+    """Write a simulated cohort: each patient's tubes, truth files and ``manifest.csv``.
 
     Parameters
     ----------
@@ -95,27 +98,52 @@ def write_cohort(
     dilute : bool
         Stain less blood for patients with lymphocytosis, as labs do (see
         :func:`stained_volume_ul`); otherwise every tube stains ``volume_ul``.
+    panel : str
+        The tubes of each patient (:data:`~.simulate.SIMULATED_PANELS`): ``"study"`` (NK,
+        CD4, CD8), ``"tbnk6"`` (one six-colour TBNK tube) or ``"tbnk4"`` (the 4-colour
+        pair).
 
     Returns
     -------
     Path
         The manifest written.
     """
+    tubes = panel_tubes(panel)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     patients = list(patients if patients is not None else cohort_specs())
     rows: list[str] = []
     for p_index, patient in enumerate(patients):
-        instrument = (random_instrument(seed + 1000 * p_index) if other_cytometer
-                      else Instrument())
+        instrument = (random_instrument(seed + 1000 * p_index, colours=_colours(tubes))
+                      if other_cytometer else Instrument())
         volume = (stained_volume_ul(patient, beads_per_test, volume_ul) if dilute
                   else volume_ul)
-        for t_index, tube in enumerate(TUBE_MARKERS):
+        for t_index, tube in enumerate(tubes):
             sim = simulate_tube(patient, tube, events=events, beads_per_test=beads_per_test,
                                 volume_ul=volume, instrument=instrument,
                                 seed=seed + 1000 * p_index + t_index)
             rows.append(write_listed(sim, out))
     return write_manifest(out, rows)
+
+
+def panel_tubes(panel: str) -> tuple[str, ...]:
+    """The tubes a simulated patient of ``panel`` has.
+
+    Raises
+    ------
+    ValueError
+        Not a panel the simulator writes.
+    """
+    if panel not in SIMULATED_PANELS:
+        raise ValueError(f"unknown panel {panel!r} to simulate; use one of "
+                         f"{', '.join(SIMULATED_PANELS)}")
+    return SIMULATED_PANELS[panel]
+
+
+def _colours(tubes: Sequence[str]) -> int:
+    """Detectors a random instrument must describe for these tubes: 3 or 6."""
+    return 3 if all(set(tube_detectors(t)) <= set(DETECTORS[:3]) for t in tubes) \
+        else len(DETECTORS)
 
 
 def write_listed(sim: SimulatedTube, out: Path) -> str:

@@ -21,7 +21,9 @@ bead lot) far beyond the nominal tube, for testing gates that adapt to each tube
 Events per tube stay fixed (30,000 by default); signals beyond the 18-bit range are
 clipped as the instrument does (beads at 10^5.3 with much FITC spilling into PE touch the
 top: under 1 % of their events). ``immunoprofile simulate DIR --envelope N`` writes N
-such cases × 3 tubes (:func:`write_envelope`)."""
+such cases × 3 tubes (:func:`write_envelope`); with ``--panel tbnk6`` or ``tbnk4``, cases
+drawn for a six-colour cytometer (every detector's gain, bead position and spill across
+the same ranges) with the panel's TBNK tubes."""
 
 from __future__ import annotations
 
@@ -32,10 +34,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cohort import stained_volume_ul, write_listed, write_manifest
+from .cohort import panel_tubes, stained_volume_ul, write_listed, write_manifest
 from .simulate import (
+    DETECTORS,
     NOMINAL_SCATTER,
-    TUBE_MARKERS,
     Instrument,
     Layout,
     PatientSpec,
@@ -123,11 +125,12 @@ class EnvelopeCase(NamedTuple):
     volume_ul: float
 
     def simulate(self, tube: str, *, events: int = 30_000, seed: int = 0) -> SimulatedTube:
-        """Simulate one tube (``"nk"``, ``"cd4"`` or ``"cd8"``) of this case.
+        """Simulate one tube (``"nk"``, ``"cd4"``, ``"cd8"``, or a TBNK tube of a case drawn
+        with six colours) of this case.
 
         Parameters
         ----------
-        tube : {"nk", "cd4", "cd8"}
+        tube : str
         events : int
             Events acquired.
         seed : int
@@ -173,7 +176,7 @@ def _envelope_layout(rng: np.random.Generator, envelope: Envelope,
                      instrument: Instrument) -> Layout:
     """A layout drawn across ``envelope``; bead positions are set as the instrument shows
     them, so the amounts written into the layout are those positions less the gains."""
-    seen = rng.uniform(*envelope.bead_log10, 3)
+    seen = rng.uniform(*envelope.bead_log10, len(instrument.gain_offsets))
     bead_log10 = tuple(float(s - g) for s, g in zip(seen, instrument.gain_offsets, strict=True))
     if rng.uniform() < envelope.lymphocyte_like_beads:
         (t_fsc, _), (t_ssc, _) = NOMINAL_SCATTER["cd4_t"]
@@ -194,7 +197,7 @@ def _envelope_layout(rng: np.random.Generator, envelope: Envelope,
 
 
 def envelope_case(seed: int, index: int = 0, *,
-                  envelope: Envelope = ENVELOPE) -> EnvelopeCase:
+                  envelope: Envelope = ENVELOPE, colours: int = 3) -> EnvelopeCase:
     """One random case across the layout envelope: patient, instrument, layout, beads.
 
     Parameters
@@ -206,6 +209,11 @@ def envelope_case(seed: int, index: int = 0, *,
         ``envelope_cases(n, seed=s)``, whatever ``n``.
     envelope : Envelope
         Bounds to draw within (:data:`ENVELOPE` by default).
+    colours : {3, 6}
+        Detectors the instrument and the beads are drawn for: the study's three, or the
+        six of a TBNK cytometer (:data:`~.simulate.DETECTORS`; every one's gain, bead
+        position and spill drawn across the envelope). A series of six-colour cases is
+        not the three-colour series with more colours: the draws differ from the first.
 
     Returns
     -------
@@ -217,7 +225,8 @@ def envelope_case(seed: int, index: int = 0, *,
     rng = np.random.default_rng([seed, index])
     instrument = random_instrument(rng, name="FACSCanto II (envelope)",
                                    max_gain_offset=envelope.gain_offset,
-                                   max_scatter_gain_offset=envelope.scatter_gain_offset)
+                                   max_scatter_gain_offset=envelope.scatter_gain_offset,
+                                   colours=colours)
     layout = _envelope_layout(rng, envelope, instrument)
     patient = _envelope_patient(rng, envelope, f"E{seed}-{index:04d}")
     beads_per_test = float(round(rng.uniform(*envelope.beads_per_test)))
@@ -225,8 +234,8 @@ def envelope_case(seed: int, index: int = 0, *,
     return EnvelopeCase(patient, instrument, layout, beads_per_test, volume)
 
 
-def envelope_cases(n: int, seed: int = 0, *,
-                   envelope: Envelope = ENVELOPE) -> Iterator[EnvelopeCase]:
+def envelope_cases(n: int, seed: int = 0, *, envelope: Envelope = ENVELOPE,
+                   colours: int = 3) -> Iterator[EnvelopeCase]:
     """``n`` random cases across the layout envelope (see :func:`envelope_case`).
 
     Parameters
@@ -237,18 +246,21 @@ def envelope_cases(n: int, seed: int = 0, *,
         Seed of the series: the same seed gives the same cases.
     envelope : Envelope
         Bounds to draw within.
+    colours : {3, 6}
+        As for :func:`envelope_case`.
 
     Yields
     ------
     EnvelopeCase
     """
     for index in range(n):
-        yield envelope_case(seed, index, envelope=envelope)
+        yield envelope_case(seed, index, envelope=envelope, colours=colours)
 
 
 def write_envelope(out_dir: str | Path, n: int, *, seed: int = 0,
-                   events: int = 30_000) -> Path:
-    """Write ``n`` envelope cases (NK, CD4 and CD8 tube each), truth files and manifest.csv.
+                   events: int = 30_000, panel: str = "study") -> Path:
+    """Write ``n`` envelope cases (each with its panel's tubes), truth files and
+    manifest.csv.
 
     Parameters
     ----------
@@ -260,6 +272,9 @@ def write_envelope(out_dir: str | Path, n: int, *, seed: int = 0,
         Seed of the series of cases (:func:`envelope_cases`) and of their acquisitions.
     events : int
         Events per tube.
+    panel : str
+        The tubes of each case (:func:`~.cohort.panel_tubes`): ``"study"`` (NK, CD4, CD8),
+        ``"tbnk6"`` or ``"tbnk4"`` (cases drawn with six colours).
 
     Returns
     -------
@@ -267,11 +282,13 @@ def write_envelope(out_dir: str | Path, n: int, *, seed: int = 0,
         The manifest written. Each truth file holds the case's layout and
         ``envelope_case`` (seed and index, to draw the case again).
     """
+    tubes = panel_tubes(panel)
+    colours = 3 if panel == "study" else len(DETECTORS)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[str] = []
-    for index, case in enumerate(envelope_cases(n, seed)):
-        for t_index, tube in enumerate(TUBE_MARKERS):
+    for index, case in enumerate(envelope_cases(n, seed, colours=colours)):
+        for t_index, tube in enumerate(tubes):
             tube_seed = int(np.random.SeedSequence([seed, index, t_index]).generate_state(1)[0])
             sim = case.simulate(tube, events=events, seed=tube_seed)
             sim.truth["envelope_case"] = {"seed": int(seed), "index": index}

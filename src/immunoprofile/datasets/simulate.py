@@ -29,7 +29,7 @@ adapt to each tube — is :mod:`.envelope`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -39,6 +39,10 @@ from ..io.channels import NK_MARKER
 #: Detector channels of a three-colour BD FACSCanto tube, in file order.
 CHANNELS = ("FSC-A", "FSC-H", "SSC-A", "FITC-A", "PE-A", "PerCP-Cy5-5-A", "Time")
 FLUORESCENCE_CHANNELS = ("FITC-A", "PE-A", "PerCP-Cy5-5-A")
+SCATTER_CHANNELS = ("FSC-A", "FSC-H", "SSC-A")
+#: Fluorescence detectors of a six-colour BD FACSCanto II (blue laser: FITC, PE,
+#: PerCP-Cy5.5, PE-Cy7; red laser: APC, APC-Cy7); the three-colour tubes use the first three.
+DETECTORS = ("FITC-A", "PE-A", "PerCP-Cy5-5-A", "PE-Cy7-A", "APC-A", "APC-Cy7-A")
 #: Largest value the instrument writes ($PnR): an 18-bit range.
 CHANNEL_RANGE = 262144
 
@@ -54,9 +58,56 @@ TUBE_MARKERS: dict[str, tuple[str, str, str]] = {
 OTHER_TUBE_MARKERS: dict[str, tuple[str, str, str]] = {
     "cd19": ("CD3", "CD19", "CD45"),
 }
-#: How each marker is written in $PnS, as BD reagents are labelled.
-_PNS_TEXT = {"CD3": "CD3 FITC", NK_MARKER: "CD16+56 PE", "CD4": "CD4 PE", "CD8": "CD8 PE",
-             "CD19": "CD19 PE", "CD45": "CD45 PerCP-Cy5.5"}
+#: The multicolour tubes labs run today, detector → marker: BD Multitest 6-colour TBNK (one
+#: tube) and the 4-colour TBNK pair (CD3/CD8/CD45/CD4 and CD3/CD16+56/CD45/CD19), as the
+#: shipped panels ``gating/panels/tbnk6.yaml`` and ``tbnk4.yaml`` name their tubes.
+MULTICOLOUR_TUBES: dict[str, dict[str, str]] = {
+    "tbnk": {"FITC-A": "CD3", "PE-A": NK_MARKER, "PerCP-Cy5-5-A": "CD45", "PE-Cy7-A": "CD4",
+             "APC-A": "CD19", "APC-Cy7-A": "CD8"},
+    "tbnk4_t": {"FITC-A": "CD3", "PE-A": "CD8", "PerCP-Cy5-5-A": "CD45", "APC-A": "CD4"},
+    "tbnk4_bnk": {"FITC-A": "CD3", "PE-A": NK_MARKER, "PerCP-Cy5-5-A": "CD45",
+                  "APC-A": "CD19"},
+}
+#: The tubes of each panel ``immunoprofile simulate --panel`` writes per patient.
+SIMULATED_PANELS: dict[str, tuple[str, ...]] = {
+    "study": ("nk", "cd4", "cd8"),
+    "tbnk6": ("tbnk",),
+    "tbnk4": ("tbnk4_t", "tbnk4_bnk"),
+}
+#: Fluorochrome names of the detectors, as BD reagents are labelled in $PnS.
+_FLUOROCHROME = {"FITC-A": "FITC", "PE-A": "PE", "PerCP-Cy5-5-A": "PerCP-Cy5.5",
+                 "PE-Cy7-A": "PE-Cy7", "APC-A": "APC", "APC-Cy7-A": "APC-Cy7"}
+_MARKER_TEXT = {NK_MARKER: "CD16+56"}
+
+
+def tube_detectors(tube: str) -> dict[str, str]:
+    """Detector → marker of a simulated tube (any of :func:`simulated_tubes`).
+
+    Raises
+    ------
+    ValueError
+        Not a tube the simulator writes.
+    """
+    if tube in MULTICOLOUR_TUBES:
+        return dict(MULTICOLOUR_TUBES[tube])
+    three = {**TUBE_MARKERS, **OTHER_TUBE_MARKERS}
+    if tube in three:
+        return dict(zip(FLUORESCENCE_CHANNELS, three[tube], strict=True))
+    raise ValueError(f"unknown tube {tube!r}; use one of {', '.join(simulated_tubes())}")
+
+
+def simulated_tubes() -> tuple[str, ...]:
+    """Every tube the simulator writes."""
+    return (*TUBE_MARKERS, *OTHER_TUBE_MARKERS, *MULTICOLOUR_TUBES)
+
+
+def tube_channels(tube: str) -> tuple[str, ...]:
+    """The channels of a simulated tube's file, in order: scatter, fluorescence, Time."""
+    return (*SCATTER_CHANNELS, *tube_detectors(tube), "Time")
+
+
+def _pns_text(marker: str, detector: str) -> str:
+    return f"{_MARKER_TEXT.get(marker, marker)} {_FLUOROCHROME[detector]}"
 
 #: Population labels written in the truth, with their integer codes in the label array.
 LABELS = ("bead", "b_cell", "cd4_t", "cd8_t", "dn_t", "nk", "monocyte", "granulocyte",
@@ -95,6 +146,26 @@ _AUTOFLUORESCENCE: dict[str, tuple[float, float]] = {
 }
 # Counting beads: fluorescent in every channel (log10 mean, sd per FITC, PE, PerCP-Cy5.5).
 _BEAD_FLUORESCENCE = ((4.85, 0.03), (4.95, 0.03), (5.0, 0.03))
+# ... and in the detectors of six-colour tubes (TruCount beads are bright in all of them).
+_MORE_BEAD_FLUORESCENCE = {"PE-Cy7-A": (4.8, 0.03), "APC-A": (4.9, 0.03),
+                           "APC-Cy7-A": (4.75, 0.03)}
+# Spillover beyond the three-colour block, (fluorochrome, detector) → fraction: the usual
+# sizes on a FACSCanto II with BD reagents, tandem dyes' spill back into their donor's
+# detector (PE-Cy7 → PE, APC-Cy7 → APC) included; the range random instruments draw from.
+_MORE_SPILLOVER: dict[tuple[str, str], tuple[float, float, float]] = {
+    ("FITC-A", "PE-Cy7-A"): (0.004, 0.0, 0.01),
+    ("PE-A", "PE-Cy7-A"): (0.03, 0.01, 0.05),
+    ("PerCP-Cy5-5-A", "PE-Cy7-A"): (0.08, 0.03, 0.12),
+    ("PerCP-Cy5-5-A", "APC-A"): (0.01, 0.0, 0.02),
+    ("PerCP-Cy5-5-A", "APC-Cy7-A"): (0.03, 0.01, 0.05),
+    ("PE-Cy7-A", "PE-A"): (0.025, 0.01, 0.05),
+    ("PE-Cy7-A", "PerCP-Cy5-5-A"): (0.01, 0.0, 0.02),
+    ("PE-Cy7-A", "APC-Cy7-A"): (0.04, 0.02, 0.06),
+    ("APC-A", "PerCP-Cy5-5-A"): (0.01, 0.0, 0.02),
+    ("APC-A", "APC-Cy7-A"): (0.12, 0.08, 0.18),
+    ("APC-Cy7-A", "PE-Cy7-A"): (0.03, 0.01, 0.05),
+    ("APC-Cy7-A", "APC-A"): (0.08, 0.04, 0.12),
+}
 # Forward and side scatter (area), linear units: mean and sd.
 NOMINAL_SCATTER: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "bead": ((30_000, 2_000), (35_000, 2_500)),
@@ -164,13 +235,16 @@ class Instrument:
     name : str
         Written to ``$CYT``.
     gain_offsets : tuple of float
-        Per fluorescence detector (FITC, PE, PerCP-Cy5.5), the shift of its gain from the
-        nominal instrument, in decades (+0.1 = signals ×1.26).
+        Per fluorescence detector (FITC, PE, PerCP-Cy5.5; or all six of
+        :data:`DETECTORS`), the shift of its gain from the nominal instrument, in decades
+        (+0.1 = signals ×1.26).
     scatter_gain_offset : float
         Same for the scatter detectors, decades.
     spillover : tuple of tuple of float
-        3×3 spillover matrix, row = fluorochrome, column = detector, written as
-        ``$SPILLOVER``.
+        3×3 (or 6×6) spillover matrix over those detectors, row = fluorochrome, column =
+        detector, written as ``$SPILLOVER``. A three-colour instrument acquiring a tube
+        with more colours has the nominal gains and spill for the others
+        (:meth:`for_detectors`).
     """
 
     name: str = "FACSCanto II"
@@ -181,6 +255,24 @@ class Instrument:
         (0.01, 1.0, 0.12),
         (0.0, 0.005, 1.0),
     )
+
+    def for_detectors(self, detectors: Sequence[str]) -> Instrument:
+        """This instrument as seen by a tube with these detectors (of :data:`DETECTORS`):
+        its gains and the spillover block among them; detectors it does not describe have
+        the nominal gain and :data:`_MORE_SPILLOVER`'s usual spill."""
+        own = DETECTORS[:len(self.gain_offsets)]
+        unknown = [d for d in detectors if d not in DETECTORS]
+        if unknown:
+            raise ValueError(f"unknown detector {unknown[0]!r}; use {', '.join(DETECTORS)}")
+        if tuple(detectors) == own:
+            return self
+        gains = tuple(self.gain_offsets[own.index(d)] if d in own else 0.0 for d in detectors)
+        spill = tuple(tuple(
+            self.spillover[own.index(a)][own.index(b)] if a in own and b in own
+            else 1.0 if a == b else _MORE_SPILLOVER.get((a, b), (0.0,))[0]
+            for b in detectors) for a in detectors)
+        return Instrument(self.name, gains, self.scatter_gain_offset,  # type: ignore[arg-type]
+                          spill)
 
 
 @dataclass(frozen=True)
@@ -194,8 +286,9 @@ class Layout:
     Attributes
     ----------
     bead_fluorescence_log10 : tuple of float
-        log10 of the counting beads' mean fluorochrome amount in FITC, PE and PerCP-Cy5.5,
-        decades (signal units at nominal gain, before spillover).
+        log10 of the counting beads' mean fluorochrome amount in FITC, PE and PerCP-Cy5.5
+        (or in all six :data:`DETECTORS`), decades (signal units at nominal gain, before
+        spillover); detectors beyond those given keep their nominal bead brightness.
     bead_scatter : tuple of float
         The beads' mean (FSC-A, SSC-A) at nominal scatter gain, linear units; their sd keeps
         today's coefficient of variation (6.7 % FSC, 7.1 % SSC).
@@ -222,9 +315,11 @@ class Layout:
     scatter_spread: float = 1.0
 
     def __post_init__(self) -> None:
-        if len(self.bead_fluorescence_log10) != len(FLUORESCENCE_CHANNELS):
+        if len(self.bead_fluorescence_log10) not in (len(FLUORESCENCE_CHANNELS),
+                                                     len(DETECTORS)):
             raise ValueError("bead_fluorescence_log10 needs one value per fluorescence "
-                             f"channel ({', '.join(FLUORESCENCE_CHANNELS)})")
+                             f"channel ({', '.join(FLUORESCENCE_CHANNELS)}, or all of "
+                             f"{', '.join(DETECTORS)})")
         if len(self.bead_scatter) != 2 or min(self.bead_scatter) <= 0:
             raise ValueError("bead_scatter needs a positive (FSC-A, SSC-A) pair")
         if self.monocyte_ssc_ratio is not None and self.monocyte_ssc_ratio <= 0:
@@ -239,7 +334,7 @@ class _Model:
 
     expression: dict[str, dict[str, tuple[float, float]]]
     autofluorescence: dict[str, tuple[float, float]]
-    bead_fluorescence: tuple[tuple[float, float], ...]
+    bead_fluorescence: dict[str, tuple[float, float]]  # detector → (log10 mean, sd)
     scatter: dict[str, tuple[tuple[float, float], tuple[float, float]]]
 
 
@@ -255,8 +350,10 @@ def _model(layout: Layout) -> _Model:
     mu, sd = expression["b_cell"]["CD45"]
     expression["b_cell"]["CD45"] = (mu + layout.b_cell_cd45_offset, sd)
     auto = {label: (mu, sd * fs) for label, (mu, sd) in _AUTOFLUORESCENCE.items()}
-    beads = tuple((mu, sd * fs) for mu, (_, sd) in
-                  zip(layout.bead_fluorescence_log10, _BEAD_FLUORESCENCE, strict=True))
+    nominal = {**dict(zip(FLUORESCENCE_CHANNELS, _BEAD_FLUORESCENCE, strict=True)),
+               **_MORE_BEAD_FLUORESCENCE}
+    given = dict(zip(DETECTORS, layout.bead_fluorescence_log10, strict=False))
+    beads = {d: (given.get(d, mu), sd * fs) for d, (mu, sd) in nominal.items()}
     scatter = {label: ((fm, fsd * ss), (sm, ssd * ss))
                for label, ((fm, fsd), (sm, ssd)) in NOMINAL_SCATTER.items()}
     (fm, fsd), (sm, ssd) = NOMINAL_SCATTER["bead"]
@@ -272,7 +369,8 @@ def _model(layout: Layout) -> _Model:
 
 def random_instrument(seed: int | np.random.Generator, name: str = "FACSCanto II (B)",
                       max_gain_offset: float = 0.15,
-                      max_scatter_gain_offset: float = 0.05) -> Instrument:
+                      max_scatter_gain_offset: float = 0.05,
+                      colours: int = 3) -> Instrument:
     """A cytometer with gains and spillover drawn across realistic ranges.
 
     Parameters
@@ -284,13 +382,19 @@ def random_instrument(seed: int | np.random.Generator, name: str = "FACSCanto II
         Every fluorescence gain is shifted uniformly within ±this, decades.
     max_scatter_gain_offset : float
         The scatter gain is shifted uniformly within ±this, decades.
+    colours : {3, 6}
+        Detectors described: FITC, PE, PerCP-Cy5.5, or all six of :data:`DETECTORS` (the
+        three-colour draws come first and are the same either way).
 
     Returns
     -------
     Instrument
         FITC→PE spillover in 0.15–0.25, PE→PerCP-Cy5.5 in 0.05–0.20, smaller terms in their
-        usual ranges.
+        usual ranges (six colours: each term of :data:`_MORE_SPILLOVER` within its range,
+        APC→APC-Cy7 0.08–0.18).
     """
+    if colours not in (3, len(DETECTORS)):
+        raise ValueError(f"colours must be 3 or {len(DETECTORS)}")
     rng = np.random.default_rng(seed)
     gains = tuple(float(g) for g in rng.uniform(-max_gain_offset, max_gain_offset, 3))
     spill = (
@@ -298,10 +402,20 @@ def random_instrument(seed: int | np.random.Generator, name: str = "FACSCanto II
         (float(rng.uniform(0.0, 0.02)), 1.0, float(rng.uniform(0.05, 0.20))),
         (0.0, float(rng.uniform(0.0, 0.01)), 1.0),
     )
-    return Instrument(name=name, gain_offsets=gains,  # type: ignore[arg-type]
-                      scatter_gain_offset=float(rng.uniform(-max_scatter_gain_offset,
-                                                                 max_scatter_gain_offset)),
-                      spillover=spill)
+    instrument = Instrument(name=name, gain_offsets=gains,  # type: ignore[arg-type]
+                            scatter_gain_offset=float(rng.uniform(-max_scatter_gain_offset,
+                                                                       max_scatter_gain_offset)),
+                            spillover=spill)
+    if colours == 3:
+        return instrument
+    more_gains = tuple(float(g) for g in rng.uniform(-max_gain_offset, max_gain_offset,
+                                                     len(DETECTORS) - 3))
+    drawn = {pair: float(rng.uniform(lo, hi)) for pair, (_, lo, hi) in _MORE_SPILLOVER.items()}
+    full = instrument.for_detectors(DETECTORS)
+    matrix = tuple(tuple(drawn.get((a, b), full.spillover[i][j])
+                         for j, b in enumerate(DETECTORS)) for i, a in enumerate(DETECTORS))
+    return Instrument(name, (*gains, *more_gains),  # type: ignore[arg-type]
+                      instrument.scatter_gain_offset, matrix)
 
 
 @dataclass
@@ -318,29 +432,39 @@ class SimulatedTube:
         Marker text per channel (``$PnS``), empty for scatter and time.
     truth : dict
         True concentrations and settings; JSON-serialisable.
+    channels : tuple of str
+        ``$PnN`` of each column (:data:`CHANNELS` for a three-colour tube).
     """
 
     events: np.ndarray
     labels: np.ndarray
     pns: list[str]
     truth: dict = field(default_factory=dict)
+    channels: tuple[str, ...] = CHANNELS
+
+    @property
+    def fluorescence_channels(self) -> tuple[str, ...]:
+        """The tube's fluorescence detectors, in file order (those of ``$SPILLOVER``)."""
+        return tuple(c for c in self.channels if c in DETECTORS)
 
 
 def _log_normal(rng: np.random.Generator, mean_log10: float, sd_log10: float, n: int):
     return 10.0 ** rng.normal(mean_log10, sd_log10, n)
 
 
-def _fluorochrome_amounts(rng, label: str, n: int, markers: Sequence[str],
+def _fluorochrome_amounts(rng, label: str, n: int, detectors: Mapping[str, str],
                           model: _Model) -> np.ndarray:
-    """True fluorochrome amounts (events × 3) of ``n`` particles of one population."""
-    out = np.empty((n, 3))
+    """True fluorochrome amounts (events × detectors) of ``n`` particles of one population;
+    ``detectors`` maps each detector to the marker it carries."""
+    out = np.empty((n, len(detectors)))
     if label == "bead":
-        for j, (mu, sd) in enumerate(model.bead_fluorescence):
+        for j, detector in enumerate(detectors):
+            mu, sd = model.bead_fluorescence[detector]
             out[:, j] = _log_normal(rng, mu, sd, n)
         return out
     expression = model.expression.get(label, {})
     auto = model.autofluorescence[label]
-    for j, marker in enumerate(markers):
+    for j, marker in enumerate(detectors.values()):
         mu, sd = expression.get(marker, auto)
         out[:, j] = _log_normal(rng, mu, sd, n)
     return out
@@ -375,8 +499,10 @@ def simulate_tube(
     ----------
     patient : PatientSpec
         True counts, cells/µL.
-    tube : {"nk", "cd4", "cd8"}
-        Panel of the tube.
+    tube : str
+        The tube: ``"nk"``, ``"cd4"``, ``"cd8"`` (the study's), ``"cd19"``, or a
+        multicolour one of :data:`MULTICOLOUR_TUBES` (``"tbnk"``: BD Multitest 6-colour
+        TBNK; ``"tbnk4_t"``, ``"tbnk4_bnk"``: the 4-colour pair).
     events : int
         Events acquired (beads, cells, debris and doublets together).
     beads_per_test : float
@@ -384,7 +510,9 @@ def simulate_tube(
     volume_ul : float
         Blood stained, µL.
     instrument : Instrument, optional
-        Gains and spillover; the nominal FACSCanto when omitted.
+        Gains and spillover; the nominal FACSCanto when omitted. A three-colour instrument
+        gives a multicolour tube the nominal gains and spill of its other detectors
+        (:meth:`Instrument.for_detectors`).
     layout : Layout, optional
         Positions and spreads of the populations; today's when omitted (``Layout()`` gives
         the same events). A layout given is recorded in ``truth["layout"]``.
@@ -397,15 +525,14 @@ def simulate_tube(
     -------
     SimulatedTube
     """
-    known = {**TUBE_MARKERS, **OTHER_TUBE_MARKERS}
-    if tube not in known:
-        raise ValueError(f"unknown tube {tube!r}; use one of {', '.join(known)}")
+    detectors = tube_detectors(tube)
     if events < 1:
         raise ValueError("events must be at least 1")
-    instrument = instrument or Instrument()
+    instrument = (instrument or Instrument()).for_detectors(tuple(detectors))
     model = _model(layout or Layout())
     rng = np.random.default_rng(seed)
-    markers = known[tube]
+    markers = detectors
+    n_fluor = len(detectors)
 
     # 1-2. Particles in the tube and the events acquired from them.
     concentrations = patient.cells_per_ul()
@@ -440,7 +567,7 @@ def simulate_tube(
         cell_names = [k for k in names if k != "bead"]
         weights = np.array([particles[k] for k in cell_names])
         pair_labels = rng.choice(len(cell_names), size=(n_doublets, 2), p=weights / weights.sum())
-        amounts = np.zeros((n_doublets, 3))
+        amounts = np.zeros((n_doublets, n_fluor))
         scat = np.zeros((n_doublets, 2))
         height = np.zeros(n_doublets)
         for member in range(2):
@@ -479,14 +606,14 @@ def simulate_tube(
     data = np.column_stack([fsc_a, fsc_h, ssc_a, fluorescence, time])
     top = CHANNEL_RANGE - 1
     data[:, :3] = np.clip(data[:, :3], 0, top)
-    data[:, 3:6] = np.clip(data[:, 3:6], -111, top)
+    data[:, 3:3 + n_fluor] = np.clip(data[:, 3:3 + n_fluor], -111, top)
 
-    pns = ["", "", "", *(_PNS_TEXT[m] for m in markers), ""]
+    pns = ["", "", "", *(_pns_text(m, d) for d, m in detectors.items()), ""]
     truth = {
         "simulated": True,
         "patient_id": patient.patient_id,
         "tube": tube,
-        "panel": "/".join(known[tube]),
+        "panel": "/".join(detectors.values()),
         "events": int(labels.size),
         "beads_per_test": float(beads_per_test),
         "volume_ul": float(volume_ul),
@@ -505,6 +632,10 @@ def simulate_tube(
     }
     if layout is not None:  # a tube without one keeps today's truth file, byte for byte
         truth["layout"] = asdict(layout)
-    return SimulatedTube(events=data.astype(np.float32), labels=labels, pns=pns, truth=truth)
+    channels = tube_channels(tube)
+    if channels != CHANNELS:  # so do the three-colour tubes
+        truth["detectors"] = list(detectors)
+    return SimulatedTube(events=data.astype(np.float32), labels=labels, pns=pns, truth=truth,
+                         channels=channels)
 
 

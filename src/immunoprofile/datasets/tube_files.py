@@ -15,7 +15,7 @@ import numpy as np
 
 from ..io.atomic import atomic_write_bytes, atomic_write_text
 from ..io.fcs import SIMULATED_KEYWORD
-from .simulate import CHANNEL_RANGE, CHANNELS, FLUORESCENCE_CHANNELS, TIMESTEP_S, SimulatedTube
+from .simulate import CHANNEL_RANGE, TIMESTEP_S, SimulatedTube
 
 
 def truth_paths(fcs_path: str | Path) -> tuple[Path, Path]:
@@ -31,7 +31,7 @@ def truth_paths(fcs_path: str | Path) -> tuple[Path, Path]:
     return p.with_suffix(".truth.json"), p.with_suffix(".labels.npz")
 
 
-def fcs_bytes(tube: SimulatedTube, *, channels: Sequence[str] = CHANNELS,
+def fcs_bytes(tube: SimulatedTube, *, channels: Sequence[str] | None = None,
               rename: Mapping[str, str] | None = None, spillover: bool = True,
               extra_keywords: Mapping[str, str] | None = None) -> bytes:
     """Encode a simulated tube as an FCS 3.1 file, as a BD FACSCanto writes it.
@@ -39,8 +39,9 @@ def fcs_bytes(tube: SimulatedTube, *, channels: Sequence[str] = CHANNELS,
     Parameters
     ----------
     tube : SimulatedTube
-    channels : sequence of str
-        Channels to write (a subset of :data:`CHANNELS` makes a tube missing channels).
+    channels : sequence of str, optional
+        Channels to write: all the tube's (``tube.channels``) when None; a subset makes a
+        tube missing channels.
     rename : mapping, optional
         New ``$PnN`` names for some channels, as another instrument names them
         (e.g. ``{"FITC-A": "FL1-A"}``); ``$SPILLOVER`` uses the new names.
@@ -53,13 +54,16 @@ def fcs_bytes(tube: SimulatedTube, *, channels: Sequence[str] = CHANNELS,
     -------
     bytes
     """
-    idx = [CHANNELS.index(c) for c in channels]
+    all_channels = tube.channels
+    channels = list(all_channels if channels is None else channels)
+    idx = [all_channels.index(c) for c in channels]
     rename = dict(rename or {})
-    names = [rename.get(CHANNELS[i], CHANNELS[i]) for i in idx]
+    names = [rename.get(all_channels[i], all_channels[i]) for i in idx]
     pns = [tube.pns[i] for i in idx]
-    fluor = [c for c in FLUORESCENCE_CHANNELS if c in channels]
+    detectors = tube.fluorescence_channels
+    fluor = [c for c in detectors if c in channels]
     spill_full = np.asarray(tube.truth["instrument"]["spillover"], dtype=float)
-    keep = [FLUORESCENCE_CHANNELS.index(c) for c in fluor]
+    keep = [detectors.index(c) for c in fluor]
     fluor = [rename.get(c, c) for c in fluor]
     spill = spill_full[np.ix_(keep, keep)]
     keywords = {
