@@ -22,7 +22,6 @@ import click
 from ._version import __version__
 from .errors import ImmunoprofileError
 from .gating.modes import ENGINES, GATING_MODES
-from .io.tubes import TUBES
 
 EXIT_SAMPLES_FAILED = 1
 EXIT_USAGE = 2
@@ -260,12 +259,17 @@ def _gate_into(out_dir: Path, samples_dir: Path, manifest: Path | None, jobs: in
               help="Instead of the cohort, N random patients across the layout envelope "
                    "(gains ±0.5 decade, beads anywhere, dim CLL CD45, ...), each acquired on "
                    "its own instrument; 30,000 events per tube unless --events is given.")
+@click.option("--panel", type=click.Choice(["study", "tbnk6", "tbnk4"]), default="study",
+              show_default=True,
+              help="Each patient's tubes: the study's NK, CD4 and CD8 tubes; the BD "
+                   "Multitest 6-colour TBNK tube; or the 4-colour TBNK pair.")
 @click.pass_context
 def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_per_test: float,
-             volume_ul: float, other_cytometer: bool, envelope: int | None) -> None:
-    """Write a SIMULATED cohort (6 CLL patients × NK, CD4, CD8 tubes) with truth files and
-    manifest.csv into OUT_DIR; with --envelope N, N random patients across the layout
-    envelope instead."""
+             volume_ul: float, other_cytometer: bool, envelope: int | None,
+             panel: str) -> None:
+    """Write a SIMULATED cohort (6 CLL patients × NK, CD4, CD8 tubes, or the tubes of
+    --panel) with truth files and manifest.csv into OUT_DIR; with --envelope N, N random
+    patients across the layout envelope instead."""
     if envelope is not None:
         given = [f"--{name.replace('_', '-')}" for name in ("beads_per_test", "volume_ul")
                  if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
@@ -283,17 +287,20 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
             if envelope is None:
                 manifest = write_cohort(out_dir, events=events, seed=seed,
                                         beads_per_test=beads_per_test, volume_ul=volume_ul,
-                                        other_cytometer=other_cytometer)
+                                        other_cytometer=other_cytometer, panel=panel)
             else:
-                manifest = write_envelope(out_dir, envelope, seed=seed, events=events)
+                manifest = write_envelope(out_dir, envelope, seed=seed, events=events,
+                                          panel=panel)
         except OSError as exc:
             raise _InputError(f"cannot write the cohort to {out_dir}: "
                               f"{exc.strerror or exc}") from None
     if envelope is None:
         click.echo(f"simulated cohort written: {manifest}", err=True)
     else:
-        click.echo(f"simulated envelope cases written ({envelope} patients × 3 tubes): "
-                   f"{manifest}", err=True)
+        from .datasets.cohort import panel_tubes
+
+        click.echo(f"simulated envelope cases written ({envelope} patients × "
+                   f"{len(panel_tubes(panel))} tubes): {manifest}", err=True)
 
 
 def _fail(exc: ImmunoprofileError) -> None:
@@ -655,22 +662,28 @@ def report_command(out_dir: Path, samples_dir: Path | None, manifest: Path | Non
 @click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", type=_Path(file_okay=False, path_type=Path),
               required=True, help="Folder for one PNG per gate.")
-@click.option("--tube", type=click.Choice(TUBES), default=None,
-              help="Panel (default: detected from the markers).")
+@click.option("--tube", default=None, metavar="TUBE",
+              help="The tube (nk, cd4, cd8, tbnk, … or a --panels tube; default: detected "
+                   "from the markers).")
 @click.option("--templates", type=_Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of Gating-ML templates instead of the shipped ones.")
 @click.option("--gating", type=click.Choice(GATING_MODES), default="adaptive",
               show_default=True, help="Draw the gates placed for this tube (adaptive) or the "
                                       "templates' fixed gates.")
+@_panels_option
 def plot_command(fcs_file: Path, out_dir: Path, tube: str | None,
-                 templates: Path | None, gating: str) -> None:
+                 templates: Path | None, gating: str, panels: tuple[Path, ...]) -> None:
     """Draw FCS_FILE's gates: each gate's parent events with the gate over them (PNG)."""
     from .report import write_gate_plots
 
+    try:
+        panel_set = _check_tubes([(fcs_file, tube)], templates, gating, panels)
+    except ImmunoprofileError as exc:
+        raise _input_error(exc) from None
     with _output_folder(out_dir):
         try:
             written = write_gate_plots(fcs_file, out_dir, tube=tube, templates=templates,
-                                       gating=gating)
+                                       gating=gating, panels=panel_set)
         except ImmunoprofileError as exc:
             _fail(exc)
     click.echo(f"{len(written)} gate plots written to {out_dir}", err=True)

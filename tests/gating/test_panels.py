@@ -73,12 +73,23 @@ def test_manifest_tube_must_match_markers():
 
 
 def test_several_panels_ask_for_manifest_tube():
+    # the study's NK, CD4 and CD8 tubes and the 4-colour T tube all fit; none holds the rest
     with pytest.raises(PanelError, match="several panels"):
-        detect_panel({"CD3", "CD4", "CD8", "CD45"})
+        detect_panel({"CD3", "CD4", "CD8", "CD45", NK_MARKER})
 
 
-def test_the_panels_are_the_tubes_a_manifest_names():
+@pytest.mark.parametrize("markers, tube", [
+    ({"CD3", "CD4", "CD8", "CD45"}, "tbnk4_t"),
+    ({"CD3", NK_MARKER, "CD45", "CD19"}, "tbnk4_bnk"),
+    ({"CD3", NK_MARKER, "CD45", "CD4", "CD19", "CD8"}, "tbnk"),
+])
+def test_a_tube_holding_other_tubes_markers_is_the_widest_panel(markers, tube):
+    # a six-colour TBNK tube carries the study's CD4 tube's markers, but is not that tube
+    assert detect_panel(markers).tube == tube
+
+
+def test_the_study_panel_is_the_tubes_a_manifest_names():
     from immunoprofile.gating.panels import PANELS
     from immunoprofile.io.tubes import TUBES
 
-    assert tuple(PANELS) == TUBES
+    assert tuple(t for t, p in PANELS.items() if p.panel == "study") == TUBES

@@ -6,6 +6,7 @@ and the report use. Sample flags are written ``tube:FLAG`` in a patient's profil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,21 @@ MAX_ALC_FACTOR = 1.5
 #: The factor is widened by this many Poisson CVs of the bead-based count, so that counting
 #: error alone (few beads or lymphocytes) does not raise the flag.
 ALC_COUNTING_SDS = 3.0
+#: The lymphosum (T + B + NK as % of lymphocytes) ranges of a TBNK result: outside the
+#: first a warning, outside the second a failure (CLSI H42-A2; Nicholson et al.,
+#: Cytometry 1996 — every lymphocyte is a T, B or NK cell, so the sum checks the
+#: lymphocyte gate and the subsets together).
+LYMPHOSUM_WARN = (95.0, 105.0)
+LYMPHOSUM_FAIL = (90.0, 110.0)
+#: The regulatory minimum of lymphocyte events for a TBNK result (CDC/CLSI H42 guidance:
+#: 2,500 gated lymphocytes) and the floor below which a result is not usable.
+TBNK_MIN_LYMPHOCYTE_EVENTS = 2_500
+LYMPHOCYTE_EVENT_FLOOR = 1_000
+#: Largest difference of CD3+ % of lymphocytes between the tubes of a multi-tube panel
+#: (the 4-colour TBNK pair), percentage points.
+MAX_CD3_PCT_POINTS = 3.0
+#: A tube difference within this many counting SDs is not flagged (a panel may set 0).
+TUBE_COUNTING_SDS = 3.0
 #: Bead events as a share of all events outside these bounds make the count unreliable.
 MIN_BEAD_FRACTION = 0.005
 MAX_BEAD_FRACTION = 0.50
@@ -37,15 +53,33 @@ MAX_BEAD_FRACTION = 0.50
 FLAG_DESCRIPTIONS: dict[str, str] = {
     "LOW_BEAD_EVENTS": f"fewer than {MIN_BEAD_EVENTS:,} bead events: absolute counts carry "
                        "more than ~3 % counting error from the beads alone",
-    "LOW_LYMPHOCYTE_EVENTS": f"fewer than {MIN_LYMPHOCYTE_EVENTS:,} lymphocyte events",
+    "LOW_LYMPHOCYTE_EVENTS": f"fewer lymphocyte events than the panel's minimum "
+                             f"({MIN_LYMPHOCYTE_EVENTS:,} for the study's tubes, "
+                             f"{TBNK_MIN_LYMPHOCYTE_EVENTS:,} for a TBNK tube): percentages "
+                             "of lymphocytes are imprecise",
+    "LYMPHOCYTES_BELOW_FLOOR": f"fewer than {LYMPHOCYTE_EVENT_FLOOR:,} lymphocyte events "
+                               "(a TBNK tube's floor): the result should not be reported",
+    "LYMPHOSUM_WARNING": "T + B + NK cells are not "
+                         f"{LYMPHOSUM_WARN[0]:g}–{LYMPHOSUM_WARN[1]:g} % of the lymphocytes "
+                         "(lymphosum_pct): the lymphocyte gate holds other events, or "
+                         "misses lymphocytes, or a subset gate is off — review the plots",
+    "LYMPHOSUM_FAIL": "T + B + NK cells are not "
+                      f"{LYMPHOSUM_FAIL[0]:g}–{LYMPHOSUM_FAIL[1]:g} % of the lymphocytes: "
+                      "the result should not be reported before the gating is reviewed",
+    "CD3_PCT_TUBE_DISAGREEMENT": "CD3+ % of lymphocytes differs between the patient's tubes "
+                                 f"by more than {MAX_CD3_PCT_POINTS:g} percentage points "
+                                 "and more than counting error explains",
     "LOW_POPULATION_EVENTS": f"the tube's reported population (NK, CD4+ or CD8+) has fewer "
                              f"than {MIN_POPULATION_EVENTS} events: its count's CV exceeds 10 %",
     "NO_SPILLOVER": "the file carries no spillover matrix, so its fluorescence was gated "
                     "uncompensated",
     "CD3_TUBE_DISAGREEMENT": "CD3+ cells/µL differ between the patient's tubes by more than "
-                             f"{MAX_TUBE_SPREAD:.0%} (max − min, relative to the mean)",
+                             f"{MAX_TUBE_SPREAD:.0%} (max − min, relative to the mean) and, "
+                             "for a TBNK panel, by more than counting error explains "
+                             f"({TUBE_COUNTING_SDS:g} SD)",
     "LYMPHOCYTE_TUBE_DISAGREEMENT": "lymphocytes/µL differ between the patient's tubes by "
-                                    f"more than {MAX_TUBE_SPREAD:.0%}",
+                                    f"more than {MAX_TUBE_SPREAD:.0%} (and, for a TBNK "
+                                    "panel, more than counting error explains)",
     "CD4_CD8_SUM_MISMATCH": "CD4+ plus CD8+ T cells differ from CD3+ T cells by more than "
                             f"{MAX_CD4_CD8_SUM_MISMATCH:.0%}",
     "GATE_UNCERTAIN": "adaptive gating could not place a gate with confidence (written "
@@ -251,7 +285,10 @@ def relative_spread(values, group, n_groups: int) -> np.ndarray:
 
 def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: int,
                events: int, beads_counted: bool, has_spillover: bool,
-               uncertain_gates: Sequence[str] = ()) -> list[str]:
+               uncertain_gates: Sequence[str] = (),
+               min_bead_events: int | None = MIN_BEAD_EVENTS,
+               min_lymphocyte_events: int | None = MIN_LYMPHOCYTE_EVENTS,
+               lymphocyte_event_floor: int | None = None) -> list[str]:
     """The QC flags of one tube, in the order ``qc_flags`` lists them.
 
     Parameters
@@ -266,6 +303,9 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
         Whether the file carries a spillover matrix.
     uncertain_gates : sequence of str
         Gates adaptive gating could not place with confidence.
+    min_bead_events, min_lymphocyte_events, lymphocyte_event_floor : int or None
+        The panel's limits, events (None: no such check): ``LOW_BEAD_EVENTS``,
+        ``LOW_LYMPHOCYTE_EVENTS``, ``LYMPHOCYTES_BELOW_FLOOR``.
 
     Returns
     -------
@@ -277,12 +317,18 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     >>> tube_flags(bead_events=900, lymphocyte_events=5000, population_events=80,
     ...            events=20000, beads_counted=True, has_spillover=True)
     ['LOW_BEAD_EVENTS', 'LOW_POPULATION_EVENTS']
+    >>> tube_flags(bead_events=2000, lymphocyte_events=900, population_events=500,
+    ...            events=20000, beads_counted=True, has_spillover=True,
+    ...            min_lymphocyte_events=2500, lymphocyte_event_floor=1000)
+    ['LOW_LYMPHOCYTE_EVENTS', 'LYMPHOCYTES_BELOW_FLOOR']
     """
     flags = []
-    if beads_counted and bead_events < MIN_BEAD_EVENTS:
+    if beads_counted and min_bead_events is not None and bead_events < min_bead_events:
         flags.append("LOW_BEAD_EVENTS")
-    if lymphocyte_events < MIN_LYMPHOCYTE_EVENTS:
+    if min_lymphocyte_events is not None and lymphocyte_events < min_lymphocyte_events:
         flags.append("LOW_LYMPHOCYTE_EVENTS")
+    if lymphocyte_event_floor is not None and lymphocyte_events < lymphocyte_event_floor:
+        flags.append("LYMPHOCYTES_BELOW_FLOOR")
     if population_events < MIN_POPULATION_EVENTS:
         flags.append("LOW_POPULATION_EVENTS")
     if not has_spillover:
@@ -293,9 +339,79 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     return flags
 
 
+def beyond_counting_error(values, sds, limit: float | None, counting_sds: float) -> bool:
+    """Whether values of one quantity from a patient's tubes differ by more than ``limit``
+    (max − min) and by more than counting error explains.
+
+    Parameters
+    ----------
+    values, sds : sequence of float
+        The value from each tube and its counting SD (same units); NaN values are left out.
+    limit : float or None
+        Largest acceptable max − min; None: never flagged.
+    counting_sds : float
+        The difference must also exceed this many SDs of the difference of the two extreme
+        tubes, ``counting_sds × sqrt(sd_max² + sd_min²)``; 0: the limit alone decides.
+
+    Returns
+    -------
+    bool
+        False with fewer than two values.
+
+    Examples
+    --------
+    >>> beyond_counting_error([40.0, 44.5], [0.5, 0.5], 3.0, 3.0)  # 4.5 > 3 and > 2.1
+    True
+    >>> beyond_counting_error([40.0, 44.5], [1.5, 1.5], 3.0, 3.0)  # 4.5 < 3 × 2.12
+    False
+    """
+    if limit is None:
+        return False
+    v = np.asarray(values, dtype=np.float64)
+    sd = np.asarray(sds, dtype=np.float64)
+    keep = ~np.isnan(v)
+    v, sd = v[keep], np.nan_to_num(sd[keep], nan=0.0)
+    if v.size < 2:
+        return False
+    hi, lo = int(np.argmax(v)), int(np.argmin(v))
+    difference = float(v[hi] - v[lo])
+    tolerance = counting_sds * float(np.hypot(sd[hi], sd[lo]))
+    return difference > limit and difference > tolerance
+
+
+def lymphosum_flag(lymphosum_pct: float, warn: tuple[float, float] = LYMPHOSUM_WARN,
+                   fail: tuple[float, float] = LYMPHOSUM_FAIL) -> str | None:
+    """``LYMPHOSUM_FAIL``, ``LYMPHOSUM_WARNING`` or None for a lymphosum.
+
+    Parameters
+    ----------
+    lymphosum_pct : float
+        T + B + NK cells as % of lymphocytes; NaN raises no flag.
+    warn, fail : (float, float)
+        The acceptable ranges, %.
+
+    Examples
+    --------
+    >>> lymphosum_flag(98.0), lymphosum_flag(93.0), lymphosum_flag(111.0)
+    (None, 'LYMPHOSUM_WARNING', 'LYMPHOSUM_FAIL')
+    """
+    if math.isnan(lymphosum_pct):
+        return None
+    if not fail[0] <= lymphosum_pct <= fail[1]:
+        return "LYMPHOSUM_FAIL"
+    if not warn[0] <= lymphosum_pct <= warn[1]:
+        return "LYMPHOSUM_WARNING"
+    return None
+
+
 def patient_flags(*, missing_tubes: Sequence[str], cd3_tube_spread: float,
                   lymphocytes_tube_spread: float, cd4_plus_cd8_to_cd3: float,
-                  alc_disagrees: bool) -> list[str]:
+                  alc_disagrees: bool, max_tube_spread: float | None = MAX_TUBE_SPREAD,
+                  max_cd4_cd8_mismatch: float | None = MAX_CD4_CD8_SUM_MISMATCH,
+                  cd3_spread_beyond_counting: bool = True,
+                  lymphocytes_spread_beyond_counting: bool = True,
+                  cd3_pct_disagrees: bool = False,
+                  lymphosum: str | None = None) -> list[str]:
     """The QC flags of one patient's profile (before its tubes' own, ``tube:FLAG``).
 
     Parameters
@@ -311,6 +427,15 @@ def patient_flags(*, missing_tubes: Sequence[str], cd3_tube_spread: float,
     alc_disagrees : bool
         Every tube's bead-based lymphocytes/µL disagrees with the manifest's ALC
         (:func:`alc_checks`).
+    max_tube_spread, max_cd4_cd8_mismatch : float or None
+        The panel's limits, fractions (None: no such check).
+    cd3_spread_beyond_counting, lymphocytes_spread_beyond_counting : bool
+        Whether each spread exceeds what counting error explains
+        (:func:`beyond_counting_error`); False keeps a spread over the limit unflagged.
+    cd3_pct_disagrees : bool
+        The tubes' CD3+ % of lymphocytes disagree (``CD3_PCT_TUBE_DISAGREEMENT``).
+    lymphosum : str or None
+        :func:`lymphosum_flag` of the patient's lymphosum.
 
     Returns
     -------
@@ -326,12 +451,18 @@ def patient_flags(*, missing_tubes: Sequence[str], cd3_tube_spread: float,
     ['MISSING_TUBE:nk', 'CD4_CD8_SUM_MISMATCH']
     """
     flags = [f"MISSING_TUBE:{t}" for t in missing_tubes]
-    if cd3_tube_spread > MAX_TUBE_SPREAD:
-        flags.append("CD3_TUBE_DISAGREEMENT")
-    if lymphocytes_tube_spread > MAX_TUBE_SPREAD:
-        flags.append("LYMPHOCYTE_TUBE_DISAGREEMENT")
-    if abs(cd4_plus_cd8_to_cd3 - 1.0) > MAX_CD4_CD8_SUM_MISMATCH:
+    if max_tube_spread is not None:
+        if cd3_tube_spread > max_tube_spread and cd3_spread_beyond_counting:
+            flags.append("CD3_TUBE_DISAGREEMENT")
+        if lymphocytes_tube_spread > max_tube_spread and lymphocytes_spread_beyond_counting:
+            flags.append("LYMPHOCYTE_TUBE_DISAGREEMENT")
+    if cd3_pct_disagrees:
+        flags.append("CD3_PCT_TUBE_DISAGREEMENT")
+    if max_cd4_cd8_mismatch is not None and \
+            abs(cd4_plus_cd8_to_cd3 - 1.0) > max_cd4_cd8_mismatch:
         flags.append("CD4_CD8_SUM_MISMATCH")
+    if lymphosum:
+        flags.append(lymphosum)
     if alc_disagrees:
         flags.append("ALC_DISAGREEMENT")
     return flags

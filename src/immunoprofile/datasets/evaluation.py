@@ -24,7 +24,10 @@ from ..io.fcs import read_tube
 
 
 def f1_score(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """F1 of a gate's events against the true ones (0 when either is empty).
+    """F1 of a gate's events against the true ones.
+
+    0 when one of them is empty; 1 when both are (a population absent from the tube — a
+    patient without B cells — that the gate rightly finds empty).
 
     Parameters
     ----------
@@ -34,6 +37,8 @@ def f1_score(predicted: np.ndarray, truth: np.ndarray) -> float:
     tp = int(np.count_nonzero(predicted & truth))
     fp = int(np.count_nonzero(predicted & ~truth))
     fn = int(np.count_nonzero(~predicted & truth))
+    if tp == fp == fn == 0:
+        return 1.0
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
@@ -107,8 +112,13 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
         labels), ``population``, ``measured`` and ``true`` cells/µL of the tube's own
         population, ``tolerance`` (:func:`count_tolerance`), ``within``, ``flags`` (the
         tube's QC flags), ``uncertain`` (whether a ``GATE_UNCERTAIN`` flag is among them)
-        and ``error`` (the failure reason of a tube that was not counted).
+        and ``error`` (the failure reason of a tube that was not counted); ``counts``
+        holds the same four numbers (measured, true, tolerance, within) for every gate the
+        tube's panel reports and for its T-cell gate, with ``true_events``,
+        ``perfect_gate`` and ``within_perfect_gate`` (as below, per gate), and
+        ``all_within`` whether every one is within (a TBNK tube reports five populations).
     """
+    from ..gating.panels import default_panels
     from ..pipeline.batch import gate_batch
     from .simulate import GATE_TRUTH, LABEL_CODE
     from .tube_files import read_truth
@@ -124,7 +134,8 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
         sample_id = path.stem
         truth, labels = read_truth(path)
         tube = truth["tube"]
-        population = _POPULATION_OF[tube]
+        panel = default_panels()[tube]
+        population = _POPULATION_OF.get(tube, panel.population)
         record = {"sample_id": sample_id, "tube": tube, "population": population,
                   "f1": {}, "measured": math.nan, "true": math.nan, "tolerance": math.nan,
                   "within": False, "flags": flags.get(sample_id, ""),
@@ -139,13 +150,30 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
                 codes = [LABEL_CODE[name] for name in GATE_TRUTH[gate_id]]
                 record["f1"][gate_id] = f1_score(member, np.isin(labels, codes))
         expected = truth["expected_events"]
-        true = sum(truth["cells_per_ul"][name] for name in GATE_TRUTH[population])
-        record["true"] = true
-        record["measured"] = float(pops[(sample_id, population)]["cells_per_ul"])
-        record["tolerance"] = count_tolerance(
-            true, sum(expected[name] for name in GATE_TRUTH[population]),
-            expected.get("bead", 0.0))
-        record["within"] = abs(record["measured"] - true) <= record["tolerance"]
+        counts_of = {}
+        for gate_id in dict.fromkeys((population, panel.t_cell_gate,
+                                      *(g for g, _ in panel.reports))):
+            true = sum(truth["cells_per_ul"][name] for name in GATE_TRUTH[gate_id])
+            measured = float(pops[(sample_id, gate_id)]["cells_per_ul"])
+            tolerance = count_tolerance(
+                true, sum(expected[name] for name in GATE_TRUTH[gate_id]),
+                expected.get("bead", 0.0))
+            label_counts = truth["label_counts"]
+            events = sum(label_counts[name] for name in GATE_TRUTH[gate_id])
+            beads = label_counts.get("bead", 0)
+            perfect = events / beads * truth["beads_per_test"] / truth["volume_ul"] \
+                if beads else math.nan
+            counts_of[gate_id] = {
+                "measured": measured, "true": true, "tolerance": tolerance,
+                "within": abs(measured - true) <= tolerance, "true_events": events,
+                "perfect_gate": perfect,
+                "within_perfect_gate": bool(abs(measured - perfect) <= count_tolerance(
+                    perfect, events, beads))}
+        record["counts"] = counts_of
+        record["all_within"] = all(c["within"] for c in counts_of.values())
+        record.update({k: counts_of[population][k]
+                       for k in ("measured", "true", "tolerance", "within")})
+        true = record["true"]
         # The count a perfect gate gives on this tube: its true events of the population
         # over its true bead events (the tube's own Poisson draw, which no gate can undo).
         counts = truth["label_counts"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import PanelError
 from ..io.channels import markers_in_label
-from .panel_spec import DEFAULT_SCATTER, Panel, PanelSet
+from .panel_spec import DEFAULT_SCATTER, Panel, PanelQC, PanelSet
 from .shipped import template_dir
 
 #: File suffixes read as panel files.
@@ -117,6 +117,7 @@ def read_panel_file(path: str | Path, *, shipped: bool = False) -> list[Panel]:
         raise PanelError(f"{path}: not a valid panel file: at {where}: {worst.message} "
                          "(the format: gating/README.md, Panels)")
     gates = data.get("gates", {})
+    qc = PanelQC.from_file(data.get("qc", {}))
     aliases = tuple((marker, tuple(spellings))
                     for marker, spellings in data.get("aliases", {}).items())
     panels = []
@@ -150,8 +151,19 @@ def read_panel_file(path: str | Path, *, shipped: bool = False) -> list[Panel]:
             lymphocyte_gate=gates.get("lymphocytes", "Lymphocytes"),
             t_cell_gate=gates.get("t_cells", "CD3pos"),
             folder=None if shipped else str(path.parent.resolve()),
-            aliases=aliases))
+            aliases=aliases, qc=qc))
+    _check_qc_gates(path, panels, qc)
     return panels
+
+
+def _check_qc_gates(path: Path, panels: Sequence[Panel], qc: PanelQC) -> None:
+    """Every lymphosum gate must be a gate some tube of the panel reports or counts from
+    (its % of lymphocytes is read from the tables): a misspelt one would sum nothing."""
+    known = {g for p in panels for g in (*p.gate_ids,)}
+    missing = [g for g in qc.lymphosum_gates if g not in known]
+    if missing:
+        raise PanelError(f"{path}: qc: lymphosum gate {missing[0]!r} is not a gate any tube "
+                         "of the panel names (its t_cells, population or reports)")
 
 
 def load_panels(folders: Iterable[str | Path] = ()) -> PanelSet:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 from ..io.channels import marker_channels
 
@@ -53,6 +53,77 @@ DEFAULT_SCATTER = ("FSC-A", "FSC-H", "SSC-A")
 
 
 @dataclass(frozen=True)
+class PanelQC:
+    """The limits of a panel's quality checks (its file's ``qc``; README.md, "QC flags",
+    gives each rule and the guideline it follows). The defaults are those for a TBNK
+    result; None switches a check off.
+
+    Attributes
+    ----------
+    lymphosum_gates : tuple of str
+        Gates summed as % of lymphocytes (T + B + NK: ``CD3pos``, ``CD19pos``, ``NK``);
+        empty: no lymphosum.
+    lymphosum_warn, lymphosum_fail : (float, float)
+        Lymphosum range, %: outside the first ``LYMPHOSUM_WARNING`` (95–105), outside the
+        second ``LYMPHOSUM_FAIL`` (90–110).
+    t_sum_pct : float or None
+        Largest |CD4+ + CD8+ − CD3+| / CD3+, % (``CD4_CD8_SUM_MISMATCH``).
+    lymphocyte_events_warn, lymphocyte_events_fail : int or None
+        Fewest lymphocyte events in a tube: ``LOW_LYMPHOCYTE_EVENTS`` (2,500, the common
+        regulatory minimum) and ``LYMPHOCYTES_BELOW_FLOOR`` (1,000).
+    bead_events : int or None
+        Fewest bead events in a bead tube (``LOW_BEAD_EVENTS``, 1,000).
+    cd3_pct_points : float or None
+        Largest difference of CD3+ % of lymphocytes between a patient's tubes, percentage
+        points (``CD3_PCT_TUBE_DISAGREEMENT``).
+    cd3_per_ul_pct : float or None
+        Largest (max − min) / mean of CD3+/µL, and of lymphocytes/µL, between a patient's
+        tubes, % (``CD3_TUBE_DISAGREEMENT``, ``LYMPHOCYTE_TUBE_DISAGREEMENT``).
+    counting_sds : float
+        A tube difference within this many counting SDs (Poisson error of the events
+        counted) is not flagged, whatever the limits say; 0 flags on the limits alone.
+    """
+
+    lymphosum_gates: tuple[str, ...] = ()
+    lymphosum_warn: tuple[float, float] = (95.0, 105.0)
+    lymphosum_fail: tuple[float, float] = (90.0, 110.0)
+    t_sum_pct: float | None = 10.0
+    lymphocyte_events_warn: int | None = 2_500
+    lymphocyte_events_fail: int | None = 1_000
+    bead_events: int | None = 1_000
+    cd3_pct_points: float | None = 3.0
+    cd3_per_ul_pct: float | None = 10.0
+    counting_sds: float = 3.0
+
+    @classmethod
+    def from_file(cls, qc: Mapping) -> PanelQC:
+        """From a panel file's ``qc`` (schema-checked): keys it omits keep the defaults."""
+        default = cls()
+        lymphosum = qc.get("lymphosum", {})
+        events = qc.get("lymphocyte_events", {})
+        agreement = qc.get("tube_agreement", {})
+        return cls(
+            lymphosum_gates=tuple(lymphosum.get("gates", ())),
+            lymphosum_warn=tuple(lymphosum.get("warn", default.lymphosum_warn)),
+            lymphosum_fail=tuple(lymphosum.get("fail", default.lymphosum_fail)),
+            t_sum_pct=qc.get("t_sum_pct", default.t_sum_pct),
+            lymphocyte_events_warn=events.get("warn", default.lymphocyte_events_warn),
+            lymphocyte_events_fail=events.get("fail", default.lymphocyte_events_fail),
+            bead_events=qc.get("bead_events", default.bead_events),
+            cd3_pct_points=agreement.get("cd3_pct_points", default.cd3_pct_points),
+            cd3_per_ul_pct=agreement.get("cd3_per_ul_pct", default.cd3_per_ul_pct),
+            counting_sds=agreement.get("counting_sds", default.counting_sds),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> PanelQC:
+        """The inverse of :func:`dataclasses.asdict` (lists back to tuples)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
 class Panel:
     """One tube of a panel: what it carries, its template and what it reports.
 
@@ -88,6 +159,8 @@ class Panel:
         shipped panels (``gating/`` or ``gating/adaptive/``, or ``--templates``).
     aliases : tuple of (str, tuple of str)
         Marker → further ``$PnS`` spellings of it (whole words, case-insensitive).
+    qc : PanelQC
+        The limits of the panel's quality checks.
     """
 
     tube: str
@@ -103,10 +176,13 @@ class Panel:
     t_cell_gate: str = CD3_GATE
     folder: str | None = None
     aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    qc: PanelQC = field(default_factory=PanelQC)
 
     def to_dict(self) -> dict:
         """The panel as plain data (JSON), for a tube's result file."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["qc"] = asdict(self.qc)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Panel:
@@ -114,7 +190,8 @@ class Panel:
         def frozen(value):
             return tuple(frozen(v) for v in value) if isinstance(value, list) else value
 
-        return cls(**{k: frozen(v) for k, v in data.items()})
+        values = {k: frozen(v) for k, v in data.items() if k != "qc"}
+        return cls(**values, qc=PanelQC.from_dict(data.get("qc", {})))
 
     @property
     def gate_ids(self) -> tuple[str, ...]:

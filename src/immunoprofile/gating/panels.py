@@ -61,8 +61,10 @@ def detect_panel(markers: Iterable[str], *, expected: str | None = None, source:
     Raises
     ------
     PanelError
-        The markers form no known panel, several, or not the one the manifest names. The
-        message lists the markers found and what is missing.
+        The markers form no known panel, several (none of which holds the others' markers:
+        a tube with CD3, CD4, CD8 and CD45 is the 4-colour TBNK tube, not the study's CD4
+        or CD8 tube), or not the one the manifest names. The message lists the markers
+        found and what is missing.
     """
     known = panels if panels is not None else default_panels()
     found = set(markers)
@@ -84,24 +86,32 @@ def detect_panel(markers: Iterable[str], *, expected: str | None = None, source:
             )
         return panel
     complete = [p for p in known.values() if set(p.markers) <= found]
-    if len(complete) == 1:
-        return complete[0]
+    # The panel whose markers hold every other complete panel's is the one: a six-colour
+    # TBNK tube carries the markers of the study's CD4 tube too, but is not that tube.
+    widest = [p for p in complete if all(set(q.markers) <= set(p.markers) for q in complete)]
+    if len(widest) == 1:
+        return widest[0]
     if len(complete) > 1:
         names = " and ".join(p.description for p in complete)
         raise PanelError(
             f"{prefix}markers fit several panels ({names}; found: {found_text}) — "
             "name the tube in the manifest's 'tube' column"
         )
-    # Nearest panel: the first with a marker of its own present (one that not every tube
-    # carries: CD16/56, CD4 or CD8 of the study's tubes).
+    # Nearest panel: one with a marker of its own present (one that not every tube
+    # carries: CD16/56, CD4 or CD8 of the study's tubes) and at least half of its markers;
+    # the one with most markers present, then the largest share of its markers.
     common = set.intersection(*(set(p.markers) for p in known.values())) if known else set()
-    for panel in known.values():
-        if any(m in found and m not in common for m in panel.markers):
-            missing = [m for m in panel.markers if m not in found]
-            raise PanelError(
-                f"{prefix}no {', '.join(missing)} channel (markers found: {found_text}) — "
-                f"is this a {panel.description} tube?"
-            )
+    near = [(len(found & set(p.markers)), len(found & set(p.markers)) / len(p.markers), -i, p)
+            for i, p in enumerate(known.values())
+            if any(m in found and m not in common for m in p.markers)]
+    near = [n for n in near if n[1] >= 0.5]
+    if near:
+        panel = max(near, key=lambda n: n[:3])[3]
+        missing = [m for m in panel.markers if m not in found]
+        raise PanelError(
+            f"{prefix}no {', '.join(missing)} channel (markers found: {found_text}) — "
+            f"is this a {panel.description} tube?"
+        )
     tubes = "; ".join(p.description for p in known.values())
     raise PanelError(
         f"{prefix}unknown panel (markers found: {found_text}) — immunoprofile reads the "

@@ -25,7 +25,9 @@ from ..counting import (
 )
 from ..counting.qc import (
     alc_checks,
+    beyond_counting_error,
     implied_volume_ul,
+    lymphosum_flag,
     patient_flags,
     tube_flags,
 )
@@ -185,7 +187,10 @@ def sample_flags(tube: CountedTube) -> list[str]:
                       lymphocyte_events=tube.events_in(panel.lymphocyte_gate),
                       population_events=tube.events_in(panel.population),
                       events=tube.events, beads_counted=not np.isnan(tube.beads_per_test),
-                      has_spillover=tube.has_spillover, uncertain_gates=tube.uncertain_gates)
+                      has_spillover=tube.has_spillover, uncertain_gates=tube.uncertain_gates,
+                      min_bead_events=panel.qc.bead_events,
+                      min_lymphocyte_events=panel.qc.lymphocyte_events_warn,
+                      lymphocyte_event_floor=panel.qc.lymphocyte_events_fail)
 
 
 def _alc_inputs(patient_ids, lymphocyte_events, bead_events, beads_per_test, volume_ul,
@@ -278,6 +283,17 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
                 if name not in out:
                     out[name] = np.full(n, np.nan)
                     extra.append(name)
+    checks = [c for c in ("lymphosum_pct", "cd3_pct_tube_difference")
+              if any(_has_check(panels, t, c) for t in other_tubes)]
+    for name in checks:
+        out[name] = np.full(n, np.nan)
+    extra += checks
+    pct = _lookup(populations, "pct_lymphocytes")
+    cv = _lookup(populations, "count_cv")
+    lymph_events = {(r["patient_id"], r["tube"]): float(r["lymphocyte_events"])
+                    for r in samples.rows()}
+    beyond: dict[str, list[bool]] = {"cd3": [True] * n, "lymph": [True] * n,
+                                     "cd3_pct": [False] * n}
     cd3_values: list[list[float]] = [[] for _ in patients]
     lymph_values: list[list[float]] = [[] for _ in patients]
     cd3_dual_values: list[list[float]] = [[] for _ in patients]
@@ -309,6 +325,27 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
             tube_rows_cd3.append(cd3)
             tube_rows_lymph.append(lymph)
             tube_group.append(p)
+        mine = [t for t in tubes if t in present]
+        qc = panels[mine[0]].qc if mine else None
+        if qc is not None and qc.counting_sds > 0:
+            for key, gate_of in (("cd3", lambda q: q.t_cell_gate),
+                                 ("lymph", lambda q: q.lymphocyte_gate)):
+                values = [single.get((patient, t, gate_of(panels[t])), np.nan) for t in mine]
+                sds = [v * cv.get((patient, t, gate_of(panels[t])), np.nan)
+                       for v, t in zip(values, mine, strict=True)]
+                limit = _spread_limit(qc, values)
+                beyond[key][p] = beyond_counting_error(values, sds, limit, qc.counting_sds)
+        if "cd3_pct_tube_difference" in out and qc is not None and len(mine) > 1:
+            values = [pct.get((patient, t, panels[t].t_cell_gate), np.nan) for t in mine]
+            sds = [_binomial_sd_points(v, lymph_events.get((patient, t), np.nan))
+                   for v, t in zip(values, mine, strict=True)]
+            known_values = [v for v in values if not math.isnan(v)]
+            if len(known_values) > 1:
+                out["cd3_pct_tube_difference"][p] = max(known_values) - min(known_values)
+            beyond["cd3_pct"][p] = beyond_counting_error(values, sds, qc.cd3_pct_points,
+                                                         qc.counting_sds)
+        if "lymphosum_pct" in out:
+            out["lymphosum_pct"][p] = _lymphosum(patient, mine, panels, pct)
         out["cd3_per_ul_dual"][p] = _nanmean(cd3_dual_values[p])
         out["lymphocytes_per_ul_dual"][p] = _nanmean(lymph_dual_values[p])
         alcs = [float(r["alc"]) for r in tube_rows.get(patient, [])
@@ -332,11 +369,22 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
     for p, patient in enumerate(patients):
         mine = tube_rows.get(patient, [])
         present = {r["tube"] for r in mine}
+        qc = next((panels[t].qc for t in panels if t in present), None)
+        limits = {} if qc is None else {
+            "max_tube_spread": None if qc.cd3_per_ul_pct is None else qc.cd3_per_ul_pct / 100,
+            "max_cd4_cd8_mismatch": None if qc.t_sum_pct is None else qc.t_sum_pct / 100}
+        lymphosum = out["lymphosum_pct"][p] if "lymphosum_pct" in out else float("nan")
         flags = patient_flags(missing_tubes=_missing_tubes(present, panels),
                               cd3_tube_spread=out["cd3_tube_spread"][p],
                               lymphocytes_tube_spread=out["lymphocytes_tube_spread"][p],
                               cd4_plus_cd8_to_cd3=out["cd4_plus_cd8_to_cd3"][p],
-                              alc_disagrees=patient in alc_patients)
+                              alc_disagrees=patient in alc_patients,
+                              cd3_spread_beyond_counting=beyond["cd3"][p],
+                              lymphocytes_spread_beyond_counting=beyond["lymph"][p],
+                              cd3_pct_disagrees=beyond["cd3_pct"][p],
+                              lymphosum=None if qc is None else lymphosum_flag(
+                                  lymphosum, qc.lymphosum_warn, qc.lymphosum_fail),
+                              **limits)
         for r in mine:
             flags += [f"{r['tube']}:{f}" for f in str(r["qc_flags"]).split(";") if f]
         flags_by_patient.append(";".join(flags))
@@ -344,7 +392,9 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
                "qc_flags": flags_by_patient}
     names = PROFILE_COLUMNS + extra
     kinds = {c: "str" if c in ("patient_id", "qc_flags") else "float" for c in names}
-    precision = {**PROFILE_PRECISION, **{c: CELLS_PER_UL for c in extra}}
+    precision = {**PROFILE_PRECISION,
+                 **{c: CELLS_PER_UL if c.endswith("_per_ul") or c.endswith("_per_ul_dual")
+                    else FOUR_DIGITS for c in extra}}
     return Table({c: columns[c] for c in names}, kinds, precision)
 
 
@@ -354,6 +404,51 @@ def _reports(panel: Panel, tube: str) -> tuple[tuple[str, str], ...]:
     if panel.reports:
         return panel.reports
     return ((panel.population, TUBE_COLUMNS[tube]),) if tube in TUBE_COLUMNS else ()
+
+
+def _has_check(panels: Mapping[str, Panel], tube: str, column: str) -> bool:
+    """Whether a tube's panel makes the check written in ``column``: a lymphosum, or the
+    CD3 % agreement of a panel of several tubes."""
+    panel = panels[tube]
+    if column == "lymphosum_pct":
+        return bool(panel.qc.lymphosum_gates)
+    siblings = [t for t, p in panels.items() if p.panel == panel.panel]
+    return panel.qc.cd3_pct_points is not None and len(siblings) > 1
+
+
+def _spread_limit(qc, values: Sequence[float]) -> float | None:
+    """The CD3+/µL spread limit as a max − min difference (cells/µL) for
+    :func:`~immunoprofile.counting.qc.beyond_counting_error`."""
+    known = [v for v in values if not math.isnan(v)]
+    if qc.cd3_per_ul_pct is None or len(known) < 2:
+        return None
+    return qc.cd3_per_ul_pct / 100 * float(np.mean(known))
+
+
+def _binomial_sd_points(pct: float, lymphocyte_events: float) -> float:
+    """Counting SD of a % of lymphocytes, percentage points: sqrt(p(1 − p) / n) × 100."""
+    if math.isnan(pct) or not lymphocyte_events > 0:
+        return float("nan")
+    p = pct / 100.0
+    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / lymphocyte_events)
+
+
+def _lymphosum(patient: str, tubes: Sequence[str], panels: Mapping[str, Panel],
+               pct: Mapping[tuple[str, str, str], float]) -> float:
+    """T + B + NK as % of lymphocytes: each lymphosum gate's % of lymphocytes, the mean over
+    the patient's tubes that have it; NaN when the panel has no lymphosum or a gate is in
+    none of the tubes."""
+    with_sum = [t for t in tubes if panels[t].qc.lymphosum_gates]
+    if not with_sum:
+        return float("nan")
+    total = 0.0
+    for gate in panels[with_sum[0]].qc.lymphosum_gates:
+        values = [pct.get((patient, t, gate), np.nan) for t in with_sum]
+        value = _nanmean(values)
+        if math.isnan(value):
+            return float("nan")
+        total += value
+    return total
 
 
 def _missing_tubes(present: set[str], panels: Mapping[str, Panel]) -> list[str]:

@@ -463,8 +463,11 @@ def _emptiest_corner(x, y, xlim, ylim) -> tuple[float, float]:
 
 def write_gate_plots(path: str | Path, out_dir: str | Path, *, tube: str | None = None,
                      templates: str | Path | None = None,
-                     gating: str = "adaptive") -> list[Path]:
+                     gating: str = "adaptive", panels=None) -> list[Path]:
     """Plot a tube's gates and write one PNG per gate (``{file stem}_{gate}.png``).
+
+    ``tube``, ``templates``, ``gating`` and ``panels`` (a lab's panel folders or a
+    :class:`~immunoprofile.gating.panels.PanelSet`) are as for :func:`plot_gates`.
 
     Returns
     -------
@@ -481,7 +484,8 @@ def write_gate_plots(path: str | Path, out_dir: str | Path, *, tube: str | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for plot in plot_gates(path, tube=tube, templates=templates, gating=gating):
+    for plot in plot_gates(path, tube=tube, templates=templates, gating=gating,
+                           panels=panels):
         target = out / f"{Path(path).stem}_{plot.gate_id}.png"
         atomic_write_bytes(target, plot.png)
         written.append(target)

@@ -24,6 +24,15 @@ from ..profile.columns import IMMUNE_PROFILE
 #: high. Replace them with your laboratory's: ``write_report(..., reference_ranges=...)``.
 REFERENCE_RANGES: dict[str, tuple[str, float, float, str]] = {
     c.name: (c.label, c.reference_low, c.reference_high, c.unit) for c in IMMUNE_PROFILE}
+#: What a TBNK result adds (shown when the batch holds a TBNK tube: its profiles carry a
+#: lymphosum): T and B cells per µL — typical adult intervals of BD's Multitest 6-colour
+#: TBNK package insert, replace them with your laboratory's — and the lymphosum against
+#: its expected 95–105 % (README.md, "QC flags").
+TBNK_REFERENCE_RANGES: dict[str, tuple[str, float, float, str]] = {
+    "cd3_per_ul": ("T cells (CD3+)", 700.0, 2100.0, "cells/µL"),
+    "cd19_per_ul": ("B cells (CD3− CD19+)", 100.0, 500.0, "cells/µL"),
+    "lymphosum_pct": ("Lymphosum (T + B + NK)", 95.0, 105.0, "% of lymphocytes"),
+}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -220,6 +229,10 @@ class _Batch:
         except (OSError, ValueError) as exc:
             raise ImmunoprofileError(f"{run_path}: unreadable ({first_line(exc)})") from None
         self.profiles = _read_csv(self.out / "profiles.csv")
+        if ranges is None and self.profiles is not None and \
+                "lymphosum_pct" in self.profiles.columns:
+            self.ranges = {**REFERENCE_RANGES, **{
+                c: r for c, r in TBNK_REFERENCE_RANGES.items() if c in self.profiles.columns}}
         self.samples = _read_csv(self.out / "samples.csv")
         errors = _read_csv(self.out / "errors.csv")
         predictions = _read_csv(self.out / "predictions.csv")
@@ -356,7 +369,7 @@ class _Batch:
         values = []
         for column, (label, lo, hi, unit) in self.ranges.items():
             value = getattr(row, column, float("nan"))
-            digits = 2 if column == "cd4_cd8_ratio" else 0
+            digits = 2 if column == "cd4_cd8_ratio" else 1 if column.endswith("_pct") else 0
             state = ""
             try:
                 v = float(value)
