@@ -51,3 +51,17 @@ LONGEST_FILES = ("test_engine.py", "test_workflow.py", "test_predict.py", "test_
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.fixture(autouse=True)
+def _compiled_module_builds_stay_per_test():
+    """A command run in-process (click's CliRunner) allows builds of compiled modules for
+    the rest of the process (``_compile.aot.allow_builds``, as the command line does): put
+    the setting back after each test, so that a later test in the same worker sees what a
+    library caller gets."""
+    from immunoprofile._compile import aot
+
+    saved = dict(aot._BUILDS)
+    yield
+    aot._BUILDS.clear()
+    aot._BUILDS.update(saved)
