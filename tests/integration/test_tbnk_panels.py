@@ -14,6 +14,7 @@ required of populations of at least 100 true events. A tube is right, or flagged
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -222,3 +223,16 @@ def test_the_cli_simulates_gates_and_reports_a_tbnk_batch(tmp_path):
                   "Patients at a glance"):
         assert label in html
     assert "P01_tbnk — gating" in html
+
+
+def test_a_tbnk_patient_whose_tube_failed_lacks_that_tube(tmp_path):
+    # the manifest names the failed tube: the patient lacks `tbnk`, not the study's tubes
+    sims = [simulate_tube(PATIENT, "tbnk", seed=7),
+            simulate_tube(dataclasses.replace(PATIENT, patient_id="R"), "tbnk", seed=8)]
+    rows = [write_listed(sim, tmp_path) for sim in sims]
+    write_manifest(tmp_path, rows)
+    (tmp_path / "R_tbnk.fcs").write_bytes((tmp_path / "R_tbnk.fcs").read_bytes()[:3000])
+    result = gate_batch(tmp_path)
+    assert len(list(result.tables["errors"].rows())) == 1
+    flags = {row["patient_id"]: row["qc_flags"] for row in result.tables["profiles"].rows()}
+    assert flags == {"Q": "", "R": "MISSING_TUBE:tbnk"}

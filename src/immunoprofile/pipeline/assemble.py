@@ -236,7 +236,12 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
     samples = sample_table(counted)
     known = dict(panels if panels is not None else default_panels())
     known.update({t.tube: t.tube_panel for t in counted})  # results read back carry theirs
-    profiles = profile_table(populations, samples, parsed.patients, panels=known)
+    named: dict[str, set[str]] = {}  # the tubes the manifest names, failed ones included
+    for request in parsed.requests:
+        if request.tube:
+            named.setdefault(request.patient_id, set()).add(request.tube)
+    profiles = profile_table(populations, samples, parsed.patients, panels=known,
+                             named_tubes=named)
     t_count = time.perf_counter()
 
     base = manifest_path.parent.resolve()

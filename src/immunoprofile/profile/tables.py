@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,7 +238,8 @@ def _lookup(populations: Table, column: str) -> dict[tuple[str, str, str], float
 
 
 def profile_table(populations: Table, samples: Table, patients: Sequence[str],
-                  panels: Mapping[str, Panel] | None = None) -> Table:
+                  panels: Mapping[str, Panel] | None = None,
+                  named_tubes: Mapping[str, Iterable[str]] | None = None) -> Table:
     """One row per patient: the immune profile and its QC flags.
 
     Parameters
@@ -253,6 +254,10 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
         Tube name → its :class:`~immunoprofile.gating.panels.Panel` for every tube the
         batch may hold (the shipped panels when None): what each tube reports, and which
         tubes make a complete set.
+    named_tubes : mapping, optional
+        Patient → the tubes the manifest names for them, counted or failed: a patient's
+        panel is known from these even when none of their tubes was counted (a TBNK
+        patient whose one tube failed lacks ``tbnk``, not the study's three tubes).
 
     Returns
     -------
@@ -374,7 +379,8 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
             "max_tube_spread": None if qc.cd3_per_ul_pct is None else qc.cd3_per_ul_pct / 100,
             "max_cd4_cd8_mismatch": None if qc.t_sum_pct is None else qc.t_sum_pct / 100}
         lymphosum = out["lymphosum_pct"][p] if "lymphosum_pct" in out else float("nan")
-        flags = patient_flags(missing_tubes=_missing_tubes(present, panels),
+        expected = present | set((named_tubes or {}).get(patient, ()))
+        flags = patient_flags(missing_tubes=_missing_tubes(present, panels, expected),
                               cd3_tube_spread=out["cd3_tube_spread"][p],
                               lymphocytes_tube_spread=out["lymphocytes_tube_spread"][p],
                               cd4_plus_cd8_to_cd3=out["cd4_plus_cd8_to_cd3"][p],
@@ -451,10 +457,13 @@ def _lymphosum(patient: str, tubes: Sequence[str], panels: Mapping[str, Panel],
     return total
 
 
-def _missing_tubes(present: set[str], panels: Mapping[str, Panel]) -> list[str]:
-    """Tubes a patient lacks: every tube of each panel a tube of theirs belongs to (the
-    study's three when they have none)."""
-    names = {panels[t].panel for t in present if t in panels} or \
+def _missing_tubes(present: set[str], panels: Mapping[str, Panel],
+                   named: set[str] | None = None) -> list[str]:
+    """Tubes a patient lacks: every tube of each panel a tube of theirs belongs to —
+    counted, or named for them in the manifest (``named``) — and the study's three when
+    neither says."""
+    known = present | (named or set())
+    names = {panels[t].panel for t in known if t in panels} or \
         {panels[t].panel for t in TUBE_COLUMNS if t in panels}
     expected = [t for t, p in panels.items() if p.panel in names]
     return [t for t in expected if t not in present]
