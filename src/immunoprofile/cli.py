@@ -299,8 +299,9 @@ def simulate(ctx: click.Context, out_dir: Path, events: int, seed: int, beads_pe
     else:
         from .datasets.cohort import panel_tubes
 
-        click.echo(f"simulated envelope cases written ({envelope} patients × "
-                   f"{len(panel_tubes(panel))} tubes): {manifest}", err=True)
+        n_tubes = len(panel_tubes(panel))
+        click.echo(f"simulated envelope cases written ({envelope} patients × {n_tubes} "
+                   f"tube{'s' if n_tubes != 1 else ''}): {manifest}", err=True)
 
 
 def _fail(exc: ImmunoprofileError) -> None:
@@ -458,7 +459,8 @@ def predict_command(profiles: Path, model_path: Path | None, cohort_csv: Path | 
 @click.argument("fcs_file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--sample-id", required=True, help="The tube's sample id in the manifest.")
 @click.option("--tube", default=None,
-              help="The tube: nk, cd4, cd8 or one of --panels (default: detected from the "
+              help="The tube: nk, cd4, cd8, tbnk, tbnk4_t, tbnk4_bnk or one of --panels "
+                   "(default: detected from the "
                    "markers).")
 @click.option("-o", "--out", "out_path", type=_Path(dir_okay=False, path_type=Path),
               required=True, help="Tube result file to write (.npz).")
@@ -504,6 +506,7 @@ def _check_tubes(tubes: Sequence[tuple[str, str | None]], templates: Path | None
 
     panel_set = resolve_panels(list(panels)) if panels else None
     known = panel_set or default_panels()
+    tubes = [(fcs, tube.strip().lower() if tube else tube) for fcs, tube in tubes]
     names = [t for _, t in tubes]
     for fcs, tube in tubes:
         if tube is not None and tube not in known:

@@ -159,9 +159,39 @@ def test_a_marker_immunoprofile_would_never_find_is_refused(tmp_path):
         load_panels([tmp_path])
 
 
-def test_a_panel_named_as_a_shipped_one_is_refused(tmp_path):
-    (tmp_path / "p.yaml").write_text(documented_panel().replace("panel: b_cells",
-                                                                "panel: study"),
-                                     encoding="utf-8")
-    with pytest.raises(PanelError, match="panel 'study' is also defined by"):
+def test_a_lab_file_named_as_a_shipped_panel_replaces_it(tmp_path):
+    # a lab keeping the shipped six-colour TBNK panel with its own lymphosum limits: the
+    # panel file, named as the shipped one, and its template beside it
+    shipped = (template_dir() / "panels" / "tbnk6.yaml").read_text(encoding="utf-8")
+    assert "warn: [95, 105]" in shipped
+    (tmp_path / "tbnk6.yaml").write_text(shipped.replace("warn: [95, 105]", "warn: [97, 103]"),
+                                         encoding="utf-8")
+    (tmp_path / "tbnk_tube.xml").write_bytes(
+        (adaptive_template_dir() / "tbnk_tube.xml").read_bytes())
+    panels = load_panels([tmp_path])
+    assert [t for t, p in panels.items() if p.panel == "tbnk6"] == ["tbnk"]
+    assert panels["tbnk"].qc.lymphosum_warn == (97, 103)
+    assert panels["tbnk"].folder == str(tmp_path.resolve())
+    assert panels["cd4"] == load_panels()["cd4"]  # the other panels stay as shipped
+
+
+def test_two_lab_files_of_one_panel_are_refused(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "p.yaml").write_text(
+            documented_panel().replace("bcell:", f"bcell{folder}:"), encoding="utf-8")
+    with pytest.raises(PanelError, match="panel 'b_cells' is also defined by"):
+        load_panels([tmp_path / "a", tmp_path / "b"])
+
+
+@pytest.mark.parametrize("qc, message", [
+    ("lymphosum: {gates: [CD19pos, Beads]}", "lymphosum gate 'Beads' is not a gate"),
+    ("lymphosum: {gates: [CD19pos, CD3pos], warn: [105, 95]}", "low < high"),
+    ("lymphosum: {gates: [CD19pos, CD3pos], warn: [80, 120]}", "must lie within its fail"),
+    ("lymphocyte_events: {warn: 500, fail: 1000}", "the floor must be the lower limit"),
+    ("lymphocyte_events: null", "not a valid panel file: at qc/lymphocyte_events"),
+])
+def test_qc_limits_that_would_mislead_are_refused(tmp_path, qc, message):
+    (tmp_path / "p.yaml").write_text(documented_panel() + f"qc:\n  {qc}\n", encoding="utf-8")
+    with pytest.raises(PanelError, match=re.escape(message)):
         load_panels([tmp_path])

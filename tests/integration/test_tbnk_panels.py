@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from immunoprofile.datasets.cohort import write_cohort, write_listed, write_manifest
+from immunoprofile.datasets.cohort import cohort_specs, write_cohort, write_listed, write_manifest
 from immunoprofile.datasets.envelope import write_envelope
 from immunoprofile.datasets.evaluation import evaluate_simulated_batch
 from immunoprofile.datasets.simulate import GATE_TRUTH, Layout, PatientSpec, simulate_tube
@@ -115,12 +115,18 @@ PATIENT = PatientSpec("Q", b_cells_per_ul=1_500, cd4_per_ul=800, cd8_per_ul=400,
                       nk_per_ul=200)
 
 
-def test_clean_tbnk_cohorts_raise_no_flag(tmp_path):
+#: Blood a lab counts every day: a healthy adult, and CLL at a moderate and a high count
+#: (cells/µL), each population with enough events for a precise count.
+CLEAN = [PatientSpec("H1", 250, 900, 500, 250), PatientSpec("C1", 15_000, 700, 400, 300),
+         PatientSpec("C2", 60_000, 1_200, 800, 400)]
+
+
+def test_clean_tbnk_tubes_raise_no_flag(tmp_path):
     for panel in ("tbnk6", "tbnk4"):
-        write_cohort(tmp_path / panel, panel=panel)
+        write_cohort(tmp_path / panel, CLEAN, panel=panel)
         result = gate_batch(tmp_path / panel)
         rows = list(result.tables["profiles"].rows())
-        assert len(rows) == 6
+        assert len(rows) == len(CLEAN)
         assert all(row["qc_flags"] == "" for row in rows), [r["qc_flags"] for r in rows]
         assert all(95 <= row["lymphosum_pct"] <= 105 for row in rows)
 
@@ -236,3 +242,26 @@ def test_a_tbnk_patient_whose_tube_failed_lacks_that_tube(tmp_path):
     assert len(list(result.tables["errors"].rows())) == 1
     flags = {row["patient_id"]: row["qc_flags"] for row in result.tables["profiles"].rows()}
     assert flags == {"Q": "", "R": "MISSING_TUBE:tbnk"}
+
+
+def test_each_population_of_a_tbnk_tube_with_few_events_is_flagged(tmp_path):
+    # the study's cohort patient P05 (CLL at 250 ×10⁹/L, diluted): a few dozen CD4+, CD8+
+    # and NK events among 20,000 CLL cells — each count's CV is over 10 %, and said so
+    write_cohort(tmp_path, [cohort_specs()[4]], panel="tbnk6")
+    row = next(iter(gate_batch(tmp_path).tables["profiles"].rows()))
+    low = {f.split(":")[-1] for f in _flags(row) if "LOW_POPULATION_EVENTS" in f}
+    assert {"CD4pos", "NK"} <= low
+    assert "CD19pos" not in low
+
+
+def test_study_patients_in_a_mixed_batch_keep_their_checks(tmp_path):
+    # a study patient beside a 4-colour pair: the CD3 % agreement is the pair's check only
+    sims = [simulate_tube(cohort_specs()[0], tube, events=10_000, seed=i)
+            for i, tube in enumerate(("nk", "cd4", "cd8"))]
+    sims += [simulate_tube(PATIENT, "tbnk4_t", seed=5), simulate_tube(PATIENT, "tbnk4_bnk",
+                                                                      seed=6)]
+    rows = _gate(tmp_path, sims)
+    study = rows[cohort_specs()[0].patient_id]
+    assert math.isnan(float(study["cd3_pct_tube_difference"]))
+    assert math.isnan(float(study["lymphosum_pct"]))
+    assert not math.isnan(float(rows["Q"]["cd3_pct_tube_difference"]))

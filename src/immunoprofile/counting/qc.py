@@ -7,7 +7,7 @@ and the report use. Sample flags are written ``tube:FLAG`` in a patient's profil
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -54,8 +54,8 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
     "LOW_BEAD_EVENTS": f"fewer than {MIN_BEAD_EVENTS:,} bead events: absolute counts carry "
                        "more than ~3 % counting error from the beads alone",
     "LOW_LYMPHOCYTE_EVENTS": f"fewer lymphocyte events than the panel's minimum "
-                             f"({MIN_LYMPHOCYTE_EVENTS:,} for the study's tubes, "
-                             f"{TBNK_MIN_LYMPHOCYTE_EVENTS:,} for a TBNK tube): percentages "
+                             f"({TBNK_MIN_LYMPHOCYTE_EVENTS:,} by default, "
+                             f"{MIN_LYMPHOCYTE_EVENTS:,} for the study's tubes): percentages "
                              "of lymphocytes are imprecise",
     "LYMPHOCYTES_BELOW_FLOOR": f"fewer than {LYMPHOCYTE_EVENT_FLOOR:,} lymphocyte events "
                                "(a TBNK tube's floor): the result should not be reported",
@@ -70,7 +70,9 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
                                  f"by more than {MAX_CD3_PCT_POINTS:g} percentage points "
                                  "and more than counting error explains",
     "LOW_POPULATION_EVENTS": f"the tube's reported population (NK, CD4+ or CD8+) has fewer "
-                             f"than {MIN_POPULATION_EVENTS} events: its count's CV exceeds 10 %",
+                             f"than {MIN_POPULATION_EVENTS} events: its count's CV exceeds "
+                             "10 % (a TBNK tube names each such population: "
+                             "LOW_POPULATION_EVENTS:<gate>)",
     "NO_SPILLOVER": "the file carries no spillover matrix, so its fluorescence was gated "
                     "uncompensated",
     "CD3_TUBE_DISAGREEMENT": "CD3+ cells/µL differ between the patient's tubes by more than "
@@ -288,7 +290,8 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
                uncertain_gates: Sequence[str] = (),
                min_bead_events: int | None = MIN_BEAD_EVENTS,
                min_lymphocyte_events: int | None = MIN_LYMPHOCYTE_EVENTS,
-               lymphocyte_event_floor: int | None = None) -> list[str]:
+               lymphocyte_event_floor: int | None = None,
+               reported_events: Mapping[str, int] | None = None) -> list[str]:
     """The QC flags of one tube, in the order ``qc_flags`` lists them.
 
     Parameters
@@ -306,6 +309,10 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     min_bead_events, min_lymphocyte_events, lymphocyte_event_floor : int or None
         The panel's limits, events (None: no such check): ``LOW_BEAD_EVENTS``,
         ``LOW_LYMPHOCYTE_EVENTS``, ``LYMPHOCYTES_BELOW_FLOOR``.
+    reported_events : mapping, optional
+        Gate → events of every population a tube reports, for a tube that reports several
+        (a TBNK tube): each one under :data:`MIN_POPULATION_EVENTS` is flagged
+        ``LOW_POPULATION_EVENTS:<gate>`` (instead of the one-population check).
 
     Returns
     -------
@@ -329,7 +336,10 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
         flags.append("LOW_LYMPHOCYTE_EVENTS")
     if lymphocyte_event_floor is not None and lymphocyte_events < lymphocyte_event_floor:
         flags.append("LYMPHOCYTES_BELOW_FLOOR")
-    if population_events < MIN_POPULATION_EVENTS:
+    if reported_events:
+        flags += [f"LOW_POPULATION_EVENTS:{gate}" for gate, n in reported_events.items()
+                  if n < MIN_POPULATION_EVENTS]
+    elif population_events < MIN_POPULATION_EVENTS:
         flags.append("LOW_POPULATION_EVENTS")
     if not has_spillover:
         flags.append("NO_SPILLOVER")

@@ -157,13 +157,30 @@ def read_panel_file(path: str | Path, *, shipped: bool = False) -> list[Panel]:
 
 
 def _check_qc_gates(path: Path, panels: Sequence[Panel], qc: PanelQC) -> None:
-    """Every lymphosum gate must be a gate some tube of the panel reports or counts from
-    (its % of lymphocytes is read from the tables): a misspelt one would sum nothing."""
-    known = {g for p in panels for g in (*p.gate_ids,)}
+    """The lymphosum must be a sum that means something: each gate one that some tube
+    counts within the lymphocytes (its T-cell gate, population or a reported gate; not
+    the lymphocyte gate itself), and its ranges in order, the warning range inside the
+    failure range. A misspelt gate would sum nothing, a reversed range flag every
+    patient."""
+    known = {g for p in panels for g in p.within_lymphocytes if g != p.lymphocyte_gate}
     missing = [g for g in qc.lymphosum_gates if g not in known]
     if missing:
         raise PanelError(f"{path}: qc: lymphosum gate {missing[0]!r} is not a gate any tube "
-                         "of the panel names (its t_cells, population or reports)")
+                         "of the panel counts within the lymphocytes (its t_cells, "
+                         "population or reports)")
+    (warn_lo, warn_hi), (fail_lo, fail_hi) = qc.lymphosum_warn, qc.lymphosum_fail
+    if not (warn_lo < warn_hi and fail_lo < fail_hi):
+        raise PanelError(f"{path}: qc: lymphosum ranges must be [low, high] with low < high "
+                         f"(warn {list(qc.lymphosum_warn)}, fail {list(qc.lymphosum_fail)})")
+    if not (fail_lo <= warn_lo and warn_hi <= fail_hi):
+        raise PanelError(f"{path}: qc: the lymphosum's warn range {list(qc.lymphosum_warn)} "
+                         f"must lie within its fail range {list(qc.lymphosum_fail)}")
+    events = (qc.lymphocyte_events_warn, qc.lymphocyte_events_fail)
+    if None not in events and events[1] > events[0]:
+        raise PanelError(f"{path}: qc: lymphocyte_events fail ({events[1]}) is above warn "
+                         f"({events[0]}): the floor must be the lower limit")
+
+
 
 
 def load_panels(folders: Iterable[str | Path] = ()) -> PanelSet:
@@ -182,7 +199,9 @@ def load_panels(folders: Iterable[str | Path] = ()) -> PanelSet:
     ------
     PanelError
         A folder is missing or holds no panel file; a file is not valid
-        (:func:`read_panel_file`); two files define the same tube.
+        (:func:`read_panel_file`); two files define the same tube, or two of a lab's
+        files the same panel. A lab's file that names a shipped panel (``panel:
+        tbnk6``) replaces that panel: its limits and its templates (beside the file).
     """
     files: list[tuple[Path, bool]] = [(p, True) for p in _panel_files(shipped_panel_dir())]
     for folder in folders:
@@ -212,14 +231,20 @@ def _version(path: Path) -> tuple[str]:
 @lru_cache(maxsize=16)
 def _load(files: Sequence[tuple]) -> PanelSet:
     tubes: dict[str, tuple[Panel, str]] = {}
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, bool]] = {}  # panel name → (its file, shipped)
     for path, shipped, *_ in files:
         panels = read_panel_file(path, shipped=shipped)
-        if panels and panels[0].panel in names:
-            raise PanelError(f"{path}: panel {panels[0].panel!r} is also defined by "
-                             f"{names[panels[0].panel]} — a panel name must be unique")
-        if panels:
-            names[panels[0].panel] = path
+        if not panels:
+            continue
+        name = panels[0].panel
+        if name in names:
+            first, first_shipped = names[name]
+            if not first_shipped or shipped:
+                raise PanelError(f"{path}: panel {name!r} is also defined by {first} — "
+                                 "a panel name must be unique")
+            # a lab's file named as a shipped panel replaces it (its own limits, templates)
+            tubes = {t: v for t, v in tubes.items() if v[0].panel != name}
+        names[name] = (path, shipped)
         for panel in panels:
             if panel.tube in tubes:
                 raise PanelError(f"{path}: tube {panel.tube!r} is also defined by "

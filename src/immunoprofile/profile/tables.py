@@ -190,7 +190,18 @@ def sample_flags(tube: CountedTube) -> list[str]:
                       has_spillover=tube.has_spillover, uncertain_gates=tube.uncertain_gates,
                       min_bead_events=panel.qc.bead_events,
                       min_lymphocyte_events=panel.qc.lymphocyte_events_warn,
-                      lymphocyte_event_floor=panel.qc.lymphocyte_events_fail)
+                      lymphocyte_event_floor=panel.qc.lymphocyte_events_fail,
+                      reported_events=_reported_events(tube))
+
+
+def _reported_events(tube: CountedTube) -> dict[str, int] | None:
+    """Gate → events of each population a tube reports when it reports more than its own
+    population (a TBNK tube); None for a one-population tube (the study's)."""
+    panel = tube.tube_panel
+    gates = dict.fromkeys((panel.population, *(g for g, _ in panel.reports)))
+    if len(gates) < 2:
+        return None
+    return {gate: tube.events_in(gate) for gate in gates}
 
 
 def _alc_inputs(patient_ids, lymphocyte_events, bead_events, beads_per_test, volume_ul,
@@ -340,15 +351,18 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
                        for v, t in zip(values, mine, strict=True)]
                 limit = _spread_limit(qc, values)
                 beyond[key][p] = beyond_counting_error(values, sds, limit, qc.counting_sds)
-        if "cd3_pct_tube_difference" in out and qc is not None and len(mine) > 1:
-            values = [pct.get((patient, t, panels[t].t_cell_gate), np.nan) for t in mine]
+        paired = [t for t in mine if _has_check(panels, t, "cd3_pct_tube_difference")]
+        paired = [t for t in paired if panels[t].panel == panels[paired[0]].panel]
+        if "cd3_pct_tube_difference" in out and len(paired) > 1:
+            pair_qc = panels[paired[0]].qc
+            values = [pct.get((patient, t, panels[t].t_cell_gate), np.nan) for t in paired]
             sds = [_binomial_sd_points(v, lymph_events.get((patient, t), np.nan))
-                   for v, t in zip(values, mine, strict=True)]
+                   for v, t in zip(values, paired, strict=True)]
             known_values = [v for v in values if not math.isnan(v)]
             if len(known_values) > 1:
                 out["cd3_pct_tube_difference"][p] = max(known_values) - min(known_values)
-            beyond["cd3_pct"][p] = beyond_counting_error(values, sds, qc.cd3_pct_points,
-                                                         qc.counting_sds)
+            beyond["cd3_pct"][p] = beyond_counting_error(values, sds, pair_qc.cd3_pct_points,
+                                                         pair_qc.counting_sds)
         if "lymphosum_pct" in out:
             out["lymphosum_pct"][p] = _lymphosum(patient, mine, panels, pct)
         out["cd3_per_ul_dual"][p] = _nanmean(cd3_dual_values[p])
@@ -379,6 +393,8 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
             "max_tube_spread": None if qc.cd3_per_ul_pct is None else qc.cd3_per_ul_pct / 100,
             "max_cd4_cd8_mismatch": None if qc.t_sum_pct is None else qc.t_sum_pct / 100}
         lymphosum = out["lymphosum_pct"][p] if "lymphosum_pct" in out else float("nan")
+        summed = next((panels[t].qc for t in panels
+                       if t in present and panels[t].qc.lymphosum_gates), qc)
         expected = present | set((named_tubes or {}).get(patient, ()))
         flags = patient_flags(missing_tubes=_missing_tubes(present, panels, expected),
                               cd3_tube_spread=out["cd3_tube_spread"][p],
@@ -388,8 +404,8 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
                               cd3_spread_beyond_counting=beyond["cd3"][p],
                               lymphocytes_spread_beyond_counting=beyond["lymph"][p],
                               cd3_pct_disagrees=beyond["cd3_pct"][p],
-                              lymphosum=None if qc is None else lymphosum_flag(
-                                  lymphosum, qc.lymphosum_warn, qc.lymphosum_fail),
+                              lymphosum=None if summed is None else lymphosum_flag(
+                                  lymphosum, summed.lymphosum_warn, summed.lymphosum_fail),
                               **limits)
         for r in mine:
             flags += [f"{r['tube']}:{f}" for f in str(r["qc_flags"]).split(";") if f]
