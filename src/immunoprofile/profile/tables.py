@@ -195,10 +195,10 @@ def sample_flags(tube: CountedTube) -> list[str]:
 
 
 def _reported_events(tube: CountedTube) -> dict[str, int] | None:
-    """Gate → events of each population a tube reports when it reports more than its own
-    population (a TBNK tube); None for a one-population tube (the study's)."""
+    """Gate → events of each population a tube reports when it reports several (a TBNK
+    tube); None for a tube reporting one (the study's): its population is checked."""
     panel = tube.tube_panel
-    gates = dict.fromkeys((panel.population, *(g for g, _ in panel.reports)))
+    gates = dict.fromkeys(g for g, _ in panel.reports)
     if len(gates) < 2:
         return None
     return {gate: tube.events_in(gate) for gate in gates}
@@ -318,7 +318,9 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
     tube_rows_cd3, tube_rows_lymph, tube_group = [], [], []
     for p, patient in enumerate(patients):
         present = {r["tube"] for r in tube_rows.get(patient, [])}
-        tubes = [*TUBE_COLUMNS, *(t for t in other_tubes if t in present)]
+        # the study's tubes a panel set holds (a lab's study.yaml may leave one out)
+        tubes = [*(t for t in TUBE_COLUMNS if t in panels),
+                 *(t for t in other_tubes if t in present)]
         for tube in tubes:
             panel = panels[tube]
             cd3 = single.get((patient, tube, panel.t_cell_gate), np.nan)
