@@ -97,6 +97,20 @@ def test_points_in_polygon_is_the_even_odd_rule(n, seed):
                                   _numpy_points_in_polygon(x, y, vertices))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 900), st.integers(0, 2**31))
+def test_histogram_on_edges_is_numpys_histogram(bins, seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = sorted(rng.uniform(-1.0, 2.0, 2))
+    edges = np.linspace(lo, hi, bins + 1)
+    # values on every edge and a hair either side of it, beyond the range, and not finite
+    values = np.concatenate([rng.uniform(lo - 0.2, hi + 0.2, 500), edges,
+                             np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
+                             [np.nan, np.inf, -np.inf]])
+    expected, _ = np.histogram(values[np.isfinite(values)], bins=edges)
+    np.testing.assert_array_equal(dk.histogram_on_edges(values, edges), expected)
+
+
 def test_logicle_lookup_is_within_1e6_of_flowutils():
     from flowutils.transforms import logicle
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .density_kernels import ascent_basins, convex_hull_indices, convolve_rows
+from .density_kernels import ascent_basins, convex_hull_indices, convolve_rows, histogram_on_edges
 from .density_kernels import points_in_polygon as _points_in_polygon
 
 
@@ -81,7 +81,7 @@ def density_1d(values: np.ndarray, lo: float, hi: float, bins: int = 400,
     Density1D
     """
     edges = np.linspace(lo, hi, bins + 1)
-    counts, _ = np.histogram(values, bins=edges)
+    counts = histogram_on_edges(values, edges)
     step = (hi - lo) / bins
     kernel = _gaussian_kernel(bandwidth / step)
     smooth = np.convolve(counts.astype(np.float64), kernel, mode="same")

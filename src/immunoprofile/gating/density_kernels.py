@@ -2,11 +2,11 @@
 
 Placement's numpy code spent most of its time in loops that numpy can only express as many
 passes over the data (or hands to a threaded BLAS that contends with the engine's threads):
-a table lookup of the logicle transform, a 2-D histogram's smoothing, an even-odd
-point-in-polygon test, steepest-ascent pointers on a 2-D density, and a monotone-chain
-convex hull. Here each is one pass, a small pure function over arrays; the callers in
-:mod:`.density` and :mod:`.adaptive_template` keep the documented interfaces. Kernels of
-the ``placement`` group are built ahead of time with the others (see
+a table lookup of the logicle transform, a histogram of equal bins, a 2-D histogram's
+smoothing, an even-odd point-in-polygon test, steepest-ascent pointers on a 2-D density,
+and a monotone-chain convex hull. Here each is one pass, a small pure function over
+arrays; the callers in :mod:`.density` and :mod:`.adaptive_template` keep the documented
+interfaces. Kernels of the ``placement`` group are built ahead of time with the others (see
 :mod:`immunoprofile._compile.aot`).
 """
 
@@ -64,6 +64,51 @@ def lookup_on_asinh_grid(values: np.ndarray, table: np.ndarray, grid: np.ndarray
                                  np.ascontiguousarray(grid, dtype=np.float64))
 
 
+@kernel(args=[("f8", 1), ("f8", 1)], returns=("i8", 1), group="placement")
+def _histogram_on_edges(values, edges):
+    # np.histogram(values, bins=edges.size - 1, range=(edges[0], edges[-1])), NumPy's own
+    # index arithmetic and its correction against the edges, in one pass
+    bins = edges.size - 1
+    first = edges[0]
+    last = edges[bins]
+    denom = last - first
+    counts = np.zeros(bins, dtype=np.int64)
+    for i in range(values.size):
+        v = values[i]
+        if not (v >= first and v <= last):
+            continue
+        k = int(((v - first) / denom) * bins)
+        if k == bins:
+            k -= 1
+        if v < edges[k]:
+            k -= 1
+        elif k != bins - 1 and v >= edges[k + 1]:
+            k += 1
+        counts[k] += 1
+    return counts
+
+
+def histogram_on_edges(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Events per bin of equal bins, as ``np.histogram(values, bins=len(edges) - 1,
+    range=(edges[0], edges[-1]))`` counts them (NumPy sorts when given the edges; this is
+    one pass).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Values in the edges' units; NaN and values outside the edges are left out.
+    edges : numpy.ndarray
+        ``np.linspace(lo, hi, bins + 1)``: at least two.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, events per bin.
+    """
+    return _histogram_on_edges(np.ascontiguousarray(values, dtype=np.float64),
+                               np.ascontiguousarray(edges, dtype=np.float64))
+
+
 @kernel(args=[("f8", 2), ("f8", 1)], returns=("f8", 2), group="placement")
 def _convolve_rows(h, weights):
     # np.convolve(row, weights, mode="same") for every row: out[i] = Σ_j row[j]·w[i + c − j]
@@ -103,20 +148,27 @@ def convolve_rows(h: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 @kernel(args=[("f8", 1), ("f8", 1), ("f8", 1), ("f8", 1)], returns=("u1", 1),
-        group="placement")
+        group="placement", exact=True)
 def _points_in_polygon(x, y, vx, vy):
+    # Edge by edge over blocks of events (the inner loop has no branch, so it vectorises),
+    # the same arithmetic per event and edge as a scalar crossing test (exact: fastmath
+    # would divide by a reciprocal hoisted out of the loop, and round differently)
     n = vx.size
     out = np.zeros(x.size, dtype=np.uint8)
+    if n == 0:
+        return out
     xmin = vx.min()
     xmax = vx.max()
     ymin = vy.min()
     ymax = vy.max()
-    for i in range(x.size):
-        px = x[i]
-        py = y[i]
-        if not (xmin <= px <= xmax and ymin <= py <= ymax):
-            continue
-        inside = False
+    block = 256
+    for start in range(0, x.size, block):
+        stop = min(start + block, x.size)
+        for i in range(start, stop):
+            px = x[i]
+            py = y[i]
+            out[i] = np.uint8(1) if (xmin <= px) & (px <= xmax) & (ymin <= py) & \
+                (py <= ymax) else np.uint8(0)
         for k in range(n):
             ax = vx[k]
             ay = vy[k]
@@ -124,11 +176,15 @@ def _points_in_polygon(x, y, vx, vy):
             by = vy[(k + 1) % n]
             if ay == by:
                 continue
-            if (ay <= py) != (by <= py):
+            for i in range(start, stop):
+                px = x[i]
+                py = y[i]
+                crosses = (ay <= py) != (by <= py)
                 xs = ax + (py - ay) * (bx - ax) / (by - ay)
-                if px < xs:
-                    inside = not inside
-        out[i] = inside
+                out[i] ^= np.uint8(2) if crosses & (px < xs) else np.uint8(0)
+        for i in range(start, stop):
+            # bit 0: inside the bounding box; bit 1: the crossings' parity
+            out[i] = np.uint8(1) if out[i] == 3 else np.uint8(0)
     return out
 
 
