@@ -52,9 +52,8 @@ class Kernel:
     time (see the module docstring). Call it like the function it wraps."""
 
     def __init__(self, func: Callable, args: Sequence[tuple[str, int]],
-                 returns: tuple[str, int], group: str, exact: bool = False):
+                 returns: tuple[str, int], group: str):
         self.py_func = func
-        self.exact = exact
         self.__name__ = func.__name__
         self.__doc__ = func.__doc__
         self.group = group
@@ -68,14 +67,12 @@ class Kernel:
         if self._jit is None:
             import numba
 
-            options = EXACT_OPTIONS if self.exact else KERNEL_OPTIONS
-            self._jit = numba.njit(**options)(self.py_func)
+            self._jit = numba.njit(**KERNEL_OPTIONS)(self.py_func)
         return self._jit
 
     def digest(self) -> str:
         code = self.py_func.__code__
-        text = repr((code.co_code, code.co_consts, code.co_names, self.args, self.returns)
-                    + (("exact",) if self.exact else ()))
+        text = repr((code.co_code, code.co_consts, code.co_names, self.args, self.returns))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __call__(self, *args):
@@ -111,7 +108,7 @@ def _group_module(group: str):
 
 
 def kernel(*, args: Sequence[tuple[str, int]], returns: tuple[str, int],
-           group: str = "counting", exact: bool = False) -> Callable[[Callable], Kernel]:
+           group: str = "counting") -> Callable[[Callable], Kernel]:
     """Declare ``func`` an immunoprofile kernel (``njit`` with the project's options).
 
     Parameters
@@ -123,13 +120,9 @@ def kernel(*, args: Sequence[tuple[str, int]], returns: tuple[str, int],
         The returned array's dtype and dimensions.
     group : str
         Kernels of a group are built ahead of time together, in one module.
-    exact : bool
-        Compile with :data:`EXACT_OPTIONS` (no fastmath): for a kernel whose vectorised
-        loop must round every operation as its scalar form does (fastmath would, say,
-        turn a division by a loop-invariant value into a multiplication by its inverse).
     """
     def wrap(func: Callable) -> Kernel:
-        compiled = Kernel(func, args, returns, group, exact)
+        compiled = Kernel(func, args, returns, group)
         _GROUPS.setdefault(group, []).append(compiled)
         for key in [k for k in _MODULES if k[0] == group]:
             del _MODULES[key]

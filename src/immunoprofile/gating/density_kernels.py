@@ -148,27 +148,20 @@ def convolve_rows(h: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 @kernel(args=[("f8", 1), ("f8", 1), ("f8", 1), ("f8", 1)], returns=("u1", 1),
-        group="placement", exact=True)
+        group="placement")
 def _points_in_polygon(x, y, vx, vy):
-    # Edge by edge over blocks of events (the inner loop has no branch, so it vectorises),
-    # the same arithmetic per event and edge as a scalar crossing test (exact: fastmath
-    # would divide by a reciprocal hoisted out of the loop, and round differently)
     n = vx.size
     out = np.zeros(x.size, dtype=np.uint8)
-    if n == 0:
-        return out
     xmin = vx.min()
     xmax = vx.max()
     ymin = vy.min()
     ymax = vy.max()
-    block = 256
-    for start in range(0, x.size, block):
-        stop = min(start + block, x.size)
-        for i in range(start, stop):
-            px = x[i]
-            py = y[i]
-            out[i] = np.uint8(1) if (xmin <= px) & (px <= xmax) & (ymin <= py) & \
-                (py <= ymax) else np.uint8(0)
+    for i in range(x.size):
+        px = x[i]
+        py = y[i]
+        if not (xmin <= px <= xmax and ymin <= py <= ymax):
+            continue
+        inside = False
         for k in range(n):
             ax = vx[k]
             ay = vy[k]
@@ -176,15 +169,11 @@ def _points_in_polygon(x, y, vx, vy):
             by = vy[(k + 1) % n]
             if ay == by:
                 continue
-            for i in range(start, stop):
-                px = x[i]
-                py = y[i]
-                crosses = (ay <= py) != (by <= py)
+            if (ay <= py) != (by <= py):
                 xs = ax + (py - ay) * (bx - ax) / (by - ay)
-                out[i] ^= np.uint8(2) if crosses & (px < xs) else np.uint8(0)
-        for i in range(start, stop):
-            # bit 0: inside the bounding box; bit 1: the crossings' parity
-            out[i] = np.uint8(1) if out[i] == 3 else np.uint8(0)
+                if px < xs:
+                    inside = not inside
+        out[i] = inside
     return out
 
 
