@@ -166,3 +166,24 @@ def test_sample_data_raises_none_of_the_plausibility_flags():
     assert result.ok
     flags = ";".join(result.profiles["qc_flags"]) + ";".join(result.samples["qc_flags"])
     assert not [f for f in NEW_FLAGS if f in flags], flags
+
+
+def test_a_flag_in_words_quotes_the_limits_that_raised_it():
+    from immunoprofile.counting.qc import describe_flag
+    from immunoprofile.gating.panel_spec import PanelQC
+
+    study_like = PanelQC(lymphocyte_events_warn=1_000, counting_sds=0)
+    assert "fewer than 1,000 lymphocyte events" in describe_flag("LOW_LYMPHOCYTE_EVENTS",
+                                                                 study_like)
+    assert "fewer than 2,500 lymphocyte events" in describe_flag("LOW_LYMPHOCYTE_EVENTS",
+                                                                 PanelQC())
+    lab = PanelQC(cd3_per_ul_pct=15.0, t_sum_pct=8.0, counting_sds=2.0)
+    assert "by more than 15 %" in describe_flag("CD3_TUBE_DISAGREEMENT", lab)
+    assert "(2 SD)" in describe_flag("CD3_TUBE_DISAGREEMENT", lab)
+    assert "counting error" not in describe_flag("CD3_TUBE_DISAGREEMENT", study_like)
+    assert "more than 8 %" in describe_flag("CD4_CD8_SUM_MISMATCH", lab)
+    # the gate a per-gate flag names is in its sentence, not a list of the study's
+    assert "CD3pos population" in describe_flag("LOW_POPULATION_EVENTS:CD3pos")
+    assert "NK, CD4+ or CD8+" not in describe_flag("LOW_POPULATION_EVENTS:CD3pos")
+    assert "gate CD4pos" in describe_flag("GATE_UNCERTAIN:CD4pos")
+    assert describe_flag("NOT_A_FLAG") == "see the README"

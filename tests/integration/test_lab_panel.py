@@ -195,3 +195,40 @@ def test_qc_limits_that_would_mislead_are_refused(tmp_path, qc, message):
     (tmp_path / "p.yaml").write_text(documented_panel() + f"qc:\n  {qc}\n", encoding="utf-8")
     with pytest.raises(PanelError, match=re.escape(message)):
         load_panels([tmp_path])
+
+
+def test_the_report_quotes_the_limits_of_the_labs_panel(tmp_path):
+    # a lab's six-colour TBNK panel with a narrower lymphosum and a higher bead minimum: a
+    # SIMULATED tube with ~5,000 bead events and monocytes in the lymphocyte cluster trips
+    # both, and the report gives the lab's limits (not the defaults) for them and for the
+    # lymphosum's reference column; a tube population's flag names its gate
+    from immunoprofile.datasets.cohort import write_listed, write_manifest
+    from immunoprofile.datasets.simulate import Layout
+
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    shipped = (template_dir() / "panels" / "tbnk6.yaml").read_text(encoding="utf-8")
+    assert "warn: [95, 105]" in shipped and shipped.rstrip().endswith("fail: [90, 110]}")
+    (lab / "tbnk6.yaml").write_text(
+        shipped.replace("warn: [95, 105]", "warn: [99, 101]").rstrip()
+        + "\n  bead_events: 20000\n", encoding="utf-8")
+    (lab / "tbnk_tube.xml").write_bytes((adaptive_template_dir() / "tbnk_tube.xml").read_bytes())
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    patient = PatientSpec("M", 1_500, 800, 400, 200, monocytes_per_ul=60)
+    sim = simulate_tube(patient, "tbnk", layout=Layout(monocyte_ssc_ratio=1.3), seed=1)
+    write_manifest(data, [write_listed(sim, data)])
+    runner = CliRunner()
+    gated = runner.invoke(main, ["gate", str(data), "-o", str(out), "-q", "--panels",
+                                 str(lab)])
+    assert gated.exit_code == 0, gated.output
+    with open(out / "profiles.csv", newline="", encoding="utf-8") as handle:
+        flags = set(next(csv.DictReader(handle))["qc_flags"].split(";"))
+    assert {"LYMPHOSUM_WARNING", "tbnk:LOW_BEAD_EVENTS"} <= flags, flags
+    report = runner.invoke(main, ["report", str(out), "--no-plots"])
+    assert report.exit_code == 0, report.output
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "not 99–101 % of the lymphocytes" in html
+    assert "not 95–105 %" not in html
+    assert "fewer than 20,000 bead events" in html
+    assert "<td>99.0–101.0</td>" in html  # the lymphosum's reference column

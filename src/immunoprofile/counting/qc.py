@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .._compile.jit import kernel
+from ..gating.panel_spec import PanelQC
 from .absolute import poisson_cv, ratio, single_platform_cells_per_ul
 
 #: Fewer bead events than this makes the bead count's own Poisson CV exceed ~3 %.
@@ -106,6 +107,81 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
                         "manifest does not record?) — compare volume_ul with "
                         "implied_volume_ul in samples.csv",
 }
+
+
+def describe_flag(flag: str, qc: PanelQC | None = None) -> str:
+    """A QC flag in words, with the limits that raised it.
+
+    Parameters
+    ----------
+    flag : str
+        ``NAME`` or ``NAME:detail`` (``GATE_UNCERTAIN:CD4pos``,
+        ``LOW_POPULATION_EVENTS:CD3pos``, ``MISSING_TUBE:cd8``), without a tube prefix.
+    qc : PanelQC, optional
+        The limits of the panel whose check raised it (a lab's panel file may change
+        every one): the sentence quotes them. Without it, :data:`FLAG_DESCRIPTIONS`'s
+        sentence, which gives the defaults.
+
+    Returns
+    -------
+    str
+        One sentence; "see the README" for a name it does not know.
+
+    Examples
+    --------
+    >>> describe_flag("LOW_POPULATION_EVENTS:CD19pos")[:60]
+    "the tube's CD19pos population has fewer than 100 events: its"
+    >>> describe_flag("LYMPHOSUM_WARNING", PanelQC(lymphosum_warn=(97.0, 103.0)))[:33]
+    'T + B + NK cells are not 97–103 %'
+    """
+    name, _, detail = flag.partition(":")
+    if name == "LOW_POPULATION_EVENTS" and detail:
+        return (f"the tube's {detail} population has fewer than {MIN_POPULATION_EVENTS} "
+                "events: its count's CV exceeds 10 %")
+    if name == "GATE_UNCERTAIN" and detail:
+        return (f"adaptive gating could not place gate {detail} with confidence (a shallow "
+                "valley between negative and positive cells, a population not found, or a "
+                "gate outside the template's search range): the count is written; review "
+                "the tube's gating plot")
+    if name == "MISSING_TUBE" and detail:
+        return f"the {detail} tube is absent or failed; its values are empty"
+    if qc is None:
+        return FLAG_DESCRIPTIONS.get(name, "see the README")
+    beyond = (f" and by more than counting error explains ({qc.counting_sds:g} SD)"
+              if qc.counting_sds > 0 else "")
+    limits = {
+        "LOW_BEAD_EVENTS": (qc.bead_events, lambda v: (
+            f"fewer than {v:,} bead events (the panel's minimum): absolute counts carry "
+            "more counting error from the beads alone")),
+        "LOW_LYMPHOCYTE_EVENTS": (qc.lymphocyte_events_warn, lambda v: (
+            f"fewer than {v:,} lymphocyte events (the panel's minimum): percentages of "
+            "lymphocytes are imprecise")),
+        "LYMPHOCYTES_BELOW_FLOOR": (qc.lymphocyte_events_fail, lambda v: (
+            f"fewer than {v:,} lymphocyte events (the panel's floor): the result should "
+            "not be reported")),
+        "LYMPHOSUM_WARNING": (qc.lymphosum_warn, lambda v: (
+            f"T + B + NK cells are not {v[0]:g}–{v[1]:g} % of the lymphocytes "
+            "(lymphosum_pct): the lymphocyte gate holds other events, or misses "
+            "lymphocytes, or a subset gate is off — review the plots")),
+        "LYMPHOSUM_FAIL": (qc.lymphosum_fail, lambda v: (
+            f"T + B + NK cells are not {v[0]:g}–{v[1]:g} % of the lymphocytes: the result "
+            "should not be reported before the gating is reviewed")),
+        "CD3_PCT_TUBE_DISAGREEMENT": (qc.cd3_pct_points, lambda v: (
+            "CD3+ % of lymphocytes differs between the patient's tubes by more than "
+            f"{v:g} percentage points{beyond}")),
+        "CD3_TUBE_DISAGREEMENT": (qc.cd3_per_ul_pct, lambda v: (
+            f"CD3+ cells/µL differ between the patient's tubes by more than {v:g} % "
+            f"(max − min, relative to the mean){beyond}")),
+        "LYMPHOCYTE_TUBE_DISAGREEMENT": (qc.cd3_per_ul_pct, lambda v: (
+            f"lymphocytes/µL differ between the patient's tubes by more than {v:g} % "
+            f"(max − min, relative to the mean){beyond}")),
+        "CD4_CD8_SUM_MISMATCH": (qc.t_sum_pct, lambda v: (
+            f"CD4+ plus CD8+ T cells differ from CD3+ T cells by more than {v:g} %")),
+    }
+    if name in limits and limits[name][0] is not None:
+        value, sentence = limits[name]
+        return sentence(value)
+    return FLAG_DESCRIPTIONS.get(name, "see the README")
 
 
 def implied_volume_ul(lymphocyte_events, bead_events, beads_per_test, alc) -> np.ndarray:

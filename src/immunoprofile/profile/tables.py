@@ -31,6 +31,7 @@ from ..counting.qc import (
     patient_flags,
     tube_flags,
 )
+from ..gating.panel_spec import PanelQC
 from ..gating.panels import Panel, default_panels, within_gate
 from ..io.table import Decimals, Significant, Table
 from .columns import TUBE_COLUMNS
@@ -390,13 +391,12 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
     for p, patient in enumerate(patients):
         mine = tube_rows.get(patient, [])
         present = {r["tube"] for r in mine}
-        qc = next((panels[t].qc for t in panels if t in present), None)
+        qc = patient_qc(present, panels)
+        summed = patient_qc(present, panels, "LYMPHOSUM_WARNING")
         limits = {} if qc is None else {
             "max_tube_spread": None if qc.cd3_per_ul_pct is None else qc.cd3_per_ul_pct / 100,
             "max_cd4_cd8_mismatch": None if qc.t_sum_pct is None else qc.t_sum_pct / 100}
         lymphosum = out["lymphosum_pct"][p] if "lymphosum_pct" in out else float("nan")
-        summed = next((panels[t].qc for t in panels
-                       if t in present and panels[t].qc.lymphosum_gates), qc)
         expected = present | set((named_tubes or {}).get(patient, ()))
         flags = patient_flags(missing_tubes=_missing_tubes(present, panels, expected),
                               cd3_tube_spread=out["cd3_tube_spread"][p],
@@ -420,6 +420,38 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
                  **{c: CELLS_PER_UL if c.endswith("_per_ul") or c.endswith("_per_ul_dual")
                     else FOUR_DIGITS for c in extra}}
     return Table({c: columns[c] for c in names}, kinds, precision)
+
+
+def patient_qc(present: Iterable[str], panels: Mapping[str, Panel],
+               flag: str | None = None) -> PanelQC | None:
+    """The QC limits a patient-level flag of :func:`profile_table` is raised on.
+
+    A patient's flags are checked on the limits of the panel of their first tube, in the
+    panel set's order; the lymphosum (``LYMPHOSUM_*`` flags) on those of the first of
+    their tubes whose panel defines one.
+
+    Parameters
+    ----------
+    present : iterable of str
+        The tubes the patient has (``samples.csv``'s ``tube``).
+    panels : mapping
+        Tube → :class:`~immunoprofile.gating.panels.Panel` (a ``PanelSet``).
+    flag : str, optional
+        The flag's name; None: the patient's general limits.
+
+    Returns
+    -------
+    PanelQC or None
+        None when none of the tubes is of the panel set.
+    """
+    present = set(present)
+    mine = [t for t in panels if t in present]
+    if not mine:
+        return None
+    if flag is not None and flag.startswith("LYMPHOSUM"):
+        return next((panels[t].qc for t in mine if panels[t].qc.lymphosum_gates),
+                    panels[mine[0]].qc)
+    return panels[mine[0]].qc
 
 
 def _reports(panel: Panel, tube: str) -> tuple[tuple[str, str], ...]:

@@ -12,13 +12,18 @@ import base64
 import html
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..counting.qc import FLAG_DESCRIPTIONS
+from ..counting.qc import FLAG_DESCRIPTIONS, describe_flag
 from ..errors import ImmunoprofileError, first_line
 from ..profile.columns import IMMUNE_PROFILE
+
+if TYPE_CHECKING:
+    from ..gating.panel_spec import PanelQC
 
 #: Typical adult reference intervals, cells/µL (ratio unitless), used to mark values low or
 #: high. Replace them with your laboratory's: ``write_report(..., reference_ranges=...)``.
@@ -96,23 +101,24 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def _flags_in_words(flags: str) -> list[str]:
-    """QC flags as sentences: ``FLAG``, ``tube:FLAG`` and ``MISSING_TUBE:tube`` forms."""
-    def said(name: str) -> str:
-        # a flag may name what it is about after a colon: GATE_UNCERTAIN:CD4pos
-        return _esc(FLAG_DESCRIPTIONS.get(name.split(":")[0], "see the README"))
-
+def _flags_in_words(flags: str, qc_of: Callable[[str | None, str], PanelQC | None]
+                    | None = None) -> list[str]:
+    """QC flags as sentences: ``FLAG``, ``FLAG:detail``, ``tube:FLAG`` and
+    ``tube:FLAG:detail`` forms. ``qc_of(tube, flag)`` gives the limits a flag was raised
+    on (tube None: a patient's flag), so that the sentence quotes the panel's own."""
     words = []
     text = "" if _missing(flags) else str(flags)  # no flags: an empty (NaN) cell
     for flag in filter(None, (f.strip() for f in text.split(";"))):
         head, _, tail = flag.partition(":")
-        if head == "MISSING_TUBE":
-            words.append(f"<b>MISSING_TUBE</b> — the {_esc(tail)} tube is absent or failed; "
-                         "its values are empty")
-        elif tail:
-            words.append(f"<b>{_esc(tail)}</b> — {_esc(head)} tube: {said(tail)}")
-        else:
-            words.append(f"<b>{_esc(head)}</b> — {said(head)}")
+        tube = None
+        if tail and head not in FLAG_DESCRIPTIONS:  # tube:FLAG[:detail]
+            tube, flag = head, tail
+        name, _, detail = flag.partition(":")
+        qc = qc_of(tube, name) if qc_of is not None else None
+        said = _esc(describe_flag(flag, qc))
+        label = f"{name}:{detail}" if detail and name != "MISSING_TUBE" else name
+        where = f"{_esc(tube)} tube: " if tube is not None else ""
+        words.append(f"<b>{_esc(label)}</b> — {where}{said}")
     return words
 
 
@@ -243,6 +249,19 @@ class _Batch:
         # one prediction per patient (a hand-edited file may repeat one: the first counts)
         self.pred = predictions.drop_duplicates("patient_id").set_index("patient_id") \
             if predictions is not None and "patient_id" in predictions else None
+        # the limits each patient's flags were raised on (their tubes' panels), so that the
+        # flags in words quote them
+        self.tubes_of: dict[str, set[str]] = {}
+        if {"patient_id", "tube"} <= set(self.samples.columns):
+            for patient, tube in zip(self.samples["patient_id"], self.samples["tube"],
+                                     strict=True):
+                self.tubes_of.setdefault(str(patient), set()).add(str(tube))
+        try:
+            from ..gating.panels import default_panels
+
+            self.qc_panels = _run_panels(self.run) or default_panels()
+        except (ImmunoprofileError, TypeError):
+            self.qc_panels = None  # the flags are then described with the default limits
 
         # --- what the gating plots need: the manifest's tubes, grouped by patient
         self.plots = plots
@@ -365,9 +384,18 @@ class _Batch:
                       f"(threshold {100 * float(p.get('threshold', 0.5)):.0f} %).{outside}</p>")
 
     def _values(self, row) -> list[tuple[str, str, str, float, float, int]]:
-        """Per profile column: label, value text, state (low/high/""), range, digits."""
+        """Per profile column: label, value text, state (low/high/""), range, digits.
+
+        The lymphosum is held to the warning range of the patient's panel (a lab's panel
+        file may set its own), not the default 95–105 %."""
         values = []
-        for column, (label, lo, hi, unit) in self.ranges.items():
+        ranges = dict(self.ranges)
+        if "lymphosum_pct" in ranges and self.qc_panels is not None:
+            qc = self._qc_of(str(row.patient_id))(None, "LYMPHOSUM_WARNING")
+            if qc is not None and qc.lymphosum_gates:
+                label, _, _, unit = ranges["lymphosum_pct"]
+                ranges["lymphosum_pct"] = (label, *qc.lymphosum_warn, unit)
+        for column, (label, lo, hi, unit) in ranges.items():
             value = getattr(row, column, float("nan"))
             digits = 2 if column == "cd4_cd8_ratio" else 1 if column.endswith("_pct") else 0
             state = ""
@@ -416,7 +444,7 @@ class _Batch:
             parts.append(f"<tr><td>{_esc(label)}</td><td>{shown}</td>"
                          f"<td>{_num(lo, digits)}–{_num(hi, digits)}</td><td>{mark}</td></tr>")
         parts.append("</table>")
-        words = _flags_in_words(getattr(row, "qc_flags", ""))
+        words = _flags_in_words(getattr(row, "qc_flags", ""), self._qc_of(pid))
         parts.append("<p><b>QC:</b> " + ("no flags" if not words else "</p><ul>"
                      + "".join(f"<li>{w}</li>" for w in words) + "</ul><p>") + "</p>")
         risk = self._risk(pid)[1]
@@ -424,6 +452,22 @@ class _Batch:
             parts.append(risk)
         parts += self._tube_plots(pid)
         return parts
+
+    def _qc_of(self, pid: str):
+        """``qc_of(tube, flag)`` for :func:`_flags_in_words`: the limits of the tube's panel,
+        or those a patient's flag was raised on (:func:`~immunoprofile.profile.patient_qc`)."""
+        from ..profile.tables import patient_qc
+
+        panels, tubes = self.qc_panels, self.tubes_of.get(pid, set())
+
+        def qc_of(tube: str | None, flag: str) -> PanelQC | None:
+            if panels is None:
+                return None
+            if tube is not None:
+                return panels[tube].qc if tube in panels else None
+            return patient_qc(tubes, panels, flag)
+
+        return qc_of
 
     def _tube_plots(self, pid: str) -> list[str]:
         from .gating_plots import plot_gates
