@@ -265,3 +265,24 @@ def test_study_patients_in_a_mixed_batch_keep_their_checks(tmp_path):
     assert math.isnan(float(study["cd3_pct_tube_difference"]))
     assert math.isnan(float(study["lymphosum_pct"]))
     assert not math.isnan(float(rows["Q"]["cd3_pct_tube_difference"]))
+
+
+def test_a_six_colour_file_named_as_a_study_tube_says_what_it_leaves_uncounted(tmp_path):
+    # the manifest says cd4 for a SIMULATED six-colour TBNK tube: it is counted as the CD4
+    # tube (its CD4+ count stands), and flagged for the B and NK cells it does not count
+    sim = simulate_tube(PATIENT, "tbnk", seed=9)
+    tmp_path.mkdir(exist_ok=True)
+    row = write_listed(sim, tmp_path).split(",")
+    row[2] = "cd4"
+    write_manifest(tmp_path, [",".join(row)])
+    result = gate_batch(tmp_path)
+    assert not list(result.tables["errors"].rows())
+    sample = next(result.tables["samples"].rows())
+    assert sample["tube"] == "cd4"
+    assert "WIDER_PANEL:tbnk" in sample["qc_flags"].split(";")
+    profile = next(result.tables["profiles"].rows())
+    assert "cd4:WIDER_PANEL:tbnk" in profile["qc_flags"].split(";")
+    # named as itself, or left blank, the tube raises no such flag
+    row[2] = "tbnk"
+    write_manifest(tmp_path, [",".join(row)])
+    assert "WIDER_PANEL" not in next(gate_batch(tmp_path).tables["samples"].rows())["qc_flags"]

@@ -89,6 +89,11 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
                       "GATE_UNCERTAIN:<gate>): a shallow valley between negative and positive "
                       "cells, a population not found, or a gate outside the template's search "
                       "range — the count is written; review the tube's gating plot",
+    "WIDER_PANEL": "the file carries every marker of a wider panel's tube (written "
+                   "WIDER_PANEL:<tube>) than the tube the manifest names, which uses only "
+                   "some of them: the populations only the wider tube reports (B or NK "
+                   "cells, say) are not counted — name that tube in the manifest, or leave "
+                   "its tube blank to detect it",
     "MISSING_TUBE": "one of the patient's three tubes is absent or failed (written "
                     "MISSING_TUBE:<tube>); its values are empty",
     "BEAD_FRACTION_LOW": f"bead events are under {MIN_BEAD_FRACTION:.1%} of all events: too "
@@ -143,6 +148,11 @@ def describe_flag(flag: str, qc: PanelQC | None = None) -> str:
                 "valley between negative and positive cells, a population not found, or a "
                 "gate outside the template's search range): the count is written; review "
                 "the tube's gating plot")
+    if name == "WIDER_PANEL" and detail:
+        return (f"the file carries every marker of the {detail} tube, of which the tube the "
+                "manifest names uses only some: the populations only the "
+                f"{detail} tube reports are not counted — name the tube {detail} in the "
+                "manifest, or leave its tube blank to detect it")
     if name == "MISSING_TUBE" and detail:
         return f"the {detail} tube is absent or failed; its values are empty"
     if qc is None:
@@ -367,7 +377,8 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
                min_bead_events: int | None = MIN_BEAD_EVENTS,
                min_lymphocyte_events: int | None = MIN_LYMPHOCYTE_EVENTS,
                lymphocyte_event_floor: int | None = None,
-               reported_events: Mapping[str, int] | None = None) -> list[str]:
+               reported_events: Mapping[str, int] | None = None,
+               wider_panel: str | None = None) -> list[str]:
     """The QC flags of one tube, in the order ``qc_flags`` lists them.
 
     Parameters
@@ -389,6 +400,9 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
         Gate → events of every population a tube reports, for a tube that reports several
         (a TBNK tube): each one under :data:`MIN_POPULATION_EVENTS` is flagged
         ``LOW_POPULATION_EVENTS:<gate>`` (instead of the one-population check).
+    wider_panel : str, optional
+        The tube of a wider panel whose every marker the file carries, when the manifest
+        names a narrower tube (``WIDER_PANEL:<tube>``: populations are left uncounted).
 
     Returns
     -------
@@ -422,6 +436,8 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     if beads_counted:
         flags += filter(None, [bead_fraction_flag(bead_events, events)])
     flags += [f"GATE_UNCERTAIN:{gate}" for gate in uncertain_gates]
+    if wider_panel:
+        flags.append(f"WIDER_PANEL:{wider_panel}")
     return flags
 
 

@@ -58,6 +58,9 @@ class GatedTube:
     #: The tube's panel (what it reports, the gates its counts are read from); None in a
     #: result read back from a file of a shipped tube, looked up by ``tube`` then.
     panel: Panel | None = None
+    #: The tube of a wider panel the file would be detected as, when the manifest names a
+    #: narrower one (``WIDER_PANEL:<tube>``); None otherwise.
+    wider_panel: str | None = None
 
 
 @dataclass
@@ -93,6 +96,7 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
     panel = detect_panel(tube.markers, expected=request.tube, source=request.path.name,
                          panels=panels)
     check_template(panel, templates)  # checked once per template: cached
+    wider = wider_panel(tube.markers, panel, panels) if request.tube else None
     placements = gating_ml = None
     if gating == "adaptive" and uses_adaptation(panel, templates):
         from ..gating.adaptive_gating import gate_tube_adaptive
@@ -114,7 +118,21 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
                      events=tube.event_count, has_spillover=tube.has_spillover,
                      simulated=simulated, seconds=time.perf_counter() - start,
                      keywords=dict(tube.metadata) if keep_keywords else None,
-                     placements=placements, gating_ml=gating_ml, panel=panel)
+                     placements=placements, gating_ml=gating_ml, panel=panel,
+                     wider_panel=wider)
+
+
+def wider_panel(markers, panel: Panel, panels: PanelSet | None) -> str | None:
+    """The tube a file would be detected as, when the manifest names ``panel`` for it and
+    the detected tube's panel holds every marker of ``panel`` and more (a six-colour TBNK
+    file named ``cd4``: its B and NK cells would go uncounted); None otherwise."""
+    try:
+        detected = detect_panel(markers, panels=panels)
+    except ImmunoprofileError:
+        return None
+    if detected.tube == panel.tube or not set(panel.markers) < set(detected.markers):
+        return None
+    return detected.tube
 
 
 def gate_request_or_failure(request: TubeRequest, templates: str | None,

@@ -40,7 +40,8 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
                 "simulated": result.simulated, "seconds": result.seconds,
                 "keywords": result.keywords, "placements": result.placements,
                 "gating_ml": result.gating_ml,
-                "panel": result.panel.to_dict() if result.panel is not None else None}
+                "panel": result.panel.to_dict() if result.panel is not None else None,
+                "wider_panel": result.wider_panel}
     meta["provenance"] = provenance
     buffer = _io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta)))
@@ -80,4 +81,5 @@ def load_tube_result(path: str | Path, request: TubeRequest,
                      events=int(meta["events"]), has_spillover=bool(meta["has_spillover"]),
                      simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
                      keywords=meta.get("keywords"), placements=meta.get("placements"),
-                     gating_ml=meta.get("gating_ml"), panel=panel)
+                     gating_ml=meta.get("gating_ml"), panel=panel,
+                     wider_panel=meta.get("wider_panel"))

@@ -109,6 +109,8 @@ class CountedTube:
     uncertain_gates: tuple[str, ...] = ()
     #: The tube's panel; None: the shipped tube named ``tube``.
     panel: Panel | None = None
+    #: A wider panel's tube the file carries every marker of (``WIDER_PANEL:<tube>``).
+    wider_panel: str | None = None
 
     @property
     def tube_panel(self) -> Panel:
@@ -192,7 +194,8 @@ def sample_flags(tube: CountedTube) -> list[str]:
                       min_bead_events=panel.qc.bead_events,
                       min_lymphocyte_events=panel.qc.lymphocyte_events_warn,
                       lymphocyte_event_floor=panel.qc.lymphocyte_events_fail,
-                      reported_events=_reported_events(tube))
+                      reported_events=_reported_events(tube),
+                      wider_panel=tube.wider_panel)
 
 
 def _reported_events(tube: CountedTube) -> dict[str, int] | None:
