@@ -173,6 +173,20 @@ def test_a_lab_file_named_as_a_shipped_panel_replaces_it(tmp_path):
     assert panels["tbnk"].qc.lymphosum_warn == (97, 103)
     assert panels["tbnk"].folder == str(tmp_path.resolve())
     assert panels["cd4"] == load_panels()["cd4"]  # the other panels stay as shipped
+    assert list(panels) == list(load_panels())  # and in their order: the study first
+
+
+def test_a_replaced_panel_keeps_its_place_among_the_panels(tmp_path):
+    # the order decides whose limits a patient with tubes of several panels is held to
+    (tmp_path / "tbnk4.yaml").write_text(
+        (template_dir() / "panels" / "tbnk4.yaml").read_text(encoding="utf-8"),
+        encoding="utf-8")
+    for name in ("tbnk4_t_tube.xml", "tbnk4_bnk_tube.xml"):
+        (tmp_path / name).write_bytes((adaptive_template_dir() / name).read_bytes())
+    panels = load_panels([tmp_path])
+    assert list(panels) == list(load_panels()) == ["nk", "cd4", "cd8", "tbnk4_t",
+                                                   "tbnk4_bnk", "tbnk"]
+    assert panels["tbnk4_t"].folder == str(tmp_path.resolve())
 
 
 def test_two_lab_files_of_one_panel_are_refused(tmp_path):

@@ -243,11 +243,20 @@ def _load(files: Sequence[tuple]) -> PanelSet:
                 raise PanelError(f"{path}: panel {name!r} is also defined by {first} — "
                                  "a panel name must be unique")
             # a lab's file named as a shipped panel replaces it (its own limits, templates)
-            tubes = {t: v for t, v in tubes.items() if v[0].panel != name}
+            # in its place: the order of the panel set (whose limits a patient with tubes
+            # of several panels is held to) stays the shipped one
+            items = list(tubes.items())
+            slot = next(i for i, (_, v) in enumerate(items) if v[0].panel == name)
+            tubes = {t: v for t, v in items[:slot] if v[0].panel != name}
+            after = {t: v for t, v in items[slot:] if v[0].panel != name}
+        else:
+            after = {}
         names[name] = (path, shipped)
         for panel in panels:
-            if panel.tube in tubes:
+            taken = tubes.get(panel.tube) or after.get(panel.tube)
+            if taken is not None:
                 raise PanelError(f"{path}: tube {panel.tube!r} is also defined by "
-                                 f"{tubes[panel.tube][1]} — a tube name must be unique")
+                                 f"{taken[1]} — a tube name must be unique")
             tubes[panel.tube] = (panel, path)
+        tubes.update(after)
     return PanelSet(p for p, _ in tubes.values())
