@@ -229,6 +229,15 @@ def test_the_cli_simulates_gates_and_reports_a_tbnk_batch(tmp_path):
                   "Patients at a glance"):
         assert label in html
     assert "P01_tbnk — gating" in html
+    # each patient's table gives every subset as % of lymphocytes too (populations.csv)
+    import csv
+
+    with open(out / "populations.csv", newline="", encoding="utf-8") as handle:
+        b_cells = next(r for r in csv.DictReader(handle)
+                       if r["sample_id"] == "P01_tbnk" and r["population"] == "CD19pos")
+    section = html.split('id="patient-1"', 1)[1].split("<h3", 1)[0]
+    assert "<th>% of lymphocytes</th>" in section
+    assert f"<td>{float(b_cells['pct_lymphocytes']):.1f}</td>" in section
 
 
 def test_a_tbnk_patient_whose_tube_failed_lacks_that_tube(tmp_path):

@@ -329,7 +329,7 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
             panel = panels[tube]
             cd3 = single.get((patient, tube, panel.t_cell_gate), np.nan)
             lymph = single.get((patient, tube, panel.lymphocyte_gate), np.nan)
-            for gate_id, column in _reports(panel, tube):
+            for gate_id, column in reported_columns(panel, tube):
                 # both methods from one tube: the first that gives either
                 if math.isnan(out[column][p]) and math.isnan(out[column + "_dual"][p]):
                     out[column][p] = single.get((patient, tube, gate_id), np.nan)
@@ -337,7 +337,7 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
             if tube in TUBE_COLUMNS:
                 out[f"cd3_per_ul_{tube}_tube"][p] = cd3
                 out[f"lymphocytes_per_ul_{tube}_tube"][p] = lymph
-            if {c for _, c in _reports(panel, tube)} & {"cd4_per_ul", "cd8_per_ul"}:
+            if {c for _, c in reported_columns(panel, tube)} & {"cd4_per_ul", "cd8_per_ul"}:
                 cd3_t_values[p].append(cd3)
             cd3_values[p].append(cd3)
             lymph_values[p].append(lymph)
@@ -457,9 +457,22 @@ def patient_qc(present: Iterable[str], panels: Mapping[str, Panel],
     return panels[mine[0]].qc
 
 
-def _reports(panel: Panel, tube: str) -> tuple[tuple[str, str], ...]:
+def reported_columns(panel: Panel, tube: str) -> tuple[tuple[str, str], ...]:
     """Gate → profile column a tube reports (a study tube made in code without
-    ``reports``: its population → its column of :data:`TUBE_COLUMNS`)."""
+    ``reports``: its population → its column of :data:`TUBE_COLUMNS`).
+
+    Parameters
+    ----------
+    panel : Panel
+        The tube's panel.
+    tube : str
+        The tube's name.
+
+    Returns
+    -------
+    tuple of (str, str)
+        ``(gate ID, profile column)`` pairs, e.g. ``("CD4pos", "cd4_per_ul")``.
+    """
     if panel.reports:
         return panel.reports
     return ((panel.population, TUBE_COLUMNS[tube]),) if tube in TUBE_COLUMNS else ()

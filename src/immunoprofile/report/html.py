@@ -249,6 +249,16 @@ class _Batch:
         # one prediction per patient (a hand-edited file may repeat one: the first counts)
         self.pred = predictions.drop_duplicates("patient_id").set_index("patient_id") \
             if predictions is not None and "patient_id" in predictions else None
+        # each patient's populations as % of lymphocytes (populations.csv), per tube
+        self.pct_lymphocytes: dict[tuple[str, str, str], float] = {}
+        populations = _read_csv(self.out / "populations.csv")
+        if populations is not None and {"patient_id", "tube", "population",
+                                        "pct_lymphocytes"} <= set(populations.columns):
+            for row in populations.itertuples(index=False):
+                value = pd.to_numeric(row.pct_lymphocytes, errors="coerce")
+                if pd.notna(value):
+                    self.pct_lymphocytes[(str(row.patient_id), str(row.tube),
+                                          str(row.population))] = float(value)
         # the limits each patient's flags were raised on (their tubes' panels), so that the
         # flags in words quote them
         self.tubes_of: dict[str, set[str]] = {}
@@ -437,11 +447,15 @@ class _Batch:
         profile beside reference intervals, QC in words, the TFR risk, and each tube's
         gating plots (drawn now: one tube's events at a time)."""
         pid = str(row.patient_id)
+        pct = self._pct_of_lymphocytes(pid)
+        pct_head = "<th>% of lymphocytes</th>" if pct else ""
         parts = [f'<h3 id="{anchor(i)}">Patient {_esc(pid)}</h3><table><tr>'
-                 "<th>measure</th><th>value</th><th>reference</th><th></th></tr>"]
-        for label, shown, state, lo, hi, digits in self._values(row):
+                 f"<th>measure</th><th>value</th>{pct_head}<th>reference</th><th></th></tr>"]
+        for column, (label, shown, state, lo, hi, digits) in zip(
+                self.ranges, self._values(row), strict=True):
             mark = f'<span class="{state}">{state}</span>' if state else ""
-            parts.append(f"<tr><td>{_esc(label)}</td><td>{shown}</td>"
+            share = f"<td>{_num(pct.get(column, float('nan')), 1)}</td>" if pct else ""
+            parts.append(f"<tr><td>{_esc(label)}</td><td>{shown}</td>{share}"
                          f"<td>{_num(lo, digits)}–{_num(hi, digits)}</td><td>{mark}</td></tr>")
         parts.append("</table>")
         words = _flags_in_words(getattr(row, "qc_flags", ""), self._qc_of(pid))
@@ -452,6 +466,26 @@ class _Batch:
             parts.append(risk)
         parts += self._tube_plots(pid)
         return parts
+
+    def _pct_of_lymphocytes(self, pid: str) -> dict[str, float]:
+        """Profile column → its population as % of lymphocytes (``populations.csv``; the
+        mean over the patient's tubes that report it), as a TBNK result gives both; empty
+        when the panels or the populations are not known."""
+        from ..profile.tables import reported_columns
+
+        if self.qc_panels is None or not self.pct_lymphocytes:
+            return {}
+        shares: dict[str, list[float]] = {}
+        for tube in self.tubes_of.get(pid, set()):
+            if tube not in self.qc_panels:
+                continue
+            panel = self.qc_panels[tube]
+            for gate, column in (*reported_columns(panel, tube),
+                                 (panel.t_cell_gate, "cd3_per_ul")):
+                value = self.pct_lymphocytes.get((pid, tube, gate))
+                if value is not None:
+                    shares.setdefault(column, []).append(value)
+        return {c: sum(v) / len(v) for c, v in shares.items()}
 
     def _qc_of(self, pid: str):
         """``qc_of(tube, flag)`` for :func:`_flags_in_words`: the limits of the tube's panel,
