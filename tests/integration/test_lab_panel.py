@@ -201,8 +201,13 @@ def test_two_lab_files_of_one_panel_are_refused(tmp_path):
 @pytest.mark.parametrize("qc, message", [
     ("lymphosum: {gates: [CD19pos, Beads]}", "lymphosum gate 'Beads' is not a gate"),
     ("lymphosum: {gates: [CD19pos, CD3pos], warn: [105, 95]}", "low < high"),
-    ("lymphosum: {gates: [CD19pos, CD3pos], warn: [80, 120]}", "must lie within its fail"),
+    ("lymphosum: {gates: [CD19pos, CD3pos], warn: [80, 120]}",
+     "must lie within its fail range [90.0, 110.0] (the default: the file gives none)"),
+    ("lymphosum: {gates: [CD19pos, CD3pos], warn: [80, 120], fail: [85, 115]}",
+     "warn range [80, 120] must lie within its fail range [85, 115]"),
     ("lymphocyte_events: {warn: 500, fail: 1000}", "the floor must be the lower limit"),
+    ("lymphocyte_events: {warn: 500}",
+     "fail 1000 (the default: the file gives none) is above warn 500"),
     ("lymphocyte_events: null", "not a valid panel file: at qc/lymphocyte_events"),
 ])
 def test_qc_limits_that_would_mislead_are_refused(tmp_path, qc, message):

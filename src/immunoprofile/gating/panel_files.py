@@ -15,7 +15,7 @@ in it and what is wrong.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -152,16 +152,25 @@ def read_panel_file(path: str | Path, *, shipped: bool = False) -> list[Panel]:
             t_cell_gate=gates.get("t_cells", "CD3pos"),
             folder=None if shipped else str(path.parent.resolve()),
             aliases=aliases, qc=qc))
-    _check_qc_gates(path, panels, qc)
+    _check_qc_gates(path, panels, qc, data.get("qc", {}))
     return panels
 
 
-def _check_qc_gates(path: Path, panels: Sequence[Panel], qc: PanelQC) -> None:
+def _check_qc_gates(path: Path, panels: Sequence[Panel], qc: PanelQC,
+                    given: Mapping | None = None) -> None:
     """The lymphosum must be a sum that means something: each gate one that some tube
     counts within the lymphocytes (its T-cell gate, population or a reported gate; not
     the lymphocyte gate itself), and its ranges in order, the warning range inside the
     failure range. A misspelt gate would sum nothing, a reversed range flag every
-    patient."""
+    patient. ``given``: the file's ``qc`` as written, so that a message says which of
+    the limits it quotes are defaults the file left out."""
+    given = given or {}
+    lymphosum = given.get("lymphosum") or {}
+    events_given = given.get("lymphocyte_events") or {}
+
+    def shown(value, written: bool) -> str:
+        return f"{value}" if written else f"{value} (the default: the file gives none)"
+
     known = {g for p in panels for g in p.within_lymphocytes if g != p.lymphocyte_gate}
     missing = [g for g in qc.lymphosum_gates if g not in known]
     if missing:
@@ -169,18 +178,20 @@ def _check_qc_gates(path: Path, panels: Sequence[Panel], qc: PanelQC) -> None:
                          "of the panel counts within the lymphocytes (its t_cells, "
                          "population or reports)")
     (warn_lo, warn_hi), (fail_lo, fail_hi) = qc.lymphosum_warn, qc.lymphosum_fail
+    warn = shown(list(qc.lymphosum_warn), "warn" in lymphosum)
+    fail = shown(list(qc.lymphosum_fail), "fail" in lymphosum)
     if not (warn_lo < warn_hi and fail_lo < fail_hi):
         raise PanelError(f"{path}: qc: lymphosum ranges must be [low, high] with low < high "
-                         f"(warn {list(qc.lymphosum_warn)}, fail {list(qc.lymphosum_fail)})")
+                         f"(warn {warn}, fail {fail})")
     if not (fail_lo <= warn_lo and warn_hi <= fail_hi):
-        raise PanelError(f"{path}: qc: the lymphosum's warn range {list(qc.lymphosum_warn)} "
-                         f"must lie within its fail range {list(qc.lymphosum_fail)}")
+        raise PanelError(f"{path}: qc: the lymphosum's warn range {warn} must lie within "
+                         f"its fail range {fail}")
     events = (qc.lymphocyte_events_warn, qc.lymphocyte_events_fail)
     if None not in events and events[1] > events[0]:
-        raise PanelError(f"{path}: qc: lymphocyte_events fail ({events[1]}) is above warn "
-                         f"({events[0]}): the floor must be the lower limit")
-
-
+        raise PanelError(f"{path}: qc: lymphocyte_events fail "
+                         f"{shown(events[1], 'fail' in events_given)} is above warn "
+                         f"{shown(events[0], 'warn' in events_given)}: the floor must be "
+                         "the lower limit")
 
 
 def load_panels(folders: Iterable[str | Path] = ()) -> PanelSet:
