@@ -23,13 +23,12 @@ import pytest
 from immunoprofile.datasets.cohort import cohort_specs, write_cohort, write_listed, write_manifest
 from immunoprofile.datasets.envelope import write_envelope
 from immunoprofile.datasets.evaluation import evaluate_simulated_batch
-from immunoprofile.datasets.simulate import GATE_TRUTH, Layout, PatientSpec, simulate_tube
+from immunoprofile.datasets.simulate import Layout, PatientSpec, simulate_tube
 from immunoprofile.datasets.tube_files import read_truth
 from immunoprofile.pipeline.batch import gate_batch
 
 EVENTS = 20_000
 CASES = {"tbnk6": 40, "tbnk4": 30}
-MIN_EVENTS_FOR_F1 = 100
 #: Tubes of these seeds known to be wrong and unflagged, with why (none today).
 KNOWN_WRONG: dict[str, str] = {}
 
@@ -39,14 +38,11 @@ def envelope(request, tmp_path_factory):
     panel = request.param
     folder = tmp_path_factory.mktemp(f"envelope_{panel}")
     write_envelope(folder, CASES[panel], seed=7, events=EVENTS, panel=panel)
-    records = evaluate_simulated_batch(folder, "adaptive")
+    result = gate_batch(folder)  # gated once: scored, and its profiles read
+    records = evaluate_simulated_batch(folder, "adaptive", result=result)
     for r in records:
-        truth, _ = read_truth(folder / f"{r['sample_id']}.fcs")
-        counts = truth["label_counts"]
-        r["scored_f1"] = {g: f for g, f in r["f1"].items()
-                          if sum(counts[n] for n in GATE_TRUTH[g]) >= MIN_EVENTS_FOR_F1}
-        r["truth"] = truth
-    profiles = gate_batch(folder).tables["profiles"]
+        r["truth"], _ = read_truth(folder / f"{r['sample_id']}.fcs")
+    profiles = result.tables["profiles"]
     return panel, records, {row["patient_id"]: row for row in profiles.rows()}
 
 

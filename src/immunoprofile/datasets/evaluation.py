@@ -94,8 +94,13 @@ def gate_membership(path: str | Path, gating: str = "adaptive",
 _POPULATION_OF = {"nk": "NK", "cd4": "CD4pos", "cd8": "CD8pos"}
 
 
+#: A gate's F1 is held to the target (``scored_f1``) only where the truth has at least this
+#: many events of its population: F1 of a handful of events is one event's noise.
+MIN_EVENTS_FOR_F1 = 100
+
+
 def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
-                             templates: str | None = None) -> list[dict]:
+                             templates: str | None = None, result=None) -> list[dict]:
     """Gate a folder of simulated tubes (with manifest) and score every tube.
 
     Parameters
@@ -104,6 +109,9 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
         Written by :func:`immunoprofile.datasets.envelope.write_envelope` or ``write_cohort``.
     gating : {"adaptive", "fixed"}
     templates : str, optional
+    result : BatchResult, optional
+        The folder already gated this way (``gate_batch(folder, gating=gating,
+        templates=templates)``), to score without gating it again.
 
     Returns
     -------
@@ -116,7 +124,9 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
         holds the same four numbers (measured, true, tolerance, within) for every gate the
         tube's panel reports and for its T-cell gate, with ``true_events``,
         ``perfect_gate`` and ``within_perfect_gate`` (as below, per gate), and
-        ``all_within`` whether every one is within (a TBNK tube reports five populations).
+        ``all_within`` whether every one is within (a TBNK tube reports five populations);
+        ``scored_f1`` is ``f1`` of the gates whose true population holds at least
+        :data:`MIN_EVENTS_FOR_F1` events.
     """
     from ..gating.panels import default_panels
     from ..pipeline.batch import gate_batch
@@ -124,7 +134,8 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
     from .tube_files import read_truth
 
     folder = Path(folder)
-    result = gate_batch(folder, gating=gating, templates=templates)
+    if result is None:
+        result = gate_batch(folder, gating=gating, templates=templates)
     pops = {(r["sample_id"], r["population"]): r
             for r in result.tables["populations"].rows()}
     flags = {r["sample_id"]: r["qc_flags"] for r in result.tables["samples"].rows()}
@@ -149,6 +160,9 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
             if gate_id in GATE_TRUTH:
                 codes = [LABEL_CODE[name] for name in GATE_TRUTH[gate_id]]
                 record["f1"][gate_id] = f1_score(member, np.isin(labels, codes))
+        record["scored_f1"] = {
+            g: f for g, f in record["f1"].items()
+            if sum(truth["label_counts"][n] for n in GATE_TRUTH[g]) >= MIN_EVENTS_FOR_F1}
         expected = truth["expected_events"]
         counts_of = {}
         for gate_id in dict.fromkeys((population, panel.t_cell_gate,
