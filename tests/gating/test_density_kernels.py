@@ -124,3 +124,78 @@ def test_logicle_lookup_is_within_1e6_of_flowutils():
         inside = (exact > -0.5) & (exact < 1.5)
         assert np.max(np.abs(scale.forward(v) - exact)[inside]) < 1e-6
         assert np.isnan(scale.forward(np.array([np.nan]))[0])
+
+
+_VALUES = arrays(np.float64, st.integers(0, 400),
+                 elements=st.one_of(st.floats(-1e6, 1e6), st.sampled_from(
+                     [np.nan, np.inf, -np.inf, 0.0, 1.0])))
+
+
+@settings(max_examples=80, deadline=None)
+@given(_VALUES)
+def test_finite_range_is_numpys(values):
+    lo, hi, n = dk.finite_range(values)
+    finite = values[np.isfinite(values)]
+    assert n == finite.size
+    if n:
+        assert (lo, hi) == (finite.min(), finite.max())
+    else:
+        assert (lo, hi) == (np.inf, -np.inf)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_VALUES, st.integers(1, 300), st.floats(-1e5, 1e5), st.floats(1e-3, 1e5))
+def test_histogram_with_tails_counts_every_finite_value_once(values, bins, lo, width):
+    """Below, the bins, above: every finite value once; each binned value in its bin or,
+    within rounding of an edge, the neighbour (np.histogram's bins as the reference)."""
+    hi = lo + width
+    counts = dk.histogram_with_tails(values, lo, hi, bins)
+    finite = values[np.isfinite(values)]
+    assert counts.size == bins + 2 and counts.sum() == finite.size
+    assert counts[0] == np.count_nonzero(finite < lo)
+    assert counts[-1] == np.count_nonzero(finite > hi)
+    reference, _ = np.histogram(finite, bins=bins, range=(lo, hi))
+    # an edge value may move one bin: the running totals differ by at most the values
+    # lying within rounding of an inner edge
+    edges = np.linspace(lo, hi, bins + 1)[1:-1]
+    near = sum(np.count_nonzero(np.abs(finite - e) <= 1e-9 * max(1.0, abs(e))) for e in edges)
+    assert np.abs(np.cumsum(counts[1:-1]) - np.cumsum(reference)).max(initial=0) <= near
+
+
+def _densify_by_edges(verts: np.ndarray, step: float) -> np.ndarray:
+    """The edge-by-edge loop densify replaced (its reference)."""
+    span = np.ptp(verts, axis=0)
+    span[span == 0] = 1.0
+    out = []
+    for k in range(len(verts)):
+        a, b = verts[k], verts[(k + 1) % len(verts)]
+        rel = np.abs((b - a) / span)
+        pieces = max(1, int(np.ceil(max(rel[0], rel[1]) * 0.1 / step)))
+        out.extend(a + (b - a) * (i / pieces) for i in range(pieces))
+    return np.array(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 40), st.sampled_from([0.002, 0.01, 0.02, 0.3]), st.integers(0, 2**31))
+def test_densify_is_the_edge_by_edge_loop_bit_for_bit(n, step, seed):
+    from immunoprofile.gating.placement import densify
+
+    verts = np.random.default_rng(seed).normal(size=(n, 2)) * [1.0, 1e5]
+    np.testing.assert_array_equal(densify(verts, step), _densify_by_edges(verts, step))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 20_000), st.integers(0, 2**31), st.booleans())
+def test_bulk_range_holds_the_quantiles_np_percentile_interpolates_between(n, seed, outliers):
+    from immunoprofile.gating.gate_views import bulk_range
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=n) * rng.uniform(0.01, 1e4)
+    if outliers:  # a few far outliers, which must not coarsen the answer
+        values[: max(1, n // 2000)] = 1e9
+    lo, hi = bulk_range(values)
+    ordered = np.sort(values)
+    a, b = ordered[int(np.floor(0.001 * (n - 1)))], ordered[int(np.ceil(0.999 * (n - 1)))]
+    assert lo <= a and hi >= b
+    width = max(b - a, 1e-9)
+    assert a - lo <= width / 100 and hi - b <= width / 100, (lo, a, b, hi)

@@ -235,8 +235,9 @@ def test_report_with_a_failed_and_a_missing_tube_says_no_nan_or_none(tmp_path, s
 
 
 def test_report_from_another_folder_finds_the_tubes(tmp_path, small_cohort):
-    """gate run with relative paths; report run from elsewhere still draws every tube, and
-    says so — exit 1, on the terminal and in the page — when the tubes are gone."""
+    """gate run with relative paths; report run from elsewhere still draws every tube; with
+    the tubes gone it draws them from the views the run binned, and without those it says
+    so — exit 1, on the terminal and in the page."""
     work = tmp_path / "lab"
     shutil.copytree(small_cohort, work / "batch")
     gated = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "gate", "batch", "-o",
@@ -252,6 +253,14 @@ def test_report_from_another_folder_finds_the_tubes(tmp_path, small_cohort):
     assert (work / "results" / "report.html").read_text().count("<details>") == 6
 
     (work / "batch").rename(work / "moved")
+    result = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "report",
+                             work / "results"], cwd=elsewhere, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr  # drawn from OUT/gates/*.views.npz
+    assert (work / "results" / "report.html").read_text().count("<details>") == 6
+
+    for views in (work / "results" / "gates").glob("*.views.npz"):
+        views.unlink()  # as a run of an earlier version left them
     result = subprocess.run([sys.executable, "-m", "immunoprofile.cli", "report",
                              work / "results"], cwd=elsewhere, capture_output=True,
                             text=True, timeout=600)
@@ -299,6 +308,52 @@ def test_report_draws_the_gates_the_run_placed(tmp_path, small_cohort, monkeypat
     after = {p.gate_id: p.events for p in plot_gates(
         fcs, placement=adaptive_gating.placement_from_run(moved, reports))}
     assert after["CD3pos"] < before["CD3pos"] and after["Beads"] == before["Beads"]
+
+
+def test_the_reports_plots_are_drawn_from_the_views_the_run_binned(tmp_path, small_cohort,
+                                                                   monkeypatch):
+    """A gate run bins every placed gate's parent on the gate's axes
+    (``OUT/gates/<sample_id>.views.npz``); the report draws from those without reading an
+    FCS file, and — on tubes small enough that placement saw every event — they are the
+    plots drawn from the file itself: the same axes, density, outlines and counts."""
+    from immunoprofile.gating.gate_views import unpack_views
+    from immunoprofile.io import fcs
+    from immunoprofile.report.gating_plots import plots_from_views
+    from immunoprofile.report.html import build_report
+
+    out = tmp_path / "out"
+    assert run_cli("gate", small_cohort, "-o", out, "-q").returncode == 0
+    populations = pd.read_csv(out / "populations.csv")
+    for path in sorted(small_cohort.glob("*.fcs")):
+        sample = path.stem
+        views = unpack_views((out / "gates" / f"{sample}.views.npz").read_bytes())
+        rows = populations[populations.sample_id == sample]
+        counts = {r.population: (r.events, r.parent_events) for r in rows.itertuples()}
+        from_views = plots_from_views(views, counts)
+        from_file = plot_gates(path)
+        assert [p.gate_id for p in from_views] == [p.gate_id for p in from_file]
+        for a, b in zip(from_views, from_file, strict=True):
+            assert a.events == b.events and a.parent_events == b.parent_events
+            assert a.spec.label == b.spec.label and a.spec.title == b.spec.title
+            np.testing.assert_allclose(a.xlim, b.xlim, rtol=1e-12)
+            np.testing.assert_allclose(a.ylim, b.ylim, rtol=1e-12)
+            np.testing.assert_array_equal(a.spec.density, b.spec.density)
+            np.testing.assert_allclose(a.outline, b.outline, rtol=1e-9, atol=1e-12)
+            assert a.spec.x_label == b.spec.x_label and a.spec.corner == b.spec.corner
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the report read an FCS file")
+
+    monkeypatch.setattr(fcs, "read_tube", unread)
+    notes: list[str] = []
+    html = build_report(out, cohort_stats=False, notes=notes)
+    assert not notes and html.count("<details>") == len(list(small_cohort.glob("*.fcs")))
+
+    damaged = out / "gates" / f"{sorted(small_cohort.glob('*.fcs'))[0].stem}.views.npz"
+    damaged.write_bytes(b"not a zip")
+    notes = []
+    build_report(out, cohort_stats=False, notes=notes)
+    assert len(notes) == 1 and damaged.name in notes[0] and "gate again" in notes[0], notes
 
 
 def test_gate_plot_shows_as_an_image_in_a_notebook():

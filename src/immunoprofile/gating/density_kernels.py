@@ -109,6 +109,76 @@ def histogram_on_edges(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
                                np.ascontiguousarray(edges, dtype=np.float64))
 
 
+@kernel(args=[("f8", 1)], returns=("f8", 1), group="placement")
+def _finite_range(values):
+    # [smallest, largest, how many] of the finite values (NaN and ±inf left out)
+    lo = math.inf
+    hi = -math.inf
+    n = 0
+    for i in range(values.size):
+        v = values[i]
+        if v - v == 0.0:  # finite: inf - inf and NaN - NaN are NaN
+            n += 1
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+    out = np.empty(3)
+    out[0] = lo
+    out[1] = hi
+    out[2] = n
+    return out
+
+
+def finite_range(values: np.ndarray) -> tuple[float, float, int]:
+    """Smallest and largest finite value, and how many values are finite (one pass).
+
+    Returns
+    -------
+    (float, float, int)
+        (inf, -inf, 0) when none is.
+    """
+    lo, hi, n = _finite_range(np.ascontiguousarray(values, dtype=np.float64))
+    return float(lo), float(hi), int(n)
+
+
+@kernel(args=[("f8", 1), ("f8", 1)], returns=("i8", 1), group="placement")
+def _histogram_with_tails(values, span):
+    # [finite values below span[0], span[2] equal bins over span[0]–span[1], those above];
+    # a bin's index by one multiplication (a value within rounding of an inner edge may
+    # fall in either neighbour)
+    lo = span[0]
+    hi = span[1]
+    bins = int(span[2])
+    scale = bins / (hi - lo)
+    counts = np.zeros(bins + 2, dtype=np.int64)
+    for i in range(values.size):
+        v = values[i]
+        if not v - v == 0.0:
+            continue
+        if v < lo:
+            counts[0] += 1
+        elif v > hi:
+            counts[bins + 1] += 1
+        else:
+            counts[min(int((v - lo) * scale), bins - 1) + 1] += 1
+    return counts
+
+
+def histogram_with_tails(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Finite values per equal bin over ``[lo, hi]``, with the finite values below ``lo``
+    first and those above ``hi`` last (one pass; a value within rounding of an inner bin
+    edge may be counted in either neighbour: for ranges, not for densities).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, ``bins + 2`` counts.
+    """
+    return _histogram_with_tails(np.ascontiguousarray(values, dtype=np.float64),
+                                 np.array([lo, hi, bins], dtype=np.float64))
+
+
 @kernel(args=[("f8", 2), ("f8", 1)], returns=("f8", 2), group="placement")
 def _convolve_rows(h, weights):
     # np.convolve(row, weights, mode="same") for every row: out[i] = Σ_j row[j]·w[i + c − j]

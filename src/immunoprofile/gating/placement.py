@@ -119,10 +119,16 @@ class GatePlacement:
 
 @dataclass
 class Placement:
-    """A tube's placed gates (plain, for the engine and Gating-ML) and their reports."""
+    """A tube's placed gates (plain, for the engine and Gating-ML) and their reports.
+
+    ``subsample``: the events they were placed on, with every gate's membership among them
+    (``.n`` events, ``.masks[gate_id]``, ``.scaled(dimension)``), for binning the gating
+    plots (:mod:`.gate_views`); None for a placement read back from a run's files.
+    """
 
     gates: list[PlainGate]
     reports: list[GatePlacement]
+    subsample: _Placer | None = field(default=None, repr=False, compare=False)
 
     def report(self, gate_id: str) -> GatePlacement:
         """The report of one gate."""
@@ -329,7 +335,7 @@ class _Placer:
                                                         dy.transform is not None,
                                                         np.asarray(gate.vertices), adapt,
                                                         y_scale=dy)
-        hull = _densify(hull, 0.02)
+        hull = densify(hull, 0.02)
         raw = np.column_stack([dx.from_scale(hull[:, 0]), dy.from_scale(hull[:, 1])])
         plain = PlainPolygon(gate.gate_id, gate.parent_id, (_plain_dim(dx), _plain_dim(dy)),
                              tuple((float(a), float(b)) for a, b in raw))
@@ -343,28 +349,42 @@ class _Placer:
 def _raw_polygon(dims, verts_scaled: np.ndarray) -> tuple[tuple[float, float], ...]:
     """A seed polygon on transformed axes as an untransformed polygon (edges densified so
     that the straight untransformed edges follow the transformed ones closely)."""
-    dense = _densify(verts_scaled, 0.01) if any(d.transform for d in dims) else verts_scaled
+    dense = densify(verts_scaled, 0.01) if any(d.transform for d in dims) else verts_scaled
     dense = np.asarray(dense, dtype=np.float64)
     xs = dims[0].from_scale(dense[:, 0])
     ys = dims[1].from_scale(dense[:, 1])
     return tuple((float(a), float(b)) for a, b in zip(xs, ys, strict=True))
 
 
-def _densify(verts: np.ndarray, step: float) -> np.ndarray:
+def densify(verts: np.ndarray, step: float) -> np.ndarray:
     """Insert points along each edge so no segment is longer than ``step`` in x (scale
-    units; y is scaled by the polygon's own range)."""
+    units; y is scaled by the polygon's own range).
+
+    Parameters
+    ----------
+    verts : numpy.ndarray
+        (n, 2) vertices of a closed polygon (the last edge runs back to the first).
+    step : float
+        Longest segment, as a share of 0.1 of the polygon's span per axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        (m, 2): every vertex, followed by the points inserted along its edge.
+    """
     verts = np.asarray(verts, dtype=np.float64)
     span = np.ptp(verts, axis=0)
     span[span == 0] = 1.0
-    out = []
-    n = len(verts)
-    for k in range(n):
-        a, b = verts[k], verts[(k + 1) % n]
-        rel = np.abs((b - a) / span)
-        pieces = max(1, int(np.ceil(max(rel[0], rel[1]) * 0.1 / step)))
-        for i in range(pieces):
-            out.append(a + (b - a) * (i / pieces))
-    return np.array(out)
+    a = verts
+    b = np.roll(verts, -1, axis=0)
+    rel = np.abs((b - a) / span)
+    pieces = np.maximum(1, np.ceil(np.maximum(rel[:, 0], rel[:, 1]) * 0.1 / step)
+                        ).astype(np.int64)
+    edge = np.repeat(np.arange(len(verts)), pieces)
+    # the position of each point along its edge: i / pieces, i = 0 … pieces − 1
+    first = np.cumsum(pieces) - pieces
+    t = (np.arange(edge.size) - first[edge]) / pieces[edge]
+    return a[edge] + (b - a)[edge] * t[:, None]
 
 
 # ---------------------------------------------------------------------- 1-D methods
@@ -770,4 +790,4 @@ def place_gates(template: AdaptiveTemplate, values: ValuesOf, n: int) -> Placeme
     placer = _Placer(template, values, n)
     for gate in template.gates:
         placer.place(gate)
-    return Placement(placer.gates, placer.reports)
+    return Placement(placer.gates, placer.reports, placer)

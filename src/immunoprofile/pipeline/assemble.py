@@ -18,9 +18,9 @@ import numpy as np
 
 from ..gating.panels import BEAD_GATE, PanelSet, default_panels
 from ..gating.templates import template_checksums
-from ..io.atomic import atomic_write_text
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 from ..io.manifest import Manifest, TubeRequest, find_manifest, read_manifest
-from ..io.output_files import gates_xml_path, tube_result_key
+from ..io.output_files import gate_views_path, gates_xml_path, tube_result_key
 from ..io.table import Table
 from ..profile.tables import CountedTube, population_table, profile_table, sample_table
 from .tube import GatedTube, TubeFailure, resolve_panels, resolve_templates
@@ -65,7 +65,8 @@ class BatchResult:
 
     def __init__(self, populations: Table, profiles: Table, errors: Table, samples: Table,
                  run: dict | None = None, gates: Table | None = None,
-                 gating_ml: dict[str, str] | None = None):
+                 gating_ml: dict[str, str] | None = None,
+                 gate_views: dict[str, bytes] | None = None):
         self.tables = {"populations": populations, "profiles": profiles,
                        "samples": samples, "errors": errors}
         self.run = run if run is not None else {}
@@ -73,6 +74,9 @@ class BatchResult:
         #: gates as Gating-ML 2.0, by sample id; empty with fixed gates.
         self.gate_table = gates
         self.gating_ml = gating_ml or {}
+        #: Adaptive gating: each tube's gating-plot views (packed, see
+        #: :mod:`immunoprofile.gating.gate_views`), by sample id.
+        self.gate_views = gate_views or {}
         self._frames: dict[str, pd.DataFrame] = {}
 
     def _frame(self, name: str) -> pd.DataFrame:
@@ -280,7 +284,9 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
                        samples=samples, run=run,
                        gates=gate_table(adaptive),
                        gating_ml={g.request.sample_id: g.gating_ml for g in adaptive
-                                  if g.gating_ml})
+                                  if g.gating_ml},
+                       gate_views={g.request.sample_id: g.views for g in adaptive
+                                   if g.views is not None})
 
 
 def _panel_folders(panels: PanelSet) -> list[dict]:
@@ -323,7 +329,8 @@ def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
         ``{table name: path written}``: ``populations.csv``, ``profiles.csv``,
         ``samples.csv``, ``errors.csv``, ``gates.csv`` (no rows with fixed gates),
         ``run.json`` and, with adaptive gating, every tube's placed gates in
-        ``gates/<sample_id>.xml``.
+        ``gates/<sample_id>.xml`` and what its gating plots show in
+        ``gates/<sample_id>.views.npz`` (the report draws from them).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -340,6 +347,13 @@ def write_results(result: BatchResult, out_dir: str | Path) -> dict[str, Path]:
         path = gates_xml_path(out, sample_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text)
+    for sample_id in result.gating_ml:
+        path = gate_views_path(out, sample_id)
+        views = result.gate_views.get(sample_id)
+        if views is not None:
+            atomic_write_bytes(path, views)
+        else:  # a result of an earlier version, without views: an older file would lie
+            path.unlink(missing_ok=True)
     result.run.setdefault("timings_s", {})["write"] = round(time.perf_counter() - t0, 3)
     run_path = out / "run.json"
     atomic_write_text(run_path, json.dumps(result.run, indent=1, default=str) + "\n")

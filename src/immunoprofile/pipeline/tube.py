@@ -61,6 +61,9 @@ class GatedTube:
     #: The tube of a wider panel the file would be detected as, when the manifest names a
     #: narrower one (``WIDER_PANEL:<tube>``); None otherwise.
     wider_panel: str | None = None
+    #: Adaptive gating: each placed gate's parent binned for the gating plots
+    #: (:func:`immunoprofile.gating.gate_views.pack_views` bytes, a few kB); None otherwise.
+    views: bytes | None = None
 
 
 @dataclass
@@ -97,15 +100,17 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
                          panels=panels)
     check_template(panel, templates)  # checked once per template: cached
     wider = wider_panel(tube.markers, panel, panels) if request.tube else None
-    placements = gating_ml = None
+    placements = gating_ml = views = None
     if gating == "adaptive" and uses_adaptation(panel, templates):
         from ..gating.adaptive_gating import gate_tube_adaptive
+        from ..gating.gate_views import pack_views
 
-        adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine)
+        adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine, views=True)
         gate_ids, parents, gate_events = adaptive.gate_ids, adaptive.parents, \
             adaptive.gate_events
         placements = [asdict(p) for p in adaptive.placements]
         gating_ml = adaptive.gating_ml
+        views = pack_views(adaptive.views or [])
     elif engine == "flowkit":
         memberships = gate_tube(tube, panel, templates)
         gate_ids, parents = memberships.gate_ids, memberships.parents
@@ -119,7 +124,7 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
                      simulated=simulated, seconds=time.perf_counter() - start,
                      keywords=dict(tube.metadata) if keep_keywords else None,
                      placements=placements, gating_ml=gating_ml, panel=panel,
-                     wider_panel=wider)
+                     wider_panel=wider, views=views)
 
 
 def wider_panel(markers, panel: Panel, panels: PanelSet | None) -> str | None:

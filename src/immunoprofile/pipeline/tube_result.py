@@ -43,8 +43,11 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
                 "panel": result.panel.to_dict() if result.panel is not None else None,
                 "wider_panel": result.wider_panel}
     meta["provenance"] = provenance
+    arrays = {}
+    if isinstance(result, GatedTube) and result.views is not None:
+        arrays["views"] = np.frombuffer(result.views, dtype=np.uint8)  # already compressed
     buffer = _io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)))
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
     atomic_write_bytes(path, buffer.getvalue(), durable=durable)
 
 
@@ -59,6 +62,7 @@ def load_tube_result(path: str | Path, request: TubeRequest,
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
+            views = data["views"].tobytes() if "views" in data.files else None
         if not isinstance(meta, dict) or meta.get("format") != TUBE_RESULT_FORMAT:
             raise ValueError("wrong format tag")
         if provenance is not None and meta.get("provenance") != provenance:
@@ -82,4 +86,4 @@ def load_tube_result(path: str | Path, request: TubeRequest,
                      simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
                      keywords=meta.get("keywords"), placements=meta.get("placements"),
                      gating_ml=meta.get("gating_ml"), panel=panel,
-                     wider_panel=meta.get("wider_panel"))
+                     wider_panel=meta.get("wider_panel"), views=views)

@@ -18,15 +18,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import GatingError, first_line
-from ..gating.density import histogram_2d
-from .plot_svg import BINS_1D, BINS_2D, RED, SEED_GREY, PlotSpec, gate_plot_svg
+from ..gating.gate_views import (
+    MAX_PLOTTED_EVENTS,
+    GateView,
+    axis_label,
+    bin_view,
+    box,
+    decade_ticks,
+)
+from .plot_svg import RED, SEED_GREY, PlotSpec, gate_plot_svg
 
 if TYPE_CHECKING:
     from ..gating.panels import PanelSet
     from ..gating.placement import Placement
 
-#: Plotted events per gate at most (a random subset beyond this; counts use all events).
-MAX_PLOTTED_EVENTS = 60_000
+__all__ = ["MAX_PLOTTED_EVENTS", "GatePlot", "plot_gates", "plots_from_views",
+           "write_gate_plots"]
 
 
 @dataclass
@@ -219,97 +226,108 @@ def plot_gates(path: str | Path, *, tube: str | None = None,
             if dim.transformation_ref:
                 xform = strategy.get_transform(dim.transformation_ref)
                 values = np.asarray(xform.apply(values.reshape(-1, 1)), float).ravel()
-                decades = _decade_ticks(
+                decades = decade_ticks(
                     lambda v, x=xform: np.asarray(x.apply(v.reshape(-1, 1)), float).ravel())
             marker = marker_of.get(channel)
-            axes.append((values, _axis_label(marker, channel, decades is not None), decades))
+            axes.append((values, axis_label(marker, channel, decades is not None), decades))
         keep = np.flatnonzero(parent)
         if keep.size > MAX_PLOTTED_EVENTS:
             keep = np.sort(rng.choice(keep, MAX_PLOTTED_EVENTS, replace=False))
-        outline, bounds = _outline(gate, None, None), _gate_bounds(gate)
-        plots.append(_draw(outline, bounds, None, gate_id, parent_id or "all events", axes,
-                           keep, member, int(member.sum()), int(parent.sum())))
+        view = bin_view(gate_id, gate_id, parent_id or "all events", axes, keep,
+                        _outline(gate), _gate_bounds(gate), None)
+        plots.append(_plot(view, axes, keep, member, int(member.sum()), int(parent.sum())))
     return plots
-
-
-def _axis_label(marker: str | None, channel: str, logicle: bool) -> str:
-    scale = "signal, logicle scale" if logicle else "linear"
-    return f"{marker + ' ' if marker else ''}{channel} ({scale})"
-
-
-def _decade_ticks(forward) -> list[tuple[float, str]]:
-    """Tick positions (plot units) and labels at decades of signal, 0 and 10²…10⁵."""
-    values = np.array([0.0, 1e2, 1e3, 1e4, 1e5])
-    labels = ["0", "10²", "10³", "10⁴", "10⁵"]
-    return list(zip(forward(values).tolist(), labels, strict=True))
 
 
 def _plot_placed(tube_data, panel, template_arg: str,
                  placement: Placement | None = None) -> list[GatePlot]:
     """The gates adaptive gating placed for this tube (``placement``, or placed here), on
-    the template's display axes."""
-    from ..engine.plain import PlainBoolean, PlainPolygon
+    the template's display axes, from every event of the tube (up to
+    :data:`MAX_PLOTTED_EVENTS` of each parent)."""
     from ..gating.adaptive_gating import _TubeValues, place_tube, template_view
-    from ..gating.placement import _densify
+    from ..gating.gate_views import placed_axes
 
     if placement is None:
         placement = place_tube(tube_data, panel, template_arg)
     template, membership = template_view(tube_data, panel, template_arg, placement)
-    values = _TubeValues(tube_data.events, np.arange(tube_data.event_count))
-    seeds = {g.gate_id: g for g in template.gates}
-    if set(seeds) != {g.gate_id for g in placement.gates}:
+    if {g.gate_id for g in template.gates} != {g.gate_id for g in placement.gates}:
         raise GatingError(f"{tube_data.path.name}: its placed gates are not the gates of "
                           f"the template {template_arg} (placed with another one?)")
-    marker_of = {channel: marker for marker, channel in tube_data.markers.items()}
+    values = _TubeValues(tube_data.events, np.arange(tube_data.event_count))
     rng = np.random.default_rng(0)
-    plots = []
-    for gate, report in zip(placement.gates, placement.reports, strict=True):
-        if isinstance(gate, PlainBoolean):
-            continue
-        seed = seeds[gate.gate_id]
-        dims = seed.dimensions
-        axes = []
-        for d in dims:
-            shown = d.to_scale(values(d))
-            decades = _decade_ticks(d.to_scale) if d.transform is not None else None
-            axes.append((shown, _axis_label(marker_of.get(d.channel), d.channel,
-                                            decades is not None), decades))
-        if isinstance(gate, PlainPolygon):
-            raw = _densify(np.asarray(gate.vertices), 0.002)  # straight in signal units
-            outline = np.column_stack([dims[0].to_scale(raw[:, 0]), dims[1].to_scale(raw[:, 1])])
-            outline = np.vstack([outline, outline[:1]])
-            seed_outline = np.asarray(seed.vertices, float)
-            seed_outline = np.vstack([seed_outline, seed_outline[:1]])
-            bounds = [list(outline[:, 0]), list(outline[:, 1])]
-        else:
-            scaled = [(None if lo is None else float(d.to_scale(np.array([lo]))[0]),
-                       None if hi is None else float(d.to_scale(np.array([hi]))[0]))
-                      for d, (lo, hi) in zip(dims, gate.bounds, strict=True)]
-            outline = _box(scaled)
-            seed_outline = _box([(d.lo, d.hi) for d in dims])
-            bounds = [[b for b in pair if b is not None] for pair in scaled]
-        parent = membership[gate.parent_id] if gate.parent_id else \
-            np.ones(tube_data.event_count, bool)
-        member = membership[gate.gate_id]
-        keep = np.flatnonzero(parent)
+
+    def parent_of(gate_id: str | None) -> np.ndarray:
+        return membership[gate_id] if gate_id else np.ones(tube_data.event_count, bool)
+
+    def select(keep: np.ndarray) -> np.ndarray:
         if keep.size > MAX_PLOTTED_EVENTS:
             keep = np.sort(rng.choice(keep, MAX_PLOTTED_EVENTS, replace=False))
-        title = gate.gate_id if report.status in ("placed", "seed") else \
-            f"{gate.gate_id} — {report.status.upper()}"
-        plots.append(_draw(outline, bounds[:len(dims)], seed_outline, title,
-                           gate.parent_id or "all events", axes[:2], keep, member,
-                           int(member.sum()), int(parent.sum()), gate_id=gate.gate_id))
+        return keep
+
+    marker_of = {channel: marker for marker, channel in tube_data.markers.items()}
+    parents = {g.gate_id: g.parent_id for g in placement.gates}
+    plots = []
+    for placed in placed_axes(template, placement, lambda d: d.to_scale(values(d)),
+                              parent_of, marker_of, select):
+        member = membership[placed.gate_id]
+        plots.append(_plot(placed.view(), placed.axes, placed.keep, member,
+                           int(member.sum()), int(parent_of(parents[placed.gate_id]).sum())))
     return plots
 
 
-def _box(bounds) -> np.ndarray:
-    """A range gate's outline; an open bound (None) is infinite, clipped to the axes."""
-    (lo_x, hi_x) = bounds[0]
-    lo_y, hi_y = bounds[1] if len(bounds) > 1 else (None, None)
-    xs = [lo_x if lo_x is not None else -np.inf, hi_x if hi_x is not None else np.inf]
-    ys = [lo_y if lo_y is not None else -np.inf, hi_y if hi_y is not None else np.inf]
-    return np.array([[xs[0], ys[0]], [xs[1], ys[0]], [xs[1], ys[1]], [xs[0], ys[1]],
-                     [xs[0], ys[0]]], dtype=float)
+def plots_from_views(views: list[GateView], events: dict[str, tuple[int, int]]
+                     ) -> list[GatePlot]:
+    """A tube's plots from the views its run binned (``OUT/gates/<sample_id>.views.npz``),
+    labelled with the run's counts: nothing is read or gated again.
+
+    Parameters
+    ----------
+    views : list of GateView
+    events : dict
+        Gate ID → (events in the gate, events in its parent), every event of the tube
+        (``populations.csv``).
+
+    Returns
+    -------
+    list of GatePlot
+        Their ``x``, ``y`` and ``in_gate`` are empty (the density was binned, not kept
+        per event).
+
+    Raises
+    ------
+    GatingError
+        A gate of the views has no count.
+    """
+    plots = []
+    empty = np.empty(0)
+    for view in views:
+        if view.gate_id not in events:
+            raise GatingError(f"the run's counts have no gate {view.gate_id}")
+        inside, parent = events[view.gate_id]
+        plots.append(GatePlot(gate_id=view.gate_id, parent_id=view.parent_id,
+                              spec=_spec(view, inside, parent), events=inside,
+                              parent_events=parent, x=empty, y=empty,
+                              in_gate=np.empty(0, dtype=bool)))
+    return plots
+
+
+def _spec(view: GateView, events: int, parent_events: int) -> PlotSpec:
+    pct = 100.0 * events / parent_events if parent_events else float("nan")
+    return PlotSpec(title=view.title, parent_id=view.parent_id, x_label=view.x_label,
+                    y_label=view.y_label, xlim=view.xlim, ylim=view.ylim,
+                    x_ticks=view.x_ticks, y_ticks=view.y_ticks, density=view.density,
+                    outline=view.outline, seed_outline=view.seed_outline,
+                    label=f"{events:,} events\n{pct:.1f}% of parent", corner=view.corner)
+
+
+def _plot(view: GateView, axes, keep: np.ndarray, member: np.ndarray, events: int,
+          parent_events: int) -> GatePlot:
+    """A plot drawn from a whole tube's events: the view, and the events it binned."""
+    x = axes[0][0][keep]
+    y = axes[1][0][keep] if len(axes) > 1 else np.empty(0)
+    return GatePlot(gate_id=view.gate_id, parent_id=view.parent_id,
+                    spec=_spec(view, events, parent_events), events=events,
+                    parent_events=parent_events, x=x, y=y, in_gate=member[keep])
 
 
 def _gate_object(strategy, gate_id: str):
@@ -339,7 +357,7 @@ def _outline(gate, xlim=None, ylim=None) -> np.ndarray:
         t = np.linspace(0, 2 * np.pi, 181)
         circle = np.column_stack([np.cos(t), np.sin(t)])
         return mean + (circle * np.sqrt(np.maximum(vals, 0) * gate.distance_square)) @ vecs.T
-    return _box([(d.min, d.max) for d in gate.dimensions])
+    return box([(d.min, d.max) for d in gate.dimensions])
 
 
 def _gate_bounds(gate) -> list[list[float]]:
@@ -347,47 +365,6 @@ def _gate_bounds(gate) -> list[list[float]]:
     outline = _outline(gate)
     return [[float(v) for v in outline[:, j] if np.isfinite(v)]
             for j in range(min(2, len(gate.dimensions)))]
-
-
-def _limits(values: np.ndarray, bounds: list[float]) -> tuple[float, float]:
-    """Axes range: the bulk of the events (0.1-99.9 %) and every finite gate bound."""
-    finite = values[np.isfinite(values)]
-    lo, hi = np.percentile(finite, [0.1, 99.9]) if finite.size else (0.0, 1.0)
-    points = [lo, hi, *[b for b in bounds if b is not None and np.isfinite(b)]]
-    lo, hi = float(min(points)), float(max(points))
-    pad = 0.05 * (hi - lo or 1.0)
-    return lo - pad, hi + pad
-
-
-def _draw(outline, bounds, seed_outline, title, parent_id, axes, keep, member, events,
-          parent_events, gate_id: str | None = None) -> GatePlot:
-    """One gate's plot: the parent's density, the gate (red), its seed (faint, dashed)."""
-    gate_id = gate_id or title
-    x_all, x_label, x_ticks = axes[0]
-    x = x_all[keep]
-    in_gate = member[keep]
-    if len(axes) == 1:
-        xlim = _limits(x, bounds[0])
-        density, _ = np.histogram(x[np.isfinite(x)], bins=BINS_1D, range=xlim)
-        ylim = (0.5, 2.0 * max(float(density.max(initial=0)), 1.0))  # log scale, events
-        y = np.empty(0)
-        y_label, y_ticks = "events", None
-    else:
-        y_all, y_label, y_ticks = axes[1]
-        y = y_all[keep]
-        xlim, ylim = _limits(x, bounds[0]), _limits(y, bounds[1])
-        ok = np.isfinite(x) & np.isfinite(y)
-        density = histogram_2d(x[ok], y[ok], xlim, ylim, BINS_2D)
-    drawn = _clip(outline, xlim, ylim)
-    seed = _clip(seed_outline, xlim, ylim) if seed_outline is not None else None
-    pct = 100.0 * events / parent_events if parent_events else float("nan")
-    spec = PlotSpec(title=title, parent_id=parent_id, x_label=x_label, y_label=y_label,
-                    xlim=(float(xlim[0]), float(xlim[1])), ylim=(float(ylim[0]), float(ylim[1])),
-                    x_ticks=x_ticks, y_ticks=y_ticks, density=density, outline=drawn,
-                    seed_outline=seed, label=f"{events:,} events\n{pct:.1f}% of parent",
-                    corner=_emptiest_corner(x, y, xlim, ylim))
-    return GatePlot(gate_id=gate_id, parent_id=parent_id, spec=spec, events=events,
-                    parent_events=parent_events, x=x, y=y, in_gate=in_gate)
 
 
 def _render_png(spec: PlotSpec) -> bytes:
@@ -439,26 +416,6 @@ def _render_png(spec: PlotSpec) -> bytes:
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return buffer.getvalue()
-
-
-def _clip(outline: np.ndarray, xlim, ylim) -> np.ndarray:
-    """An outline with its infinite (open) coordinates at the axes' edges."""
-    out = np.array(outline, dtype=float)
-    out[:, 0] = np.clip(out[:, 0], *xlim)
-    out[:, 1] = np.clip(out[:, 1], *ylim)
-    return out
-
-
-def _emptiest_corner(x, y, xlim, ylim) -> tuple[float, float]:
-    """Axes coordinates of the corner with the fewest plotted events (for the label)."""
-    if y.size == 0:
-        return 0.98, 0.98
-    u = (x - xlim[0]) / (xlim[1] - xlim[0])
-    v = (y - ylim[0]) / (ylim[1] - ylim[0])
-    corners = [(0.02, 0.02), (0.98, 0.02), (0.02, 0.98), (0.98, 0.98)]
-    crowd = [np.count_nonzero((np.abs(u - cx) < 0.3) & (np.abs(v - cy) < 0.2))
-             for cx, cy in corners]
-    return corners[int(np.argmin(crowd))]
 
 
 def write_gate_plots(path: str | Path, out_dir: str | Path, *, tube: str | None = None,

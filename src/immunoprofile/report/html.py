@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..counting.qc import FLAG_DESCRIPTIONS, describe_flag
-from ..errors import ImmunoprofileError, first_line
+from ..errors import GatingError, ImmunoprofileError, first_line
+from ..io.output_files import gate_views_path
 from ..profile.columns import IMMUNE_PROFILE
 
 if TYPE_CHECKING:
@@ -174,6 +175,11 @@ def _run_gates(out: Path) -> dict[str, list]:
     return reports
 
 
+def _sample_id(request) -> str:
+    """The sample id of a tube to plot (its id itself, or its manifest row)."""
+    return request if isinstance(request, str) else str(request.sample_id)
+
+
 def _run_panels(run: dict):
     """The lab's panels a run used (``run.json`` ``panels``: their folders), or None."""
     from ..gating.panel_files import resolve_panels
@@ -251,14 +257,20 @@ class _Batch:
             if predictions is not None and "patient_id" in predictions else None
         # each patient's populations as % of lymphocytes (populations.csv), per tube
         self.pct_lymphocytes: dict[tuple[str, str, str], float] = {}
+        # each tube's events per gate and in its parent (the plots' labels), by sample id
+        self.gate_events: dict[str, dict[str, tuple[int, int]]] = {}
         populations = _read_csv(self.out / "populations.csv")
         if populations is not None and {"patient_id", "tube", "population",
                                         "pct_lymphocytes"} <= set(populations.columns):
+            counted = {"sample_id", "events", "parent_events"} <= set(populations.columns)
             for row in populations.itertuples(index=False):
                 value = pd.to_numeric(row.pct_lymphocytes, errors="coerce")
                 if pd.notna(value):
                     self.pct_lymphocytes[(str(row.patient_id), str(row.tube),
                                           str(row.population))] = float(value)
+                if counted:
+                    self.gate_events.setdefault(str(row.sample_id), {})[
+                        str(row.population)] = (int(row.events), int(row.parent_events))
         # the limits each patient's flags were raised on (their tubes' panels), so that the
         # flags in words quote them
         self.tubes_of: dict[str, set[str]] = {}
@@ -289,6 +301,19 @@ class _Batch:
         self.run_gates = _run_gates(self.out) if self.mode == "adaptive" and \
             self.run.get("gating") == "adaptive" and \
             _same_folder(templates, self.run.get("templates", {})) else {}
+        counted = list(self.samples["sample_id"].astype(str)) \
+            if "sample_id" in self.samples else []
+        self.order = {sid: i for i, sid in enumerate(counted)}  # samples.csv's order
+        # Tubes whose run binned their plots (OUT/gates/<sample_id>.views.npz) are drawn
+        # from those: neither their FCS files nor the manifest are read for them.
+        self.views = {sid: path for sid in counted if sid in self.run_gates
+                      for path in [gate_views_path(self.out, sid)] if path.is_file()}
+        if "patient_id" in self.samples:
+            for sid, pid in zip(counted, self.samples["patient_id"].astype(str), strict=True):
+                if sid in self.views:
+                    self.requests.setdefault(pid, []).append(sid)
+        if len(self.views) == len(counted):
+            return
         try:
             from ..gating.panels import default_panels
 
@@ -302,9 +327,8 @@ class _Batch:
                                 f"{_esc(reason)}</div>")
             self.note(f"gating plots not drawn: {reason}")
             return
-        counted = set(self.samples["sample_id"]) if "sample_id" in self.samples else set()
         found = {r.sample_id for r in parsed.requests}
-        for sample_id in sorted(s for s in counted if s not in found):
+        for sample_id in sorted(s for s in counted if s not in found and s not in self.views):
             self.lost[sample_id] = (f"its FCS file is not where {parsed.path} says "
                                     "(moved or deleted?)")
         if self.lost:
@@ -312,8 +336,9 @@ class _Batch:
             self.note(f"gating plots not drawn for {len(lost)} tube(s) whose FCS files "
                       f"cannot be found ({', '.join(lost[:5])}"
                       f"{', …' if len(lost) > 5 else ''}) — see {parsed.path}")
+        drawn = set(counted) - set(self.views)
         for request in parsed.requests:
-            if request.sample_id in counted:
+            if request.sample_id in drawn:
                 self.requests.setdefault(str(request.patient_id), []).append(request)
 
     def note(self, line: str) -> None:
@@ -504,31 +529,55 @@ class _Batch:
         return qc_of
 
     def _tube_plots(self, pid: str) -> list[str]:
-        from .gating_plots import plot_gates
 
         parts = []
-        for request in self.requests.get(pid, []):
+        for request in sorted(self.requests.get(pid, []),
+                              key=lambda r: self.order.get(_sample_id(r), 0)):
             try:
-                placement = _run_placement(self.out, request.sample_id, self.run_gates)
-                drawn = plot_gates(request.path, tube=request.tube, templates=self.templates,
-                                   gating=self.mode, placement=placement,
-                                   panels=self.panels)
+                drawn = self._plots_of(request)
             except ImmunoprofileError as exc:
                 why = first_line(exc)
             except Exception as exc:  # a bug: one tube's plots are lost, not the report
                 why = f"internal error — please report: {type(exc).__name__}: {first_line(exc)}"
             else:
                 parts.append(
-                    f"<details><summary>{_esc(request.sample_id)} — gating "
+                    f"<details><summary>{_esc(_sample_id(request))} — gating "
                     f"({len(drawn)} gates)</summary><div class=\"plots\">"
-                    + "".join(_svg_img(p.svg, f"{request.sample_id} {p.gate_id}")
+                    + "".join(_svg_img(p.svg, f"{_sample_id(request)} {p.gate_id}")
                               for p in drawn)
                     + "</div></details>")
                 continue
-            self.note(f"{request.sample_id}: gating plots not drawn — {why}")
-            parts.append(f'<p class="muted">{_esc(request.sample_id)}: plots not drawn — '
+            self.note(f"{_sample_id(request)}: gating plots not drawn — {why}")
+            parts.append(f'<p class="muted">{_esc(_sample_id(request))}: plots not drawn — '
                          f"{_esc(why)}</p>")
         return parts
+
+    def _plots_of(self, request) -> list:
+        """One tube's plots: from the views its run binned (``request`` is then its sample
+        id), or drawn from its FCS file (a manifest row)."""
+        from ..gating.gate_views import unpack_views
+        from .gating_plots import plot_gates, plots_from_views
+
+        if isinstance(request, str):
+            path = self.views[request]
+            try:
+                views = unpack_views(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise ImmunoprofileError(f"{path.name}: {first_line(exc)} — run immunoprofile "
+                                         "gate again") from None
+            placed = [r.gate_id for r in self.run_gates[request]]
+            if [v.gate_id for v in views] != [g for g in placed if g in
+                                              {v.gate_id for v in views}]:
+                raise ImmunoprofileError(f"{path.name}: its gates are not those of gates.csv "
+                                         "(a file of another run?)")
+            try:
+                return plots_from_views(views, self.gate_events.get(request, {}))
+            except GatingError as exc:
+                raise ImmunoprofileError(f"{path.name}: {first_line(exc)} in "
+                                         "populations.csv") from None
+        placement = _run_placement(self.out, request.sample_id, self.run_gates)
+        return plot_gates(request.path, tube=request.tube, templates=self.templates,
+                          gating=self.mode, placement=placement, panels=self.panels)
 
     def footnote(self) -> list[str]:
         if self.pred is None:

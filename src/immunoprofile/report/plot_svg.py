@@ -24,8 +24,6 @@ import numpy as np
 WIDTH, HEIGHT = 460, 400
 #: The plotting area inside it, px: left, top, right, bottom.
 AREA = (78.0, 52.0, 446.0, 344.0)
-#: Bins per axis of a 2-D density, and of a 1-D histogram.
-BINS_2D, BINS_1D = 160, 128
 RED, SEED_GREY = "#e8112d", "#888888"
 
 
