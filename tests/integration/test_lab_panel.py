@@ -251,3 +251,52 @@ def test_the_report_quotes_the_limits_of_the_labs_panel(tmp_path):
     assert "not 95–105 %" not in html
     assert "fewer than 20,000 bead events" in html
     assert "<td>99.0–101.0</td>" in html  # the lymphosum's reference column
+
+    # the lab edits its panel file after the run: the report still quotes the limits the
+    # flags were raised on (run.json keeps the panels as they were read)
+    (lab / "tbnk6.yaml").write_text(shipped, encoding="utf-8")
+    report = runner.invoke(main, ["report", str(out), "--no-plots"])
+    assert report.exit_code == 0, report.output
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "not 99–101 % of the lymphocytes" in html and "not 95–105 %" not in html
+    assert "fewer than 20,000 bead events" in html
+
+
+def test_the_cd3_pct_flag_is_described_with_the_limits_of_the_pair_that_raised_it():
+    # a patient with the study's tubes and a lab's 4-colour TBNK pair: the CD3 % agreement
+    # is checked on the pair's limits, and the report's words quote those, not the study's
+    from dataclasses import replace
+
+    from immunoprofile.counting.qc import describe_flag
+    from immunoprofile.gating.panels import default_panels
+    from immunoprofile.profile.tables import patient_qc
+
+    panels = dict(default_panels())
+    for tube in ("tbnk4_t", "tbnk4_bnk"):
+        panels[tube] = replace(panels[tube], qc=replace(panels[tube].qc, cd3_pct_points=5.0,
+                                                        counting_sds=1.0))
+    present = {"nk", "cd4", "cd8", "tbnk4_t", "tbnk4_bnk"}
+    qc = patient_qc(present, panels, "CD3_PCT_TUBE_DISAGREEMENT")
+    assert (qc.cd3_pct_points, qc.counting_sds) == (5.0, 1.0)
+    words = describe_flag("CD3_PCT_TUBE_DISAGREEMENT", qc)
+    assert "5 percentage points" in words and "3 percentage points" not in words, words
+    assert patient_qc(present, panels) is panels["nk"].qc  # the rest: the first tube's
+
+
+def test_the_reports_pct_of_lymphocytes_comes_from_the_tube_the_count_comes_from():
+    # CD4+ of a patient with a study CD4 tube and a six-colour TBNK tube: the profile's
+    # cd4_per_ul is the CD4 tube's (the first in panel order), so is its % of lymphocytes;
+    # CD3+ is the mean over the tubes, as cd3_per_ul is
+    from types import SimpleNamespace
+
+    from immunoprofile.gating.panels import default_panels
+    from immunoprofile.report.html import _Batch
+
+    batch = SimpleNamespace(
+        qc_panels=default_panels(), tubes_of={"P": {"cd4", "tbnk"}},
+        pct_lymphocytes={("P", "cd4", "CD4pos"): 40.0, ("P", "tbnk", "CD4pos"): 50.0,
+                         ("P", "cd4", "CD3pos"): 70.0, ("P", "tbnk", "CD3pos"): 74.0,
+                         ("P", "tbnk", "CD8pos"): 20.0})
+    shares = _Batch._pct_of_lymphocytes(batch, "P")
+    assert shares["cd4_per_ul"] == 40.0 and shares["cd8_per_ul"] == 20.0
+    assert shares["cd3_per_ul"] == 72.0

@@ -291,3 +291,30 @@ def test_a_six_colour_file_named_as_a_study_tube_says_what_it_leaves_uncounted(t
     row[2] = "tbnk"
     write_manifest(tmp_path, [",".join(row)])
     assert "WIDER_PANEL" not in next(gate_batch(tmp_path).tables["samples"].rows())["qc_flags"]
+
+
+def test_a_known_marker_the_tube_does_not_use_is_named(tmp_path):
+    # a SIMULATED six-colour TBNK tube whose CD16/56 channel is labelled with a marker no
+    # panel knows: CD3/CD4/CD8/CD45/CD19 is the 4-colour T-cell tube's set and more, so it
+    # is counted as that tube, and flagged for the CD19 (B cells) it leaves uncounted; the
+    # unknown marker is not listed
+    sim = simulate_tube(PATIENT, "tbnk", seed=9)
+    sim.pns[sim.pns.index("CD16+56 PE")] = "CD57 PE"
+    tmp_path.mkdir(exist_ok=True)
+    row = write_listed(sim, tmp_path).split(",")
+    row[2] = ""  # the tube detected from the markers
+    write_manifest(tmp_path, [",".join(row)])
+    result = gate_batch(tmp_path)
+    assert not list(result.tables["errors"].rows())
+    sample = next(result.tables["samples"].rows())
+    assert sample["tube"] == "tbnk4_t"
+    assert "UNUSED_MARKERS:CD19" in sample["qc_flags"].split(";"), sample["qc_flags"]
+    profile = next(result.tables["profiles"].rows())
+    assert "tbnk4_t:UNUSED_MARKERS:CD19" in profile["qc_flags"].split(";")
+    # the study's tubes and a complete TBNK tube use every marker they carry
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    write_manifest(clean, [write_listed(simulate_tube(PATIENT, tube, seed=3), clean)
+                           for tube in ("nk", "cd4", "tbnk")])
+    for row in gate_batch(clean).tables["samples"].rows():
+        assert "UNUSED_MARKERS" not in row["qc_flags"], row

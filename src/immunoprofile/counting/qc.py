@@ -91,9 +91,14 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
                       "range — the count is written; review the tube's gating plot",
     "WIDER_PANEL": "the file carries every marker of a wider panel's tube (written "
                    "WIDER_PANEL:<tube>) than the tube the manifest names, which uses only "
-                   "some of them: the populations only the wider tube reports (B or NK "
-                   "cells, say) are not counted — name that tube in the manifest, or leave "
-                   "its tube blank to detect it",
+                   "some of them: the populations only the wider tube reports (CD8+, B "
+                   "and NK cells of a TBNK file named cd4, say) are not counted — name "
+                   "that tube in the manifest, or leave its tube blank to detect it",
+    "UNUSED_MARKERS": "the file carries markers that a panel uses but its tube does not "
+                      "(written UNUSED_MARKERS:<markers>, a CD19 channel in a file counted "
+                      "as the 4-colour T-cell tube, say): the cells they stain are not "
+                      "counted — check that the tube is the one meant, or add a panel "
+                      "that uses them",
     "MISSING_TUBE": "one of the patient's three tubes is absent or failed (written "
                     "MISSING_TUBE:<tube>); its values are empty",
     "BEAD_FRACTION_LOW": f"bead events are under {MIN_BEAD_FRACTION:.1%} of all events: too "
@@ -153,6 +158,11 @@ def describe_flag(flag: str, qc: PanelQC | None = None) -> str:
                 "manifest names uses only some: the populations only the "
                 f"{detail} tube reports are not counted — name the tube {detail} in the "
                 "manifest, or leave its tube blank to detect it")
+    if name == "UNUSED_MARKERS" and detail:
+        return (f"the file carries {detail.replace(',', ', ')}, which its tube does not "
+                "use: the cells they stain are not counted — check that the tube is the "
+                "one meant (a wider panel's tube with a channel missing?), or add a panel "
+                "that uses them")
     if name == "MISSING_TUBE" and detail:
         return f"the {detail} tube is absent or failed; its values are empty"
     if qc is None:
@@ -378,7 +388,8 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
                min_lymphocyte_events: int | None = MIN_LYMPHOCYTE_EVENTS,
                lymphocyte_event_floor: int | None = None,
                reported_events: Mapping[str, int] | None = None,
-               wider_panel: str | None = None) -> list[str]:
+               wider_panel: str | None = None,
+               unused_markers: Sequence[str] = ()) -> list[str]:
     """The QC flags of one tube, in the order ``qc_flags`` lists them.
 
     Parameters
@@ -403,6 +414,9 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     wider_panel : str, optional
         The tube of a wider panel whose every marker the file carries, when the manifest
         names a narrower tube (``WIDER_PANEL:<tube>``: populations are left uncounted).
+    unused_markers : sequence of str
+        Markers some panel uses that the file carries and its tube does not
+        (``UNUSED_MARKERS:<markers>``, comma-separated: what they stain goes uncounted).
 
     Returns
     -------
@@ -438,6 +452,8 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     flags += [f"GATE_UNCERTAIN:{gate}" for gate in uncertain_gates]
     if wider_panel:
         flags.append(f"WIDER_PANEL:{wider_panel}")
+    if unused_markers:
+        flags.append(f"UNUSED_MARKERS:{','.join(unused_markers)}")
     return flags
 
 

@@ -148,8 +148,10 @@ def evaluate_simulated_batch(folder: str | Path, gating: str = "adaptive",
         panel = default_panels()[tube]
         population = _POPULATION_OF.get(tube, panel.population)
         record = {"sample_id": sample_id, "tube": tube, "population": population,
-                  "f1": {}, "measured": math.nan, "true": math.nan, "tolerance": math.nan,
-                  "within": False, "flags": flags.get(sample_id, ""),
+                  "f1": {}, "scored_f1": {}, "counts": {}, "measured": math.nan,
+                  "true": math.nan, "tolerance": math.nan, "within": False,
+                  "all_within": False, "perfect_gate": math.nan,
+                  "within_perfect_gate": False, "flags": flags.get(sample_id, ""),
                   "error": errors.get(sample_id, "")}
         record["uncertain"] = "GATE_UNCERTAIN" in record["flags"]
         if record["error"]:

@@ -121,7 +121,7 @@ def count_tubes(gated: Sequence[GatedTube], base: Path
             beads_per_test=r.beads_per_test, volume_ul=r.volume_ul, alc=r.alc,
             has_spillover=g.has_spillover, keywords=g.keywords,
             uncertain_gates=_uncertain_gates(g, r), panel=g.panel,
-            wider_panel=g.wider_panel,
+            wider_panel=g.wider_panel, unused_markers=g.unused_markers,
         )
         if not math.isnan(r.beads_per_test) and tube.events_in(tube.tube_panel.bead_gate) == 0:
             failures.append(TubeFailure(str(r.path), (
@@ -266,6 +266,9 @@ def assemble_batch(parsed: Manifest, gated: Sequence[GatedTube],
                       "sha256": template_checksums(template_arg, panels)},
         # A lab's panels (--panels): their folders, so that `report` reads them too.
         **({"panels": _panel_folders(panels)} if panels is not None else {}),
+        # Every panel as it was read, its QC limits included: the report quotes the limits
+        # the flags were raised on, even when a panel file changed or went since.
+        "panel_set": [panel.to_dict() for panel in known.values()],
         # The path as given, and resolved now: `report` finds the inputs from any folder.
         "manifest": {"path": str(manifest_path), "absolute_path": absolute_path(manifest_path),
                      "sha256": parsed.sha256,

@@ -19,7 +19,7 @@ from ..gating.compiled_gating import count_tube_compiled
 from ..gating.flowkit_gating import gate_tube
 from ..gating.modes import ENGINES, GATING_MODES
 from ..gating.panel_files import resolve_panels as resolve_panels
-from ..gating.panels import Panel, PanelSet, detect_panel
+from ..gating.panels import Panel, PanelSet, default_panels, detect_panel
 from ..gating.templates import (
     adaptive_template_dir,
     check_template,
@@ -64,6 +64,9 @@ class GatedTube:
     #: Adaptive gating: each placed gate's parent binned for the gating plots
     #: (:func:`immunoprofile.gating.gate_views.pack_views` bytes, a few kB); None otherwise.
     views: bytes | None = None
+    #: Markers of the panel set's vocabulary that the file carries and its tube does not
+    #: use (``UNUSED_MARKERS:<markers>``: a CD19 channel in a 4-colour T-cell tube).
+    unused_markers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,6 +103,7 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
                          panels=panels)
     check_template(panel, templates)  # checked once per template: cached
     wider = wider_panel(tube.markers, panel, panels) if request.tube else None
+    unused = () if wider else unused_markers(tube.markers, panel, panels)
     placements = gating_ml = views = None
     if gating == "adaptive" and uses_adaptation(panel, templates):
         from ..gating.adaptive_gating import gate_tube_adaptive
@@ -124,7 +128,7 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
                      simulated=simulated, seconds=time.perf_counter() - start,
                      keywords=dict(tube.metadata) if keep_keywords else None,
                      placements=placements, gating_ml=gating_ml, panel=panel,
-                     wider_panel=wider, views=views)
+                     wider_panel=wider, views=views, unused_markers=unused)
 
 
 def wider_panel(markers, panel: Panel, panels: PanelSet | None) -> str | None:
@@ -138,6 +142,15 @@ def wider_panel(markers, panel: Panel, panels: PanelSet | None) -> str | None:
     if detected.tube == panel.tube or not set(panel.markers) < set(detected.markers):
         return None
     return detected.tube
+
+
+def unused_markers(markers, panel: Panel, panels: PanelSet | None) -> tuple[str, ...]:
+    """Markers a file carries that some panel of the set uses and its own tube does not
+    (sorted): a CD19 channel in a file counted as the 4-colour T-cell tube, whose B cells
+    then go uncounted. Markers no panel knows (a research marker) are not listed."""
+    known = panels if panels is not None else default_panels()
+    vocabulary = {m for p in known.values() for m in p.markers}
+    return tuple(sorted(m for m in markers if m in vocabulary and m not in panel.markers))
 
 
 def gate_request_or_failure(request: TubeRequest, templates: str | None,

@@ -17,8 +17,9 @@ from .tube import GatedTube, TubeFailure
 
 # --- one job per tube (the Snakemake workflow) ------------------------------------------------
 #: Format tag of a tube result file (``.npz``) written by :func:`save_tube_result`: events
-#: per gate. (The first format, per-event membership bitmasks, was never released.)
-TUBE_RESULT_FORMAT = "immunoprofile-tube-result/2"
+#: per gate (/3: with the wider panel, the unused markers and the gating plots' views).
+#: (The first format, per-event membership bitmasks, was never released.)
+TUBE_RESULT_FORMAT = "immunoprofile-tube-result/3"
 
 
 def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
@@ -41,7 +42,8 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
                 "keywords": result.keywords, "placements": result.placements,
                 "gating_ml": result.gating_ml,
                 "panel": result.panel.to_dict() if result.panel is not None else None,
-                "wider_panel": result.wider_panel}
+                "wider_panel": result.wider_panel,
+                "unused_markers": list(result.unused_markers)}
     meta["provenance"] = provenance
     arrays = {}
     if isinstance(result, GatedTube) and result.views is not None:
@@ -86,4 +88,5 @@ def load_tube_result(path: str | Path, request: TubeRequest,
                      simulated=bool(meta["simulated"]), seconds=float(meta["seconds"]),
                      keywords=meta.get("keywords"), placements=meta.get("placements"),
                      gating_ml=meta.get("gating_ml"), panel=panel,
-                     wider_panel=meta.get("wider_panel"), views=views)
+                     wider_panel=meta.get("wider_panel"), views=views,
+                     unused_markers=tuple(meta.get("unused_markers", ())))

@@ -111,6 +111,8 @@ class CountedTube:
     panel: Panel | None = None
     #: A wider panel's tube the file carries every marker of (``WIDER_PANEL:<tube>``).
     wider_panel: str | None = None
+    #: Known markers the file carries and its tube does not use (``UNUSED_MARKERS``).
+    unused_markers: tuple[str, ...] = ()
 
     @property
     def tube_panel(self) -> Panel:
@@ -195,7 +197,7 @@ def sample_flags(tube: CountedTube) -> list[str]:
                       min_lymphocyte_events=panel.qc.lymphocyte_events_warn,
                       lymphocyte_event_floor=panel.qc.lymphocyte_events_fail,
                       reported_events=_reported_events(tube),
-                      wider_panel=tube.wider_panel)
+                      wider_panel=tube.wider_panel, unused_markers=tube.unused_markers)
 
 
 def _reported_events(tube: CountedTube) -> dict[str, int] | None:
@@ -348,7 +350,7 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
             tube_rows_lymph.append(lymph)
             tube_group.append(p)
         mine = [t for t in tubes if t in present]
-        qc = panels[mine[0]].qc if mine else None
+        qc = patient_qc(present, panels)
         if qc is not None and qc.counting_sds > 0:
             for key, gate_of in (("cd3", lambda q: q.t_cell_gate),
                                  ("lymph", lambda q: q.lymphocyte_gate)):
@@ -357,10 +359,9 @@ def profile_table(populations: Table, samples: Table, patients: Sequence[str],
                        for v, t in zip(values, mine, strict=True)]
                 limit = _spread_limit(qc, values)
                 beyond[key][p] = beyond_counting_error(values, sds, limit, qc.counting_sds)
-        paired = [t for t in mine if _has_check(panels, t, "cd3_pct_tube_difference")]
-        paired = [t for t in paired if panels[t].panel == panels[paired[0]].panel]
+        paired = _paired_tubes([t for t in panels if t in present], panels)
         if "cd3_pct_tube_difference" in out and len(paired) > 1:
-            pair_qc = panels[paired[0]].qc
+            pair_qc = patient_qc(present, panels, "CD3_PCT_TUBE_DISAGREEMENT")
             values = [pct.get((patient, t, panels[t].t_cell_gate), np.nan) for t in paired]
             sds = [_binomial_sd_points(v, lymph_events.get((patient, t), np.nan))
                    for v, t in zip(values, paired, strict=True)]
@@ -431,7 +432,8 @@ def patient_qc(present: Iterable[str], panels: Mapping[str, Panel],
 
     A patient's flags are checked on the limits of the panel of their first tube, in the
     panel set's order; the lymphosum (``LYMPHOSUM_*`` flags) on those of the first of
-    their tubes whose panel defines one.
+    their tubes whose panel defines one, the CD3+ % agreement (``CD3_PCT_*``) on those of
+    the panel of several tubes whose tubes are compared.
 
     Parameters
     ----------
@@ -454,7 +456,17 @@ def patient_qc(present: Iterable[str], panels: Mapping[str, Panel],
     if flag is not None and flag.startswith("LYMPHOSUM"):
         return next((panels[t].qc for t in mine if panels[t].qc.lymphosum_gates),
                     panels[mine[0]].qc)
+    if flag is not None and flag.startswith("CD3_PCT"):
+        paired = _paired_tubes(mine, panels)
+        return panels[paired[0]].qc if paired else panels[mine[0]].qc
     return panels[mine[0]].qc
+
+
+def _paired_tubes(mine: Sequence[str], panels: Mapping[str, Panel]) -> list[str]:
+    """Of a patient's tubes (in the panel set's order), those whose CD3+ % of lymphocytes
+    is compared: the tubes of the first panel of several tubes that makes the check."""
+    paired = [t for t in mine if _has_check(panels, t, "cd3_pct_tube_difference")]
+    return [t for t in paired if panels[t].panel == panels[paired[0]].panel]
 
 
 def reported_columns(panel: Panel, tube: str) -> tuple[tuple[str, str], ...]:

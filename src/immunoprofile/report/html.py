@@ -180,6 +180,21 @@ def _sample_id(request) -> str:
     return request if isinstance(request, str) else str(request.sample_id)
 
 
+def _recorded_panels(run: dict):
+    """The panels a run gated with, as ``run.json`` recorded them (tube → Panel, in the
+    panel set's order; their QC limits as the flags were raised on), or None for a run
+    of an earlier version."""
+    from ..gating.panel_spec import Panel
+
+    recorded = run.get("panel_set")
+    if not isinstance(recorded, list) or not recorded:
+        return None
+    try:
+        return {str(d["tube"]): Panel.from_dict(d) for d in recorded}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _run_panels(run: dict):
     """The lab's panels a run used (``run.json`` ``panels``: their folders), or None."""
     from ..gating.panel_files import resolve_panels
@@ -230,6 +245,9 @@ class _Batch:
 
         self.out = Path(out_dir)
         self.ranges = ranges or REFERENCE_RANGES
+        #: The reference ranges the caller gave (a lab's own lymphosum range then stands;
+        #: else the lymphosum is held to its panel's warning range).
+        self.given_ranges = dict(ranges or {})
         #: Where :meth:`note` writes (None: nowhere).
         self.notes = notes
         run_path = self.out / "run.json"
@@ -281,7 +299,8 @@ class _Batch:
         try:
             from ..gating.panels import default_panels
 
-            self.qc_panels = _run_panels(self.run) or default_panels()
+            self.qc_panels = _recorded_panels(self.run) or _run_panels(self.run) or \
+                default_panels()
         except (ImmunoprofileError, TypeError):
             self.qc_panels = None  # the flags are then described with the default limits
 
@@ -422,10 +441,12 @@ class _Batch:
         """Per profile column: label, value text, state (low/high/""), range, digits.
 
         The lymphosum is held to the warning range of the patient's panel (a lab's panel
-        file may set its own), not the default 95–105 %."""
+        file may set its own), not the default 95–105 % — unless the caller's
+        ``reference_ranges`` give one."""
         values = []
         ranges = dict(self.ranges)
-        if "lymphosum_pct" in ranges and self.qc_panels is not None:
+        if "lymphosum_pct" in ranges and self.qc_panels is not None and \
+                "lymphosum_pct" not in self.given_ranges:
             qc = self._qc_of(str(row.patient_id))(None, "LYMPHOSUM_WARNING")
             if qc is not None and qc.lymphosum_gates:
                 label, _, _, unit = ranges["lymphosum_pct"]
@@ -493,24 +514,30 @@ class _Batch:
         return parts
 
     def _pct_of_lymphocytes(self, pid: str) -> dict[str, float]:
-        """Profile column → its population as % of lymphocytes (``populations.csv``; the
-        mean over the patient's tubes that report it), as a TBNK result gives both; empty
-        when the panels or the populations are not known."""
+        """Profile column → its population as % of lymphocytes (``populations.csv``), from
+        the tube whose count the profile gives — the first of the patient's tubes, in the
+        panel set's order, that reports it — and for CD3+ the mean over the tubes, as the
+        profile's ``cd3_per_ul`` is; empty when the panels or the populations are not
+        known."""
         from ..profile.tables import reported_columns
 
         if self.qc_panels is None or not self.pct_lymphocytes:
             return {}
-        shares: dict[str, list[float]] = {}
-        for tube in self.tubes_of.get(pid, set()):
-            if tube not in self.qc_panels:
-                continue
+        mine = self.tubes_of.get(pid, set())
+        shares: dict[str, float] = {}
+        cd3: list[float] = []
+        for tube in (t for t in self.qc_panels if t in mine):
             panel = self.qc_panels[tube]
-            for gate, column in (*reported_columns(panel, tube),
-                                 (panel.t_cell_gate, "cd3_per_ul")):
+            for gate, column in reported_columns(panel, tube):
                 value = self.pct_lymphocytes.get((pid, tube, gate))
-                if value is not None:
-                    shares.setdefault(column, []).append(value)
-        return {c: sum(v) / len(v) for c, v in shares.items()}
+                if column != "cd3_per_ul" and column not in shares and value is not None:
+                    shares[column] = value
+            value = self.pct_lymphocytes.get((pid, tube, panel.t_cell_gate))
+            if value is not None:
+                cd3.append(value)
+        if cd3:
+            shares["cd3_per_ul"] = sum(cd3) / len(cd3)
+        return shares
 
     def _qc_of(self, pid: str):
         """``qc_of(tube, flag)`` for :func:`_flags_in_words`: the limits of the tube's panel,
