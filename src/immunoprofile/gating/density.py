@@ -140,21 +140,23 @@ def valley_between(d: Density1D, i: int, j: int, lo: float = -np.inf,
 
 
 def histogram_2d(x: np.ndarray, y: np.ndarray, x_range: tuple[float, float],
-                 y_range: tuple[float, float], bins: int) -> np.ndarray:
+                 y_range: tuple[float, float], bins: int,
+                 dtype: type = np.float64) -> np.ndarray:
     """Events per bin, (x bins, y bins), over the ranges (events outside are left out).
 
     ``np.histogram2d``'s answer for equal bins (bar events on an inner bin edge, which may
     fall in either neighbour), by integer binning and ``bincount`` (several times faster).
     Events are kept by the ranges themselves, so one on the upper limit, whose scaled
     position may round above ``bins``, is counted in the last bin, as numpy counts it.
+    float64 unless ``dtype`` says otherwise (``np.int64``: the counts as counted).
     """
     ok = (x >= x_range[0]) & (x <= x_range[1]) & (y >= y_range[0]) & (y <= y_range[1])
     fx = (x[ok] - x_range[0]) * (bins / (x_range[1] - x_range[0]))
     fy = (y[ok] - y_range[0]) * (bins / (y_range[1] - y_range[0]))
     ix = np.clip(fx.astype(np.int64), 0, bins - 1)
     iy = np.clip(fy.astype(np.int64), 0, bins - 1)
-    return np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins).astype(
-        np.float64)
+    counts = np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins)
+    return counts if dtype is np.int64 else counts.astype(dtype)
 
 
 @dataclass(frozen=True)

@@ -201,8 +201,7 @@ def bin_view(gate_id: str, title: str, parent_id: str, axes: list[Axis], keep: n
         y = y_all[keep]
         xlim, ylim = limits(x, bounds[0]), limits(y, bounds[1])
         ok = np.isfinite(x) & np.isfinite(y)
-        density = histogram_2d(x[ok], y[ok], xlim, ylim, BINS_2D)
-    density = np.asarray(density).astype(np.int64)
+        density = histogram_2d(x[ok], y[ok], xlim, ylim, BINS_2D, dtype=np.int64)
     return GateView(
         gate_id=gate_id, title=title, parent_id=parent_id, x_label=x_label, y_label=y_label,
         xlim=(float(xlim[0]), float(xlim[1])), ylim=(float(ylim[0]), float(ylim[1])),
