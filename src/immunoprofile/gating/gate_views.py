@@ -20,7 +20,7 @@ Small functions over numpy arrays and the template's dimensions; no I/O, no Flow
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,12 +103,11 @@ def box(bounds) -> np.ndarray:
                      [xs[0], ys[0]]], dtype=float)
 
 
-def limits(values: np.ndarray, bounds) -> tuple[float, float]:
+def limits(values: np.ndarray, bounds: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Axes range: the bulk of the events (0.1–99.9 %, :func:`bulk_range`) and every
     finite gate bound, 5 % padded."""
     lo, hi = bulk_range(values)
-    b = np.asarray([v for v in bounds if v is not None], dtype=np.float64) \
-        if not isinstance(bounds, np.ndarray) else bounds.astype(np.float64)
+    b = np.asarray(bounds, dtype=np.float64).ravel()
     b = b[np.isfinite(b)]
     if b.size:
         lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
@@ -186,7 +185,7 @@ def bin_view(gate_id: str, title: str, parent_id: str, axes: list[Axis], keep: n
         Indices of the parent's events to bin.
     outline, seed_outline : numpy.ndarray
         The gate and its seed in plot units (infinite coordinates for open bounds).
-    bounds : list of list of float
+    bounds : list of sequences of float
         Per plotted axis, the gate's finite coordinates the axes must show.
     """
     x_all, x_label, x_ticks = axes[0]
@@ -270,7 +269,7 @@ def placed_axes(template, placement, scaled: Callable, parent_of: Callable[[str 
             outline = np.vstack([outline, outline[:1]])
             seed_outline = np.asarray(seed.vertices, float)
             seed_outline = np.vstack([seed_outline, seed_outline[:1]])
-            bounds = [list(outline[:, 0]), list(outline[:, 1])]
+            bounds = [outline[:, 0], outline[:, 1]]
         else:
             on_scale = [(None if lo is None else float(d.to_scale(np.array([lo]))[0]),
                          None if hi is None else float(d.to_scale(np.array([hi]))[0]))

@@ -10,7 +10,7 @@ parent in the corner. Membership comes from the compiled engine (equal to FlowKi
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -313,11 +313,8 @@ def plots_from_views(views: list[GateView], events: dict[str, tuple[int, int]]
 
 def _spec(view: GateView, events: int, parent_events: int) -> PlotSpec:
     pct = 100.0 * events / parent_events if parent_events else float("nan")
-    return PlotSpec(title=view.title, parent_id=view.parent_id, x_label=view.x_label,
-                    y_label=view.y_label, xlim=view.xlim, ylim=view.ylim,
-                    x_ticks=view.x_ticks, y_ticks=view.y_ticks, density=view.density,
-                    outline=view.outline, seed_outline=view.seed_outline,
-                    label=f"{events:,} events\n{pct:.1f}% of parent", corner=view.corner)
+    return PlotSpec(**{f.name: getattr(view, f.name) for f in fields(GateView)},
+                    label=f"{events:,} events\n{pct:.1f}% of parent")
 
 
 def _plot(view: GateView, axes, keep: np.ndarray, member: np.ndarray, events: int,

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..gating.gate_views import GateView
+
 #: Size of the picture, px (as the PNG: 4.6 × 4.0 in at 100 dpi).
 WIDTH, HEIGHT = 460, 400
 #: The plotting area inside it, px: left, top, right, bottom.
@@ -28,41 +30,19 @@ RED, SEED_GREY = "#e8112d", "#888888"
 
 
 @dataclass
-class PlotSpec:
-    """Everything a gating plot shows, computed once and drawn by either renderer.
+class PlotSpec(GateView):
+    """Everything a gating plot shows, computed once and drawn by either renderer: a gate's
+    :class:`~immunoprofile.gating.gate_views.GateView` (axes, density, outlines, corner)
+    and its count.
 
     Attributes
     ----------
-    title, parent_id : str
-    x_label, y_label : str
-    xlim, ylim : tuple of float
-        Axes ranges (plot units; for a 1-D gate, ``ylim`` is the count range, events).
-    x_ticks, y_ticks : list of (float, str) or None
-        Tick positions and labels (decades of signal on a logicle axis); None: chosen here.
-    density : numpy.ndarray
-        2-D gate: events per bin, shape (BINS_2D, BINS_2D), x first; 1-D gate: events per
-        bin, shape (BINS_1D,), over ``xlim``.
-    outline, seed_outline : numpy.ndarray or None
-        The gate (and the template's seed) as drawn, clipped to the axes, shape (n, 2).
     label : str
-        The count in the corner ("1,234 events\\n12.3% of parent").
-    corner : tuple of float
-        Where the label goes, in axes fractions (0–1, y upwards).
+        The count in the corner ("1,234 events\\n12.3% of parent"); the rest as
+        :class:`~immunoprofile.gating.gate_views.GateView`.
     """
 
-    title: str
-    parent_id: str
-    x_label: str
-    y_label: str
-    xlim: tuple[float, float]
-    ylim: tuple[float, float]
-    x_ticks: list | None
-    y_ticks: list | None
-    density: np.ndarray
-    outline: np.ndarray
-    seed_outline: np.ndarray | None
-    label: str
-    corner: tuple[float, float]
+    label: str = ""
 
     @property
     def one_dimensional(self) -> bool:
