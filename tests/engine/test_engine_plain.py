@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from support.flowkit_reference import flowkit_membership
 
 from immunoprofile import engine
+from immunoprofile.engine.kernel import _polygon_grids
+from immunoprofile.engine.pack import program_arrays
 from immunoprofile.engine.plain import (
     PlainBoolean,
     PlainDimension,
@@ -122,3 +124,57 @@ def test_lowering_needs_no_flowkit():
             "((0.0, None),))])\nassert 'flowkit' not in sys.modules, 'flowkit imported'\n"
             "assert 'numba' not in sys.modules, 'numba imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _grid_cases(seed: int):
+    """Polygons on untransformed axes with enough vertices for the kernel's occupancy grid
+    (a self-intersecting star, a fine non-convex outline), and events placed where a grid
+    could go wrong: on vertices, on edges, on cell borders, outside, NaN and infinite."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(16, 80))  # a placed lymphocyte gate has 20-40
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radius = 0.6 + 0.3 * np.sin(int(rng.integers(1, 5)) * angles + rng.uniform(0, 6)) \
+        + rng.uniform(-0.05, 0.05, n)
+    outline = np.column_stack([5_000 + 4_000 * radius * np.cos(angles),
+                               30_000 + 20_000 * radius * np.sin(angles)])
+    k = 2 * int(rng.integers(4, 12)) + 1  # a star polygon {k/2}: crosses itself
+    star_angles = 2 * np.pi * ((np.arange(k) * 2) % k) / k
+    star = np.column_stack([5_000 + 4_000 * np.cos(star_angles),
+                            30_000 + 20_000 * np.sin(star_angles)])
+    points = []
+    for verts in (outline, star):
+        x0, y0 = verts.min(axis=0)
+        x1, y1 = verts.max(axis=0)
+        points.append(verts)
+        nxt = np.roll(verts, -1, axis=0)
+        for t in (0.5, 1 / 3, rng.uniform()):
+            points.append(verts + t * (nxt - verts))  # on the edges (up to rounding)
+        # on the 128-cell borders and their neighbouring floats
+        gx = x0 + np.arange(129) * (x1 - x0) / 128
+        gy = y0 + np.arange(129) * (y1 - y0) / 128
+        border = np.column_stack([np.repeat(gx, 8), rng.uniform(y0, y1, 129 * 8)])
+        points += [border, np.column_stack([rng.uniform(x0, x1, 129 * 8), np.repeat(gy, 8)]),
+                   np.nextafter(border, np.inf), np.nextafter(border, -np.inf)]
+        span = np.array([x1 - x0, y1 - y0])
+        points.append(rng.uniform([x0, y0] - 0.1 * span, [x1, y1] + 0.1 * span, (20_000, 2)))
+    points.append(np.array([[np.nan, 30_000], [5_000, np.nan], [np.inf, 30_000],
+                            [-np.inf, 30_000], [5_000, np.inf], [5_000, -np.inf]]))
+    return outline, star, np.concatenate(points)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_polygon_grid_is_flowkit_exactly(seed):
+    outline, star, events = _grid_cases(seed)
+    sample = fk.Sample(events, channel_labels=["A", "B"], sample_id="grid")
+    gates = [PlainPolygon(name, None, (D("A", False), D("B", False)),
+                          tuple((float(x), float(y)) for x, y in verts))
+             for name, verts in (("Outline", outline), ("Star", star))]
+    gates.append(PlainPolygon("Inner", "Outline", (D("A", False), D("B", False)),
+                              tuple((float(x), float(y)) for x, y in star)))
+    _assert_same(gates, sample)
+    arrays = program_arrays(lower_plain(gates[:1]))
+    grid_of = _polygon_grids(arrays.gate_kind, arrays.gate_exact, arrays.gate_axis_start,
+                             arrays.gate_axes, arrays.axis_xform, arrays.xf_kind,
+                             arrays.gate_vert_start, arrays.verts)[2]
+    assert grid_of[0] == 0, "the outline is counted through its grid"

@@ -229,6 +229,162 @@ def _winding_odd(px, py, verts, start, stop):
     return wind % 2 != 0
 
 
+#: Cells per axis of a polygon's occupancy grid (see :func:`_polygon_grids`).
+GRID = 128
+#: Polygons with fewer vertices are tested edge by edge: their few long edges would make
+#: most cells mixed, and the edge loop is already short.
+GRID_MIN_VERTICES = 8
+CELL_OUTSIDE = 0
+CELL_INSIDE = 1
+CELL_MIXED = 2
+
+
+@numba.njit(inline="always", **EXACT_OPTIONS)
+def _untransformed_inside(px, py, verts, v0, nv):
+    # the untransformed branch of _polygon_column for one event: the same operations
+    wind = 0
+    for k in range(nv):
+        kb = 0 if k == nv - 1 else k + 1
+        ax = verts[v0 + k, 0]
+        ay = verts[v0 + k, 1]
+        bx = verts[v0 + kb, 0]
+        by = verts[v0 + kb, 1]
+        value = (bx - ax) * (py - ay) - (px - ax) * (by - ay)
+        if (ay <= py) & (py < by) & (value > 0):
+            wind += 1
+        if (ay > py) & (by <= py) & (value < 0):
+            wind -= 1
+    return (wind & 1) == 1
+
+
+@numba.njit(**EXACT_OPTIONS)
+def _polygon_grids(gate_kind, gate_exact, gate_axis_start, gate_axes, axis_xform, xf_kind,
+                   gate_vert_start, verts):
+    """An occupancy grid per polygon on untransformed axes (the gates adaptive gating
+    places): :data:`GRID` × :data:`GRID` cells over the vertices' bounding box, each
+    outside, inside or mixed, so that an event in a settled cell needs one lookup instead of
+    a test against every edge. Returns ``(cells, frame, grid_of)``: ``grid_of[g]`` is the
+    gate's grid in ``cells`` and ``frame`` (x0, y0, x scale, y scale), or -1 (no grid).
+
+    Exact, not approximate: a cell is mixed when an edge passes within about two cells of
+    it, so a settled cell's events — even one that rounding puts in the neighbouring
+    cell — are at least a cell's width from every edge, where the sign of FlowKit's
+    is-left product cannot be wrong (its rounding is ~1e-16 of the box, a cell 1/128), and
+    they share the winding number of the cell's centre, found with the same arithmetic.
+    Mixed cells' events take every edge.
+    """
+    n_gate = gate_kind.shape[0]
+    grid_of = np.full(n_gate, -1, dtype=np.int64)
+    n_grid = 0
+    for g in range(n_gate):
+        if gate_kind[g] != POLYGON or gate_exact[g]:
+            continue
+        a0 = gate_axis_start[g]
+        if xf_kind[axis_xform[gate_axes[a0]]] != IDENTITY or \
+                xf_kind[axis_xform[gate_axes[a0 + 1]]] != IDENTITY:
+            continue
+        if gate_vert_start[g + 1] - gate_vert_start[g] >= GRID_MIN_VERTICES:
+            grid_of[g] = n_grid
+            n_grid += 1
+    cells = np.full((max(n_grid, 1), GRID, GRID), CELL_MIXED, dtype=np.int8)
+    frame = np.zeros((max(n_grid, 1), 4))
+    for g in range(n_gate):
+        k = grid_of[g]
+        if k < 0:
+            continue
+        v0 = gate_vert_start[g]
+        nv = gate_vert_start[g + 1] - v0
+        x0 = verts[v0, 0]
+        x1 = x0
+        y0 = verts[v0, 1]
+        y1 = y0
+        for j in range(1, nv):
+            x0 = min(x0, verts[v0 + j, 0])
+            x1 = max(x1, verts[v0 + j, 0])
+            y0 = min(y0, verts[v0 + j, 1])
+            y1 = max(y1, verts[v0 + j, 1])
+        wx = x1 - x0
+        wy = y1 - y0
+        # a box too thin for its magnitude (cells below the coordinates' resolution) or
+        # not finite: every event takes the edges
+        if not (math.isfinite(wx) and math.isfinite(wy) and wx < 1e300 and wy < 1e300
+                and wx > 1e-9 * max(abs(x0), abs(x1)) and wy > 1e-9 * max(abs(y0), abs(y1))):
+            grid_of[g] = -1
+            continue
+        sx = GRID / wx
+        sy = GRID / wy
+        frame[k, 0] = x0
+        frame[k, 1] = y0
+        frame[k, 2] = sx
+        frame[k, 3] = sy
+        grid = cells[k]
+        for i in range(GRID):
+            for j in range(GRID):
+                grid[i, j] = CELL_OUTSIDE  # unsettled; CELL_MIXED marks the edges' cells
+        # Walk each edge in steps of at most half a cell; every cell within two cells of
+        # a step's cell is mixed. The cells an edge passes through lie within one cell of
+        # its steps' cells, so a settled cell and its neighbours are a cell or more from
+        # every edge.
+        mixed = 0
+        for e in range(nv):
+            eb = 0 if e == nv - 1 else e + 1
+            ax = (verts[v0 + e, 0] - x0) * sx
+            ay = (verts[v0 + e, 1] - y0) * sy
+            bx = (verts[v0 + eb, 0] - x0) * sx
+            by = (verts[v0 + eb, 1] - y0) * sy
+            steps = int(math.ceil(2.0 * max(abs(bx - ax), abs(by - ay)))) + 1
+            for t in range(steps + 1):
+                f = t / steps
+                c = int(math.floor(ax + f * (bx - ax)))
+                r = int(math.floor(ay + f * (by - ay)))
+                for rr in range(max(r - 2, 0), min(r + 2, GRID - 1) + 1):
+                    for cc in range(max(c - 2, 0), min(c + 2, GRID - 1) + 1):
+                        if grid[rr, cc] != CELL_MIXED:
+                            grid[rr, cc] = CELL_MIXED
+                            mixed += 1
+        if 2 * mixed > GRID * GRID:
+            grid_of[g] = -1  # most events would take the edges anyway
+            continue
+        # settled cells between two mixed ones in a row share their centre's answer
+        for r in range(GRID):
+            state = -1
+            cy = y0 + (r + 0.5) / sy
+            for c in range(GRID):
+                if grid[r, c] == CELL_MIXED:
+                    state = -1
+                    continue
+                if state < 0:
+                    cx = x0 + (c + 0.5) / sx
+                    inside = _untransformed_inside(cx, cy, verts, v0, nv)
+                    state = CELL_INSIDE if inside else CELL_OUTSIDE
+                grid[r, c] = state
+    return cells, frame, grid_of
+
+
+@numba.njit(**EXACT_OPTIONS)
+def _grid_column(cand, vx_row, vy_row, v0, nv, verts, grid, frame):
+    """The untransformed polygon test over a block through the gate's occupancy grid
+    (:func:`_polygon_grids`): a lookup per event, every edge only in mixed cells."""
+    x0 = frame[0]
+    y0 = frame[1]
+    sx = frame[2]
+    sy = frame[3]
+    for i in range(cand.shape[0]):
+        if not cand[i]:
+            continue
+        px = vx_row[i]
+        py = vy_row[i]
+        fx = (px - x0) * sx
+        fy = (py - y0) * sy
+        state = CELL_MIXED
+        if fx >= 0.0 and fx < GRID and fy >= 0.0 and fy < GRID:  # NaN: not
+            state = grid[int(fy), int(fx)]
+        if state == CELL_OUTSIDE:
+            cand[i] = False
+        elif state == CELL_MIXED:
+            cand[i] = _untransformed_inside(px, py, verts, v0, nv)
+
+
 @numba.njit(**EXACT_OPTIONS)
 def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_kind,
                     edge_lt_test, ytest, y0, y1, edge_dir, d0, band_fast, slab_left,
@@ -237,7 +393,7 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
                     scratch_f, scratch_i, test_mode, test_xform, test_has_lo, test_tlo,
                     test_has_hi, test_thi, test_ninf, test_pinf, test_nan, test_domain,
                     test_iv_start, iv_lo, iv_hi, xf_kind, xf_params, xf_lut_start, lut_x,
-                    lut_y):
+                    lut_y, grid, frame, use_grid):
     """FlowKit's winding rule over a block, edge by edge (see the module docstring).
 
     An event's band — how many distinct vertex y values its y reaches, by exact mapped
@@ -248,7 +404,11 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
     nb = cand.shape[0]
     ny = y1 - y0
     if sx == -2 and sy == -2:
-        # Untransformed axes: FlowKit's own arithmetic on the same values, every edge.
+        # Untransformed axes: FlowKit's own arithmetic on the same values, every edge
+        # (through the occupancy grid where the gate has one).
+        if use_grid:
+            _grid_column(cand, vx_row, vy_row, v0, nv, verts, grid, frame)
+            return
         for i in range(nb):
             wind[i] = 0
         for k in range(nv):
@@ -450,6 +610,9 @@ def _gate_blocks(data, n_events,
         max_vert = max(max_vert, gate_vert_start[g + 1] - gate_vert_start[g])
     n_blocks = (n_events + BLOCK - 1) // BLOCK
     counts = np.zeros((n_blocks, n_gate), dtype=np.int64)
+    grid_cells, grid_frame, grid_of = _polygon_grids(
+        gate_kind, gate_exact, gate_axis_start, gate_axes, axis_xform, xf_kind,
+        gate_vert_start, verts)
     write_bits = out_bits.shape[0] > 0
     for blk in numba.prange(n_blocks):
         start = blk * BLOCK
@@ -616,7 +779,8 @@ def _gate_blocks(data, n_events,
                         bracket_neg, scratch_f, scratch_i, test_mode, test_xform, test_has_lo,
                         test_tlo, test_has_hi, test_thi, test_ninf, test_pinf, test_nan,
                         test_domain, test_iv_start, iv_lo, iv_hi, xf_kind, xf_params,
-                        xf_lut_start, lut_x, lut_y)
+                        xf_lut_start, lut_x, lut_y, grid_cells[max(grid_of[g], 0)],
+                        grid_frame[max(grid_of[g], 0)], grid_of[g] >= 0)
             elif kind == ELLIPSOID:
                 a0 = gate_axis_start[g]
                 dims = gate_axis_start[g + 1] - a0
