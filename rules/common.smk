@@ -23,6 +23,7 @@ GATING = config.get("gating", "adaptive")
 THREADS = int(config.get("threads", 1))
 TUBES_PER_JOB = int(config.get("tubes_per_job", 1))
 MEM_MB = int(config.get("mem_mb", 2000))
+REPORT_THREADS = int(config.get("report_threads", 2))
 TEMPLATES = config.get("templates", "")
 # Folders of a lab's own panel files (immunoprofile --panels), beside the shipped panels.
 PANEL_DIRS = list(config.get("panels") or [])

@@ -53,12 +53,13 @@ rule report:
         f"{OUT}/report.html",
     log:
         f"{OUT}/logs/report.log",
-    threads: 1
+    # processes drawing a paged report's pages (Snakemake caps it at --cores)
+    threads: REPORT_THREADS
     conda:
         CONDA_ENV
     resources:
-        # one tube's events at a time, as a gating job holds them
-        mem_mb=MEM_MB,
+        # one tube's events at a time per process, as a gating job holds them
+        mem_mb=lambda wildcards, threads: MEM_MB * threads,
         runtime=lambda wildcards: batch_runtime(len(TUBE_REQUESTS), REPORT_SECONDS),
     params:
         samples=lambda wildcards: SAMPLES,
@@ -70,7 +71,7 @@ rule report:
     shell:
         # Exit 1: written, but some tubes' plots are missing (the page and the log say which).
         "immunoprofile report {params.out:q} --samples {params.samples:q} {params.options} "
-        "{params.stats} 2> {log:q} || [ $? -eq 1 ]"
+        "{params.stats} -j {threads} 2> {log:q} || [ $? -eq 1 ]"
 
 
 rule batch_ok:
