@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from support.batch import write_manifest, write_patient
 
 from immunoprofile import gate_batch
-from immunoprofile.counting.qc import FLAG_DESCRIPTIONS
+from immunoprofile.counting.gate_counts import events_in_both
+from immunoprofile.counting.qc import FLAG_DESCRIPTIONS, describe_flag, tube_flags
 from immunoprofile.datasets.simulate import PatientSpec, simulate_tube
 from immunoprofile.datasets.tube_files import write_tube
 
@@ -187,3 +189,22 @@ def test_a_flag_in_words_quotes_the_limits_that_raised_it():
     assert "NK, CD4+ or CD8+" not in describe_flag("LOW_POPULATION_EVENTS:CD3pos")
     assert "gate CD4pos" in describe_flag("GATE_UNCERTAIN:CD4pos")
     assert describe_flag("NOT_A_FLAG") == "see the README"
+
+
+def test_lymphosum_gates_sharing_events_are_flagged_beyond_the_limit():
+    base = dict(bead_events=5000, lymphocyte_events=10_000, population_events=500,
+                events=50_000, beads_counted=True, has_spillover=True)
+    shared = [("CD3pos", "NK", 0), ("CD19pos", "NK", 60)]
+    assert tube_flags(**base, shared_events=shared, max_shared_pct=0.5) == \
+        ["LYMPHOSUM_OVERLAP:CD19pos+NK"]
+    assert tube_flags(**base, shared_events=shared, max_shared_pct=1.0) == []  # 0.6 %
+    assert tube_flags(**base, shared_events=shared, max_shared_pct=None) == []
+    assert "summed twice" in describe_flag("LYMPHOSUM_OVERLAP")
+    assert "CD19pos and NK share events" in describe_flag("LYMPHOSUM_OVERLAP:CD19pos+NK")
+
+
+def test_events_in_both_gates_of_each_pair():
+    bits = np.array([0b011, 0b101, 0b111, 0b001, 0], dtype=np.uint32)
+    assert events_in_both(bits, [(0, 1), (0, 2), (1, 2)]).tolist() == [2, 2, 1]
+    wide = np.array([1 << 40 | 1, 1 << 40, 1], dtype=np.uint64)
+    assert events_in_both(wide, [(0, 40)]).tolist() == [1]

@@ -18,13 +18,16 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from immunoprofile.datasets.cohort import cohort_specs, write_cohort, write_listed, write_manifest
 from immunoprofile.datasets.envelope import write_envelope
 from immunoprofile.datasets.evaluation import evaluate_simulated_batch
-from immunoprofile.datasets.simulate import Layout, PatientSpec, simulate_tube
+from immunoprofile.datasets.simulate import LABEL_CODE, Layout, PatientSpec, simulate_tube
 from immunoprofile.datasets.tube_files import read_truth
+from immunoprofile.gating.shipped import template_dir
+from immunoprofile.gating.templates import adaptive_template_dir
 from immunoprofile.pipeline.batch import gate_batch
 
 EVENTS = 20_000
@@ -318,3 +321,46 @@ def test_a_known_marker_the_tube_does_not_use_is_named(tmp_path):
                            for tube in ("nk", "cd4", "tbnk")])
     for row in gate_batch(clean).tables["samples"].rows():
         assert "UNUSED_MARKERS" not in row["qc_flags"], row
+
+
+def test_nk_and_b_cells_share_no_event_and_a_template_that_lets_them_is_flagged(tmp_path):
+    # A SIMULATED six-colour tube in which a third of the B cells are also CD16/56-bright
+    # (PE), as B cells with bound CD16 antibody or B-NK doublets would be.
+    sim = simulate_tube(PATIENT, "tbnk", seed=4)
+    pe = sim.channels.index("PE-A")
+    b_cells = np.flatnonzero(sim.labels == LABEL_CODE["b_cell"])[::3]
+    nk_pe = np.median(sim.events[sim.labels == LABEL_CODE["nk"], pe])
+    sim.events[b_cells, pe] = nk_pe
+    shipped = _gate(tmp_path / "shipped", [sim])["Q"]
+    # the shipped template cuts NK at the B cells' own CD19 valley: none is counted as both,
+    # and the NK count stays within counting error of what the truth gives
+    assert "LYMPHOSUM_OVERLAP" not in str(shipped["qc_flags"])
+    true_nk = sim.truth["cells_per_ul"]["nk"]
+    assert abs(float(shipped["nk_per_ul"]) - true_nk) < 0.15 * true_nk
+    # a lab's template whose NK gate does not exclude CD19+ cells (the NK gate of the
+    # template before it did) counts them as both, and says so
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "tbnk6.yaml").write_text(
+        (template_dir() / "panels" / "tbnk6.yaml").read_text(encoding="utf-8"),
+        encoding="utf-8")
+    text = (adaptive_template_dir() / "tbnk_tube.xml").read_text(encoding="utf-8")
+    start = text.index('<gating:RectangleGate gating:id="NK"')
+    end = text.index("</gating:RectangleGate>", start)
+    nk = text[start:end]
+    nk = nk.replace(nk[nk.index('            <adapt:valley xmlns:adapt="urn:immunoprofile:'
+                                'adaptive:1" dimension="2"'):nk.index("</data-type:custom_info>")],
+                    "")
+    nk = nk[:nk.rindex("<gating:dimension")].rstrip() + "\n    "
+    assert "APC-A" not in nk
+    (lab / "tbnk_tube.xml").write_text(text[:start] + nk + text[end:], encoding="utf-8")
+    folder = tmp_path / "with_lab"
+    folder.mkdir()
+    write_manifest(folder, [write_listed(sim, folder)])
+    result = gate_batch(folder, panels=[lab])
+    flags = next(result.tables["samples"].rows())["qc_flags"].split(";")
+    assert "LYMPHOSUM_OVERLAP:CD19pos+NK" in flags, flags
+    assert not any(f.startswith("LYMPHOSUM_OVERLAP:CD3pos") for f in flags), flags
+    profile = next(result.tables["profiles"].rows())
+    assert "tbnk:LYMPHOSUM_OVERLAP:CD19pos+NK" in profile["qc_flags"].split(";")
+    assert float(profile["nk_per_ul"]) > 1.5 * float(shipped["nk_per_ul"])

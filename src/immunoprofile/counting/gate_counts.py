@@ -51,3 +51,33 @@ def count_gate_events(bitmasks: Sequence[np.ndarray], n_gates: int) -> np.ndarra
     else:
         flat = np.zeros(0, dtype=np.uint32)
     return _count_gate_events(np.ascontiguousarray(flat), offsets, int(n_gates))
+
+
+def events_in_both(bitmask: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Events that two gates both hold, for each pair of gates of one tube.
+
+    Parameters
+    ----------
+    bitmask : numpy.ndarray
+        One tube's packed membership, one unsigned integer per event; bit ``g`` set when
+        the event is in gate ``g`` (gates 0 … 63).
+    pairs : sequence of (int, int)
+        Gate indices (bits), at most 32 pairs.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, one count per pair: events in both gates.
+    """
+    if len(pairs) > 32:
+        raise ValueError("at most 32 pairs")
+    bits = np.asarray(bitmask).astype(np.uint64, copy=False)
+    both = np.zeros(bits.size, dtype=np.uint32)
+    one = np.uint64(1)
+    for k, (a, b) in enumerate(pairs):
+        if not (0 <= a < 64 and 0 <= b < 64):
+            raise ValueError("gate indices must lie in 0 … 63")
+        hit = ((bits >> np.uint64(a)) & (bits >> np.uint64(b)) & one).astype(np.uint32)
+        both |= hit << np.uint32(k)
+    return count_gate_events([both], len(pairs))[0]
+

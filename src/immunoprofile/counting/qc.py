@@ -94,6 +94,11 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
                    "some of them: the populations only the wider tube reports (CD8+, B "
                    "and NK cells of a TBNK file named cd4, say) are not counted — name "
                    "that tube in the manifest, or leave its tube blank to detect it",
+    "LYMPHOSUM_OVERLAP": "two gates the lymphosum adds up share events (written "
+                         "LYMPHOSUM_OVERLAP:<gate>+<gate>; more than the panel's overlap_pct, "
+                         "0.5 % of the tube's lymphocytes by default): those events are "
+                         "summed twice and both populations may hold cells of the other — "
+                         "make the gates exclude each other in the template",
     "UNUSED_MARKERS": "the file carries markers that a panel uses but its tube does not "
                       "(written UNUSED_MARKERS:<markers>, a CD19 channel in a file counted "
                       "as the 4-colour T-cell tube, say): the cells they stain are not "
@@ -163,6 +168,11 @@ def describe_flag(flag: str, qc: PanelQC | None = None) -> str:
                 "use: the cells they stain are not counted — check that the tube is the "
                 "one meant (a wider panel's tube with a channel missing?), or add a panel "
                 "that uses them")
+    if name == "LYMPHOSUM_OVERLAP" and detail:
+        first, _, second = detail.partition("+")
+        return (f"{first} and {second} share events, which the lymphosum counts twice, and "
+                f"either count may hold cells of the other — make the two gates exclude "
+                "each other in the template (as NK and B cells are told apart by CD19)")
     if name == "MISSING_TUBE" and detail:
         return f"the {detail} tube is absent or failed; its values are empty"
     if qc is None:
@@ -389,7 +399,9 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
                lymphocyte_event_floor: int | None = None,
                reported_events: Mapping[str, int] | None = None,
                wider_panel: str | None = None,
-               unused_markers: Sequence[str] = ()) -> list[str]:
+               unused_markers: Sequence[str] = (),
+               shared_events: Sequence[tuple[str, str, int]] = (),
+               max_shared_pct: float | None = None) -> list[str]:
     """The QC flags of one tube, in the order ``qc_flags`` lists them.
 
     Parameters
@@ -417,6 +429,12 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
     unused_markers : sequence of str
         Markers some panel uses that the file carries and its tube does not
         (``UNUSED_MARKERS:<markers>``, comma-separated: what they stain goes uncounted).
+    shared_events : sequence of (str, str, int)
+        Events two lymphosum gates both hold, per pair of them in the tube.
+    max_shared_pct : float or None
+        Largest share of the lymphocyte events a pair may share, %: above it
+        ``LYMPHOSUM_OVERLAP:<gate>+<gate>`` (the lymphosum counts those events twice);
+        None: no such check.
 
     Returns
     -------
@@ -454,6 +472,9 @@ def tube_flags(*, bead_events: int, lymphocyte_events: int, population_events: i
         flags.append(f"WIDER_PANEL:{wider_panel}")
     if unused_markers:
         flags.append(f"UNUSED_MARKERS:{','.join(unused_markers)}")
+    if max_shared_pct is not None:
+        flags += [f"LYMPHOSUM_OVERLAP:{a}+{b}" for a, b, n in shared_events
+                  if n > 0 and 100.0 * n > max_shared_pct * lymphocyte_events]
     return flags
 
 

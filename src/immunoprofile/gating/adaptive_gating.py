@@ -43,6 +43,9 @@ class AdaptiveResult:
     #: Each placed gate's parent binned on its display axes, from the placement's
     #: subsample (:mod:`.gate_views`), when asked for; else None.
     views: list[GateView] | None = None
+    #: Every event's membership, packed (uint64 per event, bit ``g`` gate ``g`` of
+    #: ``gate_ids``), when asked for; else None.
+    bitmask: np.ndarray | None = None
 
 
 #: ``matrix`` of a :class:`_TubeValues` not given one: parse the file's when first needed.
@@ -183,7 +186,7 @@ def template_view(tube: Tube, panel: Panel, templates: str | None,
 
 def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
                        threads: int | None = 1, engine: str = "compiled",
-                       views: bool = False) -> AdaptiveResult:
+                       views: bool = False, bitmask: bool = False) -> AdaptiveResult:
     """Place a tube's gates from its events and count every event in them.
 
     Parameters
@@ -199,6 +202,9 @@ def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
     views : bool
         Also bin each gate's parent on its display axes for the gating plots
         (:attr:`AdaptiveResult.views`; from the placement's subsample, a few ms).
+    bitmask : bool
+        Also keep every event's membership (:attr:`AdaptiveResult.bitmask`; at most 64
+        gates), for counts of events two gates share.
 
     Returns
     -------
@@ -222,16 +228,26 @@ def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
     drawn = placement_views(template, placement,
                             {channel: marker for marker, channel in tube.markers.items()}
                             ) if views else None
+    if bitmask and len(gate_ids) > 64:
+        raise GatingError(f"{tube.path.name}: more than 64 placed gates: their shared events "
+                          "cannot be counted")
     if engine == "flowkit":
-        events = _flowkit_counts(tube, text, plan.gate_ids)
-        return AdaptiveResult(gate_ids, parents, events, placement.reports, text, drawn)
+        events, bits = _flowkit_counts(tube, text, plan.gate_ids)
+        return AdaptiveResult(gate_ids, parents, events, placement.reports, text, drawn,
+                              bits if bitmask else None)
     try:
-        counts = plan.counts(tube.events, threads=threads)
+        if bitmask:
+            membership = plan.membership(tube.events, threads=threads)
+            bits = membership.bitmask[0]
+            counts = {key: int(np.count_nonzero(membership[key])) for key in plan.gate_ids}
+        else:
+            bits = None
+            counts = plan.counts(tube.events, threads=threads)
     except (LookupError, ValueError) as exc:
         raise GatingError(f"{tube.path.name}: the template cannot be applied to this tube: "
                           f"{first_line(exc)}") from None
     events = np.array([counts[key] for key in plan.gate_ids], dtype=np.int64)
-    return AdaptiveResult(gate_ids, parents, events, placement.reports, text, drawn)
+    return AdaptiveResult(gate_ids, parents, events, placement.reports, text, drawn, bits)
 
 
 def _comment(tube: Tube, panel: Panel, templates: str | None) -> str:
@@ -241,8 +257,9 @@ def _comment(tube: Tube, panel: Panel, templates: str | None) -> str:
             "immunoprofile's counts.")
 
 
-def _flowkit_counts(tube: Tube, text: str, keys) -> np.ndarray:
-    """Events per gate with FlowKit gating the placed gates' Gating-ML (the reference)."""
+def _flowkit_counts(tube: Tube, text: str, keys) -> tuple[np.ndarray, np.ndarray | None]:
+    """Events per gate with FlowKit gating the placed gates' Gating-ML (the reference),
+    and the memberships packed as :attr:`AdaptiveResult.bitmask` (None beyond 64 gates)."""
     import io
 
     import flowkit as fk
@@ -250,8 +267,14 @@ def _flowkit_counts(tube: Tube, text: str, keys) -> np.ndarray:
     try:
         strategy = fk.parse_gating_xml(io.BytesIO(text.encode("utf-8")))
         results = strategy.gate_sample(tube.sample)
-        return np.array([int(np.sum(results.get_gate_membership(name, gate_path=path)))
-                         for name, path in keys], dtype=np.int64)
+        members = [np.asarray(results.get_gate_membership(name, gate_path=path), dtype=bool)
+                   for name, path in keys]
+        bits = None
+        if len(members) <= 64:
+            bits = np.zeros(tube.event_count, dtype=np.uint64)
+            for g, member in enumerate(members):
+                bits |= member.astype(np.uint64) << np.uint64(g)
+        return np.array([int(np.count_nonzero(m)) for m in members], dtype=np.int64), bits
     except Exception as exc:  # FlowKit's failures, in one line
         raise GatingError(f"{tube.path.name}: FlowKit could not gate its placed gates: "
                           f"{first_line(exc)}") from None

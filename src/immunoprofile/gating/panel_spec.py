@@ -66,6 +66,9 @@ class PanelQC:
     lymphosum_warn, lymphosum_fail : (float, float)
         Lymphosum range, %: outside the first ``LYMPHOSUM_WARNING`` (95–105), outside the
         second ``LYMPHOSUM_FAIL`` (90–110).
+    lymphosum_overlap_pct : float or None
+        Largest share of a tube's lymphocyte events that two lymphosum gates both hold, %
+        (``LYMPHOSUM_OVERLAP``: the sum counts those events twice).
     t_sum_pct : float or None
         Largest |CD4+ + CD8+ − CD3+| / CD3+, % (``CD4_CD8_SUM_MISMATCH``).
     lymphocyte_events_warn, lymphocyte_events_fail : int or None
@@ -87,6 +90,7 @@ class PanelQC:
     lymphosum_gates: tuple[str, ...] = ()
     lymphosum_warn: tuple[float, float] = (95.0, 105.0)
     lymphosum_fail: tuple[float, float] = (90.0, 110.0)
+    lymphosum_overlap_pct: float | None = 0.5
     t_sum_pct: float | None = 10.0
     lymphocyte_events_warn: int | None = 2_500
     lymphocyte_events_fail: int | None = 1_000
@@ -106,6 +110,7 @@ class PanelQC:
             lymphosum_gates=tuple(lymphosum.get("gates", ())),
             lymphosum_warn=tuple(lymphosum.get("warn", default.lymphosum_warn)),
             lymphosum_fail=tuple(lymphosum.get("fail", default.lymphosum_fail)),
+            lymphosum_overlap_pct=lymphosum.get("overlap_pct", default.lymphosum_overlap_pct),
             t_sum_pct=qc.get("t_sum_pct", default.t_sum_pct),
             lymphocyte_events_warn=events.get("warn", default.lymphocyte_events_warn),
             lymphocyte_events_fail=events.get("fail", default.lymphocyte_events_fail),

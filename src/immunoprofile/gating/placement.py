@@ -561,8 +561,8 @@ def _bead_candidate(d: dn.Density1D, peaks: np.ndarray, bead: int, m: np.ndarray
         cut = float(d.centres[v]) if v is not None else float(d.centres[bead]) - 0.1
     else:
         cut = float(d.centres[bead]) - 0.1
-    core = np.column_stack([c[(m >= cut) & (np.abs(m - d.centres[bead]) <= 0.03)]
-                            for c in columns])
+    at_peak = (m >= cut) & (np.abs(m - d.centres[bead]) <= 0.03)
+    core = np.column_stack([c[at_peak] for c in columns])
     if core.shape[0] < 5:
         return None
     # trim to events within 4 robust SDs of the median in every channel, a few times, so

@@ -122,6 +122,7 @@ def count_tubes(gated: Sequence[GatedTube], base: Path
             has_spillover=g.has_spillover, keywords=g.keywords,
             uncertain_gates=_uncertain_gates(g, r), panel=g.panel,
             wider_panel=g.wider_panel, unused_markers=g.unused_markers,
+            shared_events=g.shared_events,
         )
         if not math.isnan(r.beads_per_test) and tube.events_in(tube.tube_panel.bead_gate) == 0:
             failures.append(TubeFailure(str(r.path), (

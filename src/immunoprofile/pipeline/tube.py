@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..counting import count_gate_events
+from ..counting.gate_counts import events_in_both
 from ..errors import ImmunoprofileError, first_line
-from ..gating.compiled_gating import count_tube_compiled
+from ..gating.compiled_gating import count_tube_compiled, gate_tube_compiled
 from ..gating.flowkit_gating import gate_tube
 from ..gating.modes import ENGINES, GATING_MODES
 from ..gating.panel_files import resolve_panels as resolve_panels
@@ -67,6 +68,9 @@ class GatedTube:
     #: Markers of the panel set's vocabulary that the file carries and its tube does not
     #: use (``UNUSED_MARKERS:<markers>``: a CD19 channel in a 4-colour T-cell tube).
     unused_markers: tuple[str, ...] = ()
+    #: Events two of the panel's lymphosum gates both hold, per pair of them in this tube:
+    #: ``(gate, gate, events)`` (``LYMPHOSUM_OVERLAP``: the lymphosum sums them twice).
+    shared_events: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass
@@ -104,23 +108,29 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
     check_template(panel, templates)  # checked once per template: cached
     wider = wider_panel(tube.markers, panel, panels) if request.tube else None
     unused = () if wider else unused_markers(tube.markers, panel, panels)
-    placements = gating_ml = views = None
+    placements = gating_ml = views = bitmask = None
+    pairs = lymphosum_pairs(panel)  # their shared events need every event's membership
     if gating == "adaptive" and uses_adaptation(panel, templates):
         from ..gating.adaptive_gating import gate_tube_adaptive
         from ..gating.gate_views import pack_views
 
-        adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine, views=True)
+        adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine, views=True,
+                                      bitmask=bool(pairs))
         gate_ids, parents, gate_events = adaptive.gate_ids, adaptive.parents, \
             adaptive.gate_events
         placements = [asdict(p) for p in adaptive.placements]
         gating_ml = adaptive.gating_ml
         views = pack_views(adaptive.views or [])
-    elif engine == "flowkit":
-        memberships = gate_tube(tube, panel, templates)
+        bitmask = adaptive.bitmask
+    elif engine == "flowkit" or pairs:
+        memberships = gate_tube(tube, panel, templates) if engine == "flowkit" else \
+            gate_tube_compiled(tube, panel, templates)
         gate_ids, parents = memberships.gate_ids, memberships.parents
         gate_events = count_gate_events([memberships.bitmask], len(gate_ids))[0]
+        bitmask = memberships.bitmask
     else:
         gate_ids, parents, gate_events = count_tube_compiled(tube, panel, templates)
+    shared = shared_events(pairs, gate_ids, bitmask)
     simulated = tube.simulated
     return GatedTube(request=request, tube=panel.tube, gate_ids=gate_ids, parents=parents,
                      gate_events=np.asarray(gate_events, dtype=np.int64),
@@ -128,7 +138,27 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
                      simulated=simulated, seconds=time.perf_counter() - start,
                      keywords=dict(tube.metadata) if keep_keywords else None,
                      placements=placements, gating_ml=gating_ml, panel=panel,
-                     wider_panel=wider, views=views, unused_markers=unused)
+                     wider_panel=wider, views=views, unused_markers=unused,
+                     shared_events=shared)
+
+
+def lymphosum_pairs(panel: Panel) -> list[tuple[str, str]]:
+    """Pairs of the panel's lymphosum gates that this tube counts (T and NK cells, B and
+    NK cells of a six-colour TBNK tube): events in both would be summed twice."""
+    mine = [g for g in panel.qc.lymphosum_gates if g in panel.within_lymphocytes]
+    return [(a, b) for i, a in enumerate(mine) for b in mine[i + 1:]]
+
+
+def shared_events(pairs: Sequence[tuple[str, str]], gate_ids: Sequence[str],
+                  bitmask: np.ndarray | None) -> tuple[tuple[str, str, int], ...]:
+    """Events both gates of each pair hold (``bitmask``: every event's membership of
+    ``gate_ids``); pairs whose gates the template lacks are left out."""
+    known = [(a, b) for a, b in pairs if a in gate_ids and b in gate_ids]
+    if not known or bitmask is None:
+        return ()
+    index = {g: i for i, g in enumerate(gate_ids)}
+    counts = events_in_both(bitmask, [(index[a], index[b]) for a, b in known])
+    return tuple((a, b, int(n)) for (a, b), n in zip(known, counts, strict=True))
 
 
 def wider_panel(markers, panel: Panel, panels: PanelSet | None) -> str | None:

@@ -17,9 +17,10 @@ from .tube import GatedTube, TubeFailure
 
 # --- one job per tube (the Snakemake workflow) ------------------------------------------------
 #: Format tag of a tube result file (``.npz``) written by :func:`save_tube_result`: events
-#: per gate (/3: with the wider panel, the unused markers and the gating plots' views).
+#: per gate (/3: with the wider panel, the unused markers and the gating plots' views;
+#: /4: and the events lymphosum gates share).
 #: (The first format, per-event membership bitmasks, was never released.)
-TUBE_RESULT_FORMAT = "immunoprofile-tube-result/3"
+TUBE_RESULT_FORMAT = "immunoprofile-tube-result/4"
 
 
 def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
@@ -43,7 +44,8 @@ def save_tube_result(result: GatedTube | TubeFailure, path: str | Path,
                 "gating_ml": result.gating_ml,
                 "panel": result.panel.to_dict() if result.panel is not None else None,
                 "wider_panel": result.wider_panel,
-                "unused_markers": list(result.unused_markers)}
+                "unused_markers": list(result.unused_markers),
+                "shared_events": [list(s) for s in result.shared_events]}
     meta["provenance"] = provenance
     arrays = {}
     if isinstance(result, GatedTube) and result.views is not None:
@@ -89,4 +91,6 @@ def load_tube_result(path: str | Path, request: TubeRequest,
                      keywords=meta.get("keywords"), placements=meta.get("placements"),
                      gating_ml=meta.get("gating_ml"), panel=panel,
                      wider_panel=meta.get("wider_panel"), views=views,
-                     unused_markers=tuple(meta.get("unused_markers", ())))
+                     unused_markers=tuple(meta.get("unused_markers", ())),
+                     shared_events=tuple((str(a), str(b), int(n))
+                                         for a, b, n in meta.get("shared_events", ())))

@@ -113,6 +113,9 @@ class CountedTube:
     wider_panel: str | None = None
     #: Known markers the file carries and its tube does not use (``UNUSED_MARKERS``).
     unused_markers: tuple[str, ...] = ()
+    #: Events two lymphosum gates both hold, ``(gate, gate, events)`` per pair in the tube
+    #: (``LYMPHOSUM_OVERLAP``).
+    shared_events: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def tube_panel(self) -> Panel:
@@ -197,7 +200,9 @@ def sample_flags(tube: CountedTube) -> list[str]:
                       min_lymphocyte_events=panel.qc.lymphocyte_events_warn,
                       lymphocyte_event_floor=panel.qc.lymphocyte_events_fail,
                       reported_events=_reported_events(tube),
-                      wider_panel=tube.wider_panel, unused_markers=tube.unused_markers)
+                      wider_panel=tube.wider_panel, unused_markers=tube.unused_markers,
+                      shared_events=tube.shared_events,
+                      max_shared_pct=panel.qc.lymphosum_overlap_pct)
 
 
 def _reported_events(tube: CountedTube) -> dict[str, int] | None:
