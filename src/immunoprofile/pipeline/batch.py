@@ -143,9 +143,10 @@ def gate_batch(
     if jobs == 1 or total <= 1:
         for request in requests:
             collect(gate_one(request))
-    elif engine == "compiled":
+    elif engine == "compiled" and gating == "fixed":
         # The compiled kernel releases the GIL and events are memory-mapped: threads share
         # the compiled plans and start instantly, where processes would each re-import.
+        # (Adaptive placement is mostly small numpy steps that hold the GIL: processes.)
         # Warning filters are process-wide: set once here, not in each thread.
         with warnings.catch_warnings(), \
                 ThreadPoolExecutor(max_workers=min(jobs, total)) as pool:
