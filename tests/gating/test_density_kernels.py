@@ -194,8 +194,20 @@ def test_bulk_range_holds_the_quantiles_np_percentile_interpolates_between(n, se
     if outliers:  # a few far outliers, which must not coarsen the answer
         values[: max(1, n // 2000)] = 1e9
     lo, hi = bulk_range(values)
+    if n <= 4096:  # few values: np.percentile's quantiles themselves
+        assert (lo, hi) == tuple(np.percentile(values, [0.1, 99.9]))
+        return
     ordered = np.sort(values)
     a, b = ordered[int(np.floor(0.001 * (n - 1)))], ordered[int(np.ceil(0.999 * (n - 1)))]
     assert lo <= a and hi >= b
     width = max(b - a, 1e-9)
     assert a - lo <= width / 100 and hi - b <= width / 100, (lo, a, b, hi)
+
+
+def test_a_lone_far_event_does_not_stretch_a_small_parents_axis():
+    from immunoprofile.gating.gate_views import bulk_range
+
+    values = np.random.default_rng(2).normal(0.5, 0.05, 985)
+    values[0] = 5.0  # one event far off
+    lo, hi = bulk_range(values)
+    assert hi < 0.8 and lo > 0.2

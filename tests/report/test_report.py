@@ -442,3 +442,56 @@ def test_report_links_each_row_to_its_own_section_when_ids_repeat(tmp_path, gate
     assert len({(page, anchor) for page, anchor, _ in links}) == 6
     for page, anchor, pid in links:
         assert f'<h3 id="{anchor}">Patient {pid}</h3>' in (out / page).read_text()
+
+
+def test_a_tube_without_views_whose_file_is_gone_is_named(tmp_path, small_cohort):
+    """Views for all tubes but one, and the FCS files moved away: the others are drawn from
+    their views, the one is named as not drawn (not left out in silence)."""
+    from immunoprofile.report.html import build_report
+
+    out = tmp_path / "out"
+    assert run_cli("gate", small_cohort, "-o", out, "-q").returncode == 0
+    first = sorted(small_cohort.glob("*.fcs"))[0].stem
+    (out / "gates" / f"{first}.views.npz").unlink()
+    moved = tmp_path / "moved"
+    small_cohort.rename(moved)
+    try:
+        notes: list[str] = []
+        html = build_report(out, cohort_stats=False, notes=notes)
+    finally:
+        moved.rename(small_cohort)
+    assert len(notes) == 1 and first in notes[0], notes
+    assert "Gating plots not drawn for 1 of" in html
+    assert html.count("<details>") == len(list(small_cohort.glob("*.fcs"))) - 1
+    assert first in html
+
+
+def test_a_view_binned_from_a_subsample_says_how_many_events_it_shows():
+    from immunoprofile.gating.gate_views import GateView
+    from immunoprofile.report.gating_plots import _spec
+
+    view = GateView(gate_id="CD3pos", title="CD3pos", parent_id="Lymphocytes",
+                    x_label="CD3", y_label="events", xlim=(0.0, 1.0), ylim=(0.5, 10.0),
+                    x_ticks=None, y_ticks=None, density=np.ones(128, dtype=np.int64),
+                    outline=np.zeros((5, 2)), seed_outline=None, corner=(0.98, 0.98),
+                    binned_events=3_000)
+    spec = _spec(view, 12_000, 30_000)
+    assert "plotted: 3,000 of 30,000" in spec.label and spec.y_label == "events plotted"
+    whole = _spec(view, 1_200, 3_000)
+    assert "plotted" not in whole.label and whole.y_label == "events"
+
+
+def test_views_binned_for_other_gates_are_not_drawn(tmp_path, small_cohort):
+    """A views file names the placed gates it was binned with: one beside another tube's
+    (or another run's) gates, though its gate IDs are the same, is refused, by name."""
+    from immunoprofile.report.html import build_report
+
+    out = tmp_path / "out"
+    assert run_cli("gate", small_cohort, "-o", out, "-q").returncode == 0
+    cd4 = sorted(p.stem for p in small_cohort.glob("*_cd4.fcs"))
+    (out / "gates" / f"{cd4[1]}.views.npz").write_bytes(
+        (out / "gates" / f"{cd4[0]}.views.npz").read_bytes())
+    notes: list[str] = []
+    build_report(out, cohort_stats=False, notes=notes)
+    assert len(notes) == 1 and f"{cd4[1]}.views.npz" in notes[0] \
+        and "another run" in notes[0], notes

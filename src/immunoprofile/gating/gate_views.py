@@ -117,6 +117,8 @@ def limits(values: np.ndarray, bounds: Sequence[float] | np.ndarray) -> tuple[fl
 
 #: Bins of each pass of :func:`bulk_range`.
 _RANGE_BINS = 2048
+#: At most this many finite values, :func:`bulk_range` gives ``np.percentile``'s quantiles.
+_PERCENTILE_EVENTS = 4096
 
 
 def bulk_range(values: np.ndarray) -> tuple[float, float]:
@@ -128,12 +130,18 @@ def bulk_range(values: np.ndarray) -> tuple[float, float]:
     the bulk fewer than 256 of its bins, another over the bins that hold the two quantiles
     (at most four passes). The range
     returned holds the values of ranks ⌊0.001 (n − 1)⌋ and ⌈0.999 (n − 1)⌉, between which
-    ``np.percentile`` interpolates. (0, 1) with no finite value.
+    ``np.percentile`` interpolates; of at most 4,096 values, it is ``np.percentile``'s 0.1
+    and 99.9 % themselves. (0, 1) with no finite value.
     """
     v = np.ascontiguousarray(values, dtype=np.float64)
     lo, hi, n = finite_range(v)
     if n == 0:
         return 0.0, 1.0
+    if n <= _PERCENTILE_EVENTS:
+        # few values: the quantiles themselves (a lone far event must not set the range,
+        # and the ranks' neighbours are far apart), a partial sort of a few thousand
+        q = np.percentile(v[np.isfinite(v)], [0.1, 99.9])
+        return float(q[0]), float(q[1])
     ranks = (int(np.floor(0.001 * (n - 1))), int(np.ceil(0.999 * (n - 1))))
     for _ in range(4):
         if hi <= lo:
@@ -313,7 +321,15 @@ def placement_views(template, placement, marker_of: dict[str, str]) -> list[Gate
 VIEWS_FORMAT = "immunoprofile-gate-views-1"
 
 
-def pack_views(views: list[GateView]) -> bytes:
+def gates_digest(gating_ml: str) -> str:
+    """SHA-256 of a tube's placed gates as written (``OUT/gates/<sample_id>.xml``): what
+    its views file names, so that views are never drawn beside other gates."""
+    import hashlib
+
+    return hashlib.sha256(gating_ml.encode("utf-8")).hexdigest()
+
+
+def pack_views(views: list[GateView], gates_sha256: str | None = None) -> bytes:
     """A tube's views as ``.npz`` bytes (what ``OUT/gates/<sample_id>.views.npz`` holds: a
     few kB a tube, so a batch keeps thousands in memory until it writes them).
 
@@ -339,7 +355,8 @@ def pack_views(views: list[GateView]) -> bytes:
         arrays[f"outline_{k}"] = np.asarray(v.outline, dtype=np.float64)
         if v.seed_outline is not None:
             arrays[f"seed_{k}"] = np.asarray(v.seed_outline, dtype=np.float64)
-    arrays["meta"] = np.array(json.dumps({"format": VIEWS_FORMAT, "views": meta}))
+    arrays["meta"] = np.array(json.dumps({"format": VIEWS_FORMAT, "views": meta,
+                                          "gates_sha256": gates_sha256}))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED,
                          compresslevel=1) as archive:  # an .npz, as np.load reads it
@@ -349,8 +366,10 @@ def pack_views(views: list[GateView]) -> bytes:
     return buffer.getvalue()
 
 
-def unpack_views(data: bytes) -> list[GateView]:
-    """The views :func:`pack_views` wrote.
+def unpack_views(data: bytes, gates_sha256: str | None = None) -> list[GateView]:
+    """The views :func:`pack_views` wrote; with ``gates_sha256`` (:func:`gates_digest` of
+    the placed gates they are to be drawn with), only if they were binned for those gates
+    (a file that names none, from before the digest was kept, is taken as it is).
 
     Raises
     ------
@@ -360,12 +379,18 @@ def unpack_views(data: bytes) -> list[GateView]:
     import io
     import json
     import zipfile
+    import zlib
 
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             if not isinstance(meta, dict) or meta.get("format") != VIEWS_FORMAT:
                 raise ValueError("not gate views of this version")
+            written_for = meta.get("gates_sha256")
+            if gates_sha256 is not None and written_for is not None and \
+                    written_for != gates_sha256:
+                raise ValueError("binned for other placed gates than the tube's gates file "
+                                 "(a file of another run?)")
             views = []
             for k, m in enumerate(meta["views"]):
                 views.append(GateView(
@@ -380,6 +405,7 @@ def unpack_views(data: bytes) -> list[GateView]:
                     seed_outline=npz[f"seed_{k}"] if m["seed"] else None,
                     corner=tuple(map(float, m["corner"])),
                     binned_events=int(m["binned_events"])))
-    except (OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError) as exc:  # the last two: a damaged deflate stream or header
         raise ValueError(f"unreadable gate views ({type(exc).__name__}: {exc})") from None
     return views

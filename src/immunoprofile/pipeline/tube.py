@@ -112,7 +112,7 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
     pairs = lymphosum_pairs(panel)  # their shared events need every event's membership
     if gating == "adaptive" and uses_adaptation(panel, templates):
         from ..gating.adaptive_gating import gate_tube_adaptive
-        from ..gating.gate_views import pack_views
+        from ..gating.gate_views import gates_digest, pack_views
 
         adaptive = gate_tube_adaptive(tube, panel, templates, engine=engine, views=True,
                                       bitmask=bool(pairs))
@@ -120,7 +120,7 @@ def gate_request(request: TubeRequest, templates: str | None, engine: str,
             adaptive.gate_events
         placements = [asdict(p) for p in adaptive.placements]
         gating_ml = adaptive.gating_ml
-        views = pack_views(adaptive.views or [])
+        views = pack_views(adaptive.views or [], gates_digest(gating_ml))
         bitmask = adaptive.bitmask
     elif engine == "flowkit" or pairs:
         memberships = gate_tube(tube, panel, templates) if engine == "flowkit" else \

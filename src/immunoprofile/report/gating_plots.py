@@ -312,9 +312,19 @@ def plots_from_views(views: list[GateView], events: dict[str, tuple[int, int]]
 
 
 def _spec(view: GateView, events: int, parent_events: int) -> PlotSpec:
+    """The plot of a view, labelled with the gate's counts (every event of the tube).
+
+    A view binned from fewer events than its parent holds (a large tube's placement
+    subsample, or a file plot's random subset) says so: the label gives how many of the
+    parent's events the density shows, and a histogram's axis counts events plotted."""
     pct = 100.0 * events / parent_events if parent_events else float("nan")
-    return PlotSpec(**{f.name: getattr(view, f.name) for f in fields(GateView)},
-                    label=f"{events:,} events\n{pct:.1f}% of parent")
+    values = {f.name: getattr(view, f.name) for f in fields(GateView)}
+    label = f"{events:,} events\n{pct:.1f}% of parent"
+    if 0 < view.binned_events < parent_events:
+        label += f"\nplotted: {view.binned_events:,} of {parent_events:,}"
+        if np.asarray(view.density).ndim == 1:
+            values["y_label"] = "events plotted"
+    return PlotSpec(**values, label=label)
 
 
 def _plot(view: GateView, axes, keep: np.ndarray, member: np.ndarray, events: int,

@@ -342,9 +342,19 @@ class _Batch:
         except (ImmunoprofileError, TypeError) as exc:
             reason = (f"the FCS files cannot be found: {first_line(exc)} — run the report "
                       "with --samples DIR (and --manifest PATH), or --no-plots")
-            self.banners.append(f'<div class="banner"><b>Gating plots not drawn:</b> '
+            missing = [s for s in counted if s not in self.views]
+            if self.views:  # those are drawn; the others are named, tube by tube
+                for sample_id in missing:
+                    self.lost[sample_id] = f"its FCS file cannot be found: {first_line(exc)}"
+                what = (f"Gating plots not drawn for {len(missing)} of {len(counted)} tubes "
+                        "(those the run binned no plots for):")
+            else:
+                what = "Gating plots not drawn:"
+            self.banners.append(f'<div class="banner"><b>{_esc(what)}</b> '
                                 f"{_esc(reason)}</div>")
-            self.note(f"gating plots not drawn: {reason}")
+            self.note(f"{what[0].lower()}{what[1:].rstrip(':')}: {reason}"
+                      + (f" ({', '.join(missing[:5])}{', …' if len(missing) > 5 else ''})"
+                         if self.views else ""))
             return
         found = {r.sample_id for r in parsed.requests}
         for sample_id in sorted(s for s in counted if s not in found and s not in self.views):
@@ -582,13 +592,15 @@ class _Batch:
     def _plots_of(self, request) -> list:
         """One tube's plots: from the views its run binned (``request`` is then its sample
         id), or drawn from its FCS file (a manifest row)."""
-        from ..gating.gate_views import unpack_views
+        from ..gating.gate_views import gates_digest, unpack_views
+        from ..io.output_files import gates_xml_path
         from .gating_plots import plot_gates, plots_from_views
 
         if isinstance(request, str):
             path = self.views[request]
             try:
-                views = unpack_views(path.read_bytes())
+                gates = gates_xml_path(self.out, request).read_text(encoding="utf-8")
+                views = unpack_views(path.read_bytes(), gates_digest(gates))
             except (OSError, ValueError) as exc:
                 raise ImmunoprofileError(f"{path.name}: {first_line(exc)} — run immunoprofile "
                                          "gate again") from None
