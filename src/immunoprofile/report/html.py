@@ -245,9 +245,11 @@ class _Batch:
 
         self.out = Path(out_dir)
         self.ranges = ranges or REFERENCE_RANGES
-        #: The reference ranges the caller gave (a lab's own lymphosum range then stands;
-        #: else the lymphosum is held to its panel's warning range).
-        self.given_ranges = dict(ranges or {})
+        #: The reference ranges the caller gave and changed (a lab's own lymphosum range
+        #: then stands; else — also when a caller passes the defaults through, as
+        #: ``{**REFERENCE_RANGES, ...}`` — the lymphosum is held to its panel's range).
+        self.given_ranges = {k: v for k, v in (ranges or {}).items()
+                             if REFERENCE_RANGES.get(k) != v}
         #: Where :meth:`note` writes (None: nowhere).
         self.notes = notes
         run_path = self.out / "run.json"
