@@ -58,8 +58,9 @@ rule report:
     conda:
         CONDA_ENV
     resources:
-        # one tube's events at a time per process, as a gating job holds them
-        mem_mb=lambda wildcards, threads: MEM_MB * threads,
+        # a tube's events per process, as a gating job holds them, where plots are drawn
+        # from the FCS files (fixed gating); from the views adaptive gating binned, one
+        mem_mb=lambda wildcards, threads: MEM_MB * (threads if GATING == "fixed" else 1),
         runtime=lambda wildcards: batch_runtime(len(TUBE_REQUESTS), REPORT_SECONDS),
     params:
         samples=lambda wildcards: SAMPLES,

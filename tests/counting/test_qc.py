@@ -208,3 +208,10 @@ def test_events_in_both_gates_of_each_pair():
     assert events_in_both(bits, [(0, 1), (0, 2), (1, 2)]).tolist() == [2, 2, 1]
     wide = np.array([1 << 40 | 1, 1 << 40, 1], dtype=np.uint64)
     assert events_in_both(wide, [(0, 40)]).tolist() == [1]
+
+
+def test_events_in_both_reads_the_engines_words_of_64_gates():
+    words = np.zeros((2, 3), dtype=np.uint64)
+    words[0, :2] = 1  # gate 0: events 0 and 1
+    words[1, 1:] = np.uint64(1) << np.uint64(6)  # gate 70: events 1 and 2
+    assert events_in_both(words, [(0, 70)]).tolist() == [1]

@@ -178,3 +178,21 @@ def test_polygon_grid_is_flowkit_exactly(seed):
                              arrays.gate_axes, arrays.axis_xform, arrays.xf_kind,
                              arrays.gate_vert_start, arrays.verts)[2]
     assert grid_of[0] == 0, "the outline is counted through its grid"
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e-150, 1e150, 1e160])
+def test_polygons_of_extreme_coordinates_are_flowkit_exactly(tmp_path, scale):
+    """A float64 file's extreme values: where FlowKit's is-left products overflow or
+    underflow its answer changes within a grid cell, so no grid is built there."""
+    from support.fcs_writer import write_fcs
+
+    angles = np.arange(8) * np.pi / 4
+    verts = np.column_stack([np.cos(angles), np.sin(angles)]) * scale
+    axis = np.linspace(-0.99, 0.99, 60) * scale
+    x, y = np.meshgrid(axis, axis)
+    path = tmp_path / "extreme.fcs"
+    write_fcs(path, np.column_stack([x.ravel(), y.ravel()]), ["A", "B"], datatype="D")
+    sample = fk.Sample(str(path))
+    gates = [PlainPolygon("P", None, (D("A", False), D("B", False)),
+                          tuple((float(a), float(b)) for a, b in verts))]
+    _assert_same(gates, sample, engine.read_events(str(path)))

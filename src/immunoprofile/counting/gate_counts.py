@@ -59,10 +59,11 @@ def events_in_both(bitmask: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.
     Parameters
     ----------
     bitmask : numpy.ndarray
-        One tube's packed membership, one unsigned integer per event; bit ``g`` set when
-        the event is in gate ``g`` (gates 0 … 63).
+        One tube's packed membership: one unsigned integer per event, bit ``g`` set when
+        the event is in gate ``g``; or (words, events) of uint64, gate ``g`` bit ``g % 64``
+        of word ``g // 64`` (the compiled engine's layout, any number of gates).
     pairs : sequence of (int, int)
-        Gate indices (bits), at most 32 pairs.
+        Gate indices, at most 32 pairs.
 
     Returns
     -------
@@ -72,12 +73,17 @@ def events_in_both(bitmask: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.
     if len(pairs) > 32:
         raise ValueError("at most 32 pairs")
     bits = np.asarray(bitmask).astype(np.uint64, copy=False)
-    both = np.zeros(bits.size, dtype=np.uint32)
+    words = bits.reshape(1, -1) if bits.ndim == 1 else bits
+    both = np.zeros(words.shape[1], dtype=np.uint32)
     one = np.uint64(1)
+
+    def member(g: int) -> np.ndarray:
+        if not 0 <= g < 64 * words.shape[0]:
+            raise ValueError(f"gate index {g} is beyond the bitmask's gates")
+        return words[g // 64] >> np.uint64(g % 64)
+
     for k, (a, b) in enumerate(pairs):
-        if not (0 <= a < 64 and 0 <= b < 64):
-            raise ValueError("gate indices must lie in 0 … 63")
-        hit = ((bits >> np.uint64(a)) & (bits >> np.uint64(b)) & one).astype(np.uint32)
+        hit = (member(a) & member(b) & one).astype(np.uint32)
         both |= hit << np.uint32(k)
     return count_gate_events([both], len(pairs))[0]
 

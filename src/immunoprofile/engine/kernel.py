@@ -306,8 +306,12 @@ def _polygon_grids(gate_kind, gate_exact, gate_axis_start, gate_axes, axis_xform
         wx = x1 - x0
         wy = y1 - y0
         # a box too thin for its magnitude (cells below the coordinates' resolution) or
-        # not finite: every event takes the edges
-        if not (math.isfinite(wx) and math.isfinite(wy) and wx < 1e300 and wy < 1e300
+        # not finite: every event takes the edges.
+        # Nor where FlowKit's is-left products could overflow or underflow (a float64
+        # file's extreme values): there its answer need not be the same across a cell.
+        big = max(abs(x0), abs(x1), abs(y0), abs(y1))
+        if not (math.isfinite(wx) and math.isfinite(wy) and big < 1e100
+                and wx > 1e-100 and wy > 1e-100
                 and wx > 1e-9 * max(abs(x0), abs(x1)) and wy > 1e-9 * max(abs(y0), abs(y1))):
             grid_of[g] = -1
             continue

@@ -43,8 +43,9 @@ class AdaptiveResult:
     #: Each placed gate's parent binned on its display axes, from the placement's
     #: subsample (:mod:`.gate_views`), when asked for; else None.
     views: list[GateView] | None = None
-    #: Every event's membership, packed (uint64 per event, bit ``g`` gate ``g`` of
-    #: ``gate_ids``), when asked for; else None.
+    #: Every event's membership, packed as the compiled engine packs it ((words, events)
+    #: uint64: gate ``g`` of ``gate_ids`` is bit ``g % 64`` of word ``g // 64``), when
+    #: asked for; else None.
     bitmask: np.ndarray | None = None
 
 
@@ -203,8 +204,8 @@ def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
         Also bin each gate's parent on its display axes for the gating plots
         (:attr:`AdaptiveResult.views`; from the placement's subsample, a few ms).
     bitmask : bool
-        Also keep every event's membership (:attr:`AdaptiveResult.bitmask`; at most 64
-        gates), for counts of events two gates share.
+        Also keep every event's membership (:attr:`AdaptiveResult.bitmask`), for counts
+        of events two gates share.
 
     Returns
     -------
@@ -228,9 +229,6 @@ def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
     drawn = placement_views(template, placement,
                             {channel: marker for marker, channel in tube.markers.items()}
                             ) if views else None
-    if bitmask and len(gate_ids) > 64:
-        raise GatingError(f"{tube.path.name}: more than 64 placed gates: their shared events "
-                          "cannot be counted")
     if engine == "flowkit":
         events, bits = _flowkit_counts(tube, text, plan.gate_ids)
         return AdaptiveResult(gate_ids, parents, events, placement.reports, text, drawn,
@@ -238,7 +236,7 @@ def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
     try:
         if bitmask:
             membership = plan.membership(tube.events, threads=threads)
-            bits = membership.bitmask[0]
+            bits = membership.bitmask
             counts = {key: int(np.count_nonzero(membership[key])) for key in plan.gate_ids}
         else:
             bits = None
@@ -259,7 +257,7 @@ def _comment(tube: Tube, panel: Panel, templates: str | None) -> str:
 
 def _flowkit_counts(tube: Tube, text: str, keys) -> tuple[np.ndarray, np.ndarray | None]:
     """Events per gate with FlowKit gating the placed gates' Gating-ML (the reference),
-    and the memberships packed as :attr:`AdaptiveResult.bitmask` (None beyond 64 gates)."""
+    and the memberships packed as :attr:`AdaptiveResult.bitmask`."""
     import io
 
     import flowkit as fk
@@ -269,11 +267,9 @@ def _flowkit_counts(tube: Tube, text: str, keys) -> tuple[np.ndarray, np.ndarray
         results = strategy.gate_sample(tube.sample)
         members = [np.asarray(results.get_gate_membership(name, gate_path=path), dtype=bool)
                    for name, path in keys]
-        bits = None
-        if len(members) <= 64:
-            bits = np.zeros(tube.event_count, dtype=np.uint64)
-            for g, member in enumerate(members):
-                bits |= member.astype(np.uint64) << np.uint64(g)
+        bits = np.zeros(((len(members) + 63) // 64, tube.event_count), dtype=np.uint64)
+        for g, member in enumerate(members):
+            bits[g // 64] |= member.astype(np.uint64) << np.uint64(g % 64)
         return np.array([int(np.count_nonzero(m)) for m in members], dtype=np.int64), bits
     except Exception as exc:  # FlowKit's failures, in one line
         raise GatingError(f"{tube.path.name}: FlowKit could not gate its placed gates: "

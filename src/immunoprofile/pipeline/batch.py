@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,16 +157,39 @@ def gate_batch(
                                    requests):
                 collect(result)
     else:
+        args = (template_arg, engine, keep_keywords, gating, panel_set)
+
+        def stopped(request: TubeRequest, exc: BaseException) -> TubeFailure:
+            return TubeFailure(str(request.path), (
+                f"{request.path.name}: the worker process gating it stopped "
+                f"({type(exc).__name__}) — out of memory? Retry with fewer --jobs"))
+
+        results: list = [None] * total  # collected in manifest order, as the others
+        unfinished = []
         with ProcessPoolExecutor(max_workers=min(jobs, total)) as pool:
-            futures = [pool.submit(gate_resumable, resume, r, template_arg, engine,
-                                   keep_keywords, gating, panel_set) for r in requests]
-            for request, future in zip(requests, futures, strict=True):
+            futures = [pool.submit(gate_resumable, resume, r, *args) for r in requests]
+            for k, (request, future) in enumerate(zip(requests, futures, strict=True)):
                 try:
-                    collect(future.result())
-                except Exception as exc:  # the worker process died (killed, out of memory)
-                    collect(TubeFailure(str(request.path), (
-                        f"{request.path.name}: the worker process gating it stopped "
-                        f"({type(exc).__name__}) — out of memory? Retry with fewer --jobs")))
+                    results[k] = future.result()
+                except BrokenProcessPool:  # a worker died: which tube killed it is unknown
+                    unfinished.append(k)
+                    continue
+                except Exception as exc:
+                    results[k] = stopped(request, exc)
+                if not unfinished:
+                    collect(results[k])
+        # The tubes a dead worker took down with the pool, each again in a process of its
+        # own: only a tube that kills its own worker (out of memory, say) fails.
+        for k in unfinished:
+            with ProcessPoolExecutor(max_workers=1) as alone:
+                try:
+                    results[k] = alone.submit(gate_resumable, resume, requests[k],
+                                              *args).result()
+                except Exception as exc:
+                    results[k] = stopped(requests[k], exc)
+        if unfinished:
+            for result in results[unfinished[0]:]:
+                collect(result)
     result = assemble_batch(parsed, gated, failures, template_arg=template_arg, engine=engine,
                             started=started, seconds_gating=time.perf_counter() - t0,
                             gating=gating, panels=panel_set)
