@@ -408,8 +408,9 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
         The template's threshold.
     adapt : Adaptation
         ``search`` (lo hi, default seed ± 0.15), ``tail-offset`` (0.1), ``min-depth``
-        (0.5), ``bandwidth`` (0.015), ``floor-noise`` (2: how many standard deviations of
-        counting noise above its lowest point a valley's floor reaches).
+        (0.5), ``bandwidth`` (0.015), ``floor-noise`` (0: the lowest point; *k*: of the
+        points within *k* standard deviations of counting noise above it, the valley's
+        floor, the one nearest the taller peak — gating/README.md).
 
     Returns
     -------
