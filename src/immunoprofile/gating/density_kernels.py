@@ -226,21 +226,35 @@ def _points_in_polygon(x, y, vx, vy):
     xmax = vx.max()
     ymin = vy.min()
     ymax = vy.max()
+    # the edges that are not horizontal, with their spans, once (the same values the loop
+    # computed per point: the answers are bit for bit the same)
+    ex = np.empty(n)
+    ey = np.empty(n)
+    ey1 = np.empty(n)
+    edx = np.empty(n)
+    edy = np.empty(n)
+    m = 0
+    for k in range(n):
+        ay = vy[k]
+        by = vy[(k + 1) % n]
+        if ay == by:
+            continue
+        ex[m] = vx[k]
+        ey[m] = ay
+        ey1[m] = by
+        edx[m] = vx[(k + 1) % n] - vx[k]
+        edy[m] = by - ay
+        m += 1
     for i in range(x.size):
         px = x[i]
         py = y[i]
         if not (xmin <= px <= xmax and ymin <= py <= ymax):
             continue
         inside = False
-        for k in range(n):
-            ax = vx[k]
-            ay = vy[k]
-            bx = vx[(k + 1) % n]
-            by = vy[(k + 1) % n]
-            if ay == by:
-                continue
-            if (ay <= py) != (by <= py):
-                xs = ax + (py - ay) * (bx - ax) / (by - ay)
+        for k in range(m):
+            ay = ey[k]
+            if (ay <= py) != (ey1[k] <= py):
+                xs = ex[k] + (py - ay) * edx[k] / edy[k]
                 if px < xs:
                     inside = not inside
         out[i] = inside
