@@ -58,9 +58,11 @@ rule report:
     conda:
         CONDA_ENV
     resources:
-        # a tube's events per process, as a gating job holds them, where plots are drawn
-        # from the FCS files (fixed gating); from the views adaptive gating binned, one
-        mem_mb=lambda wildcards, threads: MEM_MB * (threads if GATING == "fixed" else 1),
+        # a tube's events per process, as a gating job holds them, where plots may be
+        # drawn from the FCS files (fixed gating, or a lab's templates, which need not
+        # adapt); from the views the shipped adaptive templates binned, one
+        mem_mb=lambda wildcards, threads: MEM_MB * (
+            threads if GATING == "fixed" or TEMPLATES else 1),
         runtime=lambda wildcards: batch_runtime(len(TUBE_REQUESTS), REPORT_SECONDS),
     params:
         samples=lambda wildcards: SAMPLES,

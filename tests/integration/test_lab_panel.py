@@ -300,3 +300,37 @@ def test_the_reports_pct_of_lymphocytes_comes_from_the_tube_the_count_comes_from
     shares = _Batch._pct_of_lymphocytes(batch, "P")
     assert shares["cd4_per_ul"] == 40.0 and shares["cd8_per_ul"] == 20.0
     assert shares["cd3_per_ul"] == 72.0
+
+
+def test_the_default_reference_ranges_passed_back_leave_the_panels_lymphosum_range(tmp_path):
+    # a lab's six-colour panel with its own lymphosum warning range: the report holds the
+    # lymphosum to it, also when a caller passes the report's own default ranges back
+    # (only a range the caller changed replaces it)
+    from immunoprofile.datasets.cohort import write_listed, write_manifest
+    from immunoprofile.pipeline.assemble import write_results
+    from immunoprofile.report.html import REFERENCE_RANGES, TBNK_REFERENCE_RANGES, _Batch
+
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    shipped = (template_dir() / "panels" / "tbnk6.yaml").read_text(encoding="utf-8")
+    (lab / "tbnk6.yaml").write_text(shipped.replace("warn: [95, 105]", "warn: [97, 103]"),
+                                    encoding="utf-8")
+    (lab / "tbnk_tube.xml").write_bytes((adaptive_template_dir() / "tbnk_tube.xml").read_bytes())
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    sim = simulate_tube(PatientSpec("L", 1_500, 800, 400, 200), "tbnk", seed=2)
+    write_manifest(samples, [write_listed(sim, samples)])
+    out = tmp_path / "out"
+    write_results(gate_batch(samples, panels=[lab]), out)
+
+    def lymphosum_range(ranges):
+        batch = _Batch(out, samples_dir=None, manifest=None, templates=None, plots=False,
+                       ranges=ranges, notes=None, gating=None)
+        row = next(batch.profiles.itertuples(index=False))
+        return batch._values(row)[list(batch.ranges).index("lymphosum_pct")][3:5]
+
+    assert lymphosum_range(None) == (97, 103)
+    assert lymphosum_range({**REFERENCE_RANGES, **TBNK_REFERENCE_RANGES}) == (97, 103)
+    own = {**REFERENCE_RANGES, **TBNK_REFERENCE_RANGES,
+           "lymphosum_pct": ("Lymphosum", 96.0, 104.0, "%")}
+    assert lymphosum_range(own) == (96.0, 104.0)

@@ -34,7 +34,7 @@ def test_a_dead_worker_fails_only_its_own_tube(small_cohort, monkeypatch):
         _KILLER.clear()
     errors = list(result.tables["errors"].rows())
     assert [e["file"].endswith(f"{killer}.fcs") for e in errors] == [True], errors
-    assert "worker process gating it stopped" in errors[0]["error"]
+    assert "the process gating it stopped, with no other tube beside it" in errors[0]["error"]
     ours = result.populations.reset_index(drop=True)
     theirs = reference.populations[reference.populations.sample_id != killer] \
         .reset_index(drop=True)

@@ -179,14 +179,18 @@ def gate_batch(
                 if not unfinished:
                     collect(results[k])
         # The tubes a dead worker took down with the pool, each again in a process of its
-        # own: only a tube that kills its own worker (out of memory, say) fails.
+        # own: only a tube that kills its own worker (out of memory, say) fails. One at a
+        # time (progress waits for them): a pool again could lose them all again.
         for k in unfinished:
             with ProcessPoolExecutor(max_workers=1) as alone:
                 try:
                     results[k] = alone.submit(gate_resumable, resume, requests[k],
                                               *args).result()
                 except Exception as exc:
-                    results[k] = stopped(requests[k], exc)
+                    results[k] = TubeFailure(str(requests[k].path), (
+                        f"{requests[k].path.name}: the process gating it stopped, with no "
+                        f"other tube beside it ({type(exc).__name__}) — out of memory, or "
+                        "killed?"))
         if unfinished:
             for result in results[unfinished[0]:]:
                 collect(result)

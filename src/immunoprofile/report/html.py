@@ -248,8 +248,8 @@ class _Batch:
         #: The reference ranges the caller gave and changed (a lab's own lymphosum range
         #: then stands; else — also when a caller passes the defaults through, as
         #: ``{**REFERENCE_RANGES, ...}`` — the lymphosum is held to its panel's range).
-        self.given_ranges = {k: v for k, v in (ranges or {}).items()
-                             if REFERENCE_RANGES.get(k) != v}
+        defaults = {**REFERENCE_RANGES, **TBNK_REFERENCE_RANGES}
+        self.given_ranges = {k: v for k, v in (ranges or {}).items() if defaults.get(k) != v}
         #: Where :meth:`note` writes (None: nowhere).
         self.notes = notes
         run_path = self.out / "run.json"
@@ -600,8 +600,14 @@ class _Batch:
 
         if isinstance(request, str):
             path = self.views[request]
+            xml = gates_xml_path(self.out, request)
             try:
-                gates = gates_xml_path(self.out, request).read_text(encoding="utf-8")
+                gates = xml.read_bytes().decode("utf-8")  # as written: no newline translation
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ImmunoprofileError(f"{xml.name}: the tube's placed gates cannot be read "
+                                         f"({first_line(exc)}) — run immunoprofile gate "
+                                         "again") from None
+            try:
                 views = unpack_views(path.read_bytes(), gates_digest(gates))
             except (OSError, ValueError) as exc:
                 raise ImmunoprofileError(f"{path.name}: {first_line(exc)} — run immunoprofile "
