@@ -112,7 +112,10 @@ def limits(values: np.ndarray, bounds: Sequence[float] | np.ndarray) -> tuple[fl
     if b.size:
         lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
     pad = 0.05 * (hi - lo or 1.0)
-    return lo - pad, hi + pad
+    if not np.isfinite(pad):  # a float64 file's values spanning more than the largest float
+        pad = 0.05 * hi - 0.05 * lo
+    largest = float(np.finfo(np.float64).max)
+    return max(lo - pad, -largest), min(hi + pad, largest)
 
 
 #: Bins of each pass of :func:`bulk_range`.
