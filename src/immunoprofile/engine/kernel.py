@@ -240,20 +240,23 @@ CELL_MIXED = 2
 
 
 @numba.njit(inline="always", **EXACT_OPTIONS)
+def _untransformed_crossing(ax, ay, bx, by, px, py):
+    # FlowKit's winding rule for one edge a->b and an untransformed point: +1 when the
+    # point is left of an upward edge whose y span holds it, -1 right of a downward one
+    value = (bx - ax) * (py - ay) - (px - ax) * (by - ay)
+    up = (ay <= py) & (py < by) & (value > 0)
+    down = (ay > py) & (by <= py) & (value < 0)
+    return np.int64(up) - np.int64(down)
+
+
+@numba.njit(inline="always", **EXACT_OPTIONS)
 def _untransformed_inside(px, py, verts, v0, nv):
-    # the untransformed branch of _polygon_column for one event: the same operations
+    # one event against every edge (the untransformed branch of _polygon_column)
     wind = 0
     for k in range(nv):
         kb = 0 if k == nv - 1 else k + 1
-        ax = verts[v0 + k, 0]
-        ay = verts[v0 + k, 1]
-        bx = verts[v0 + kb, 0]
-        by = verts[v0 + kb, 1]
-        value = (bx - ax) * (py - ay) - (px - ax) * (by - ay)
-        if (ay <= py) & (py < by) & (value > 0):
-            wind += 1
-        if (ay > py) & (by <= py) & (value < 0):
-            wind -= 1
+        wind += _untransformed_crossing(verts[v0 + k, 0], verts[v0 + k, 1],
+                                        verts[v0 + kb, 0], verts[v0 + kb, 1], px, py)
     return (wind & 1) == 1
 
 
@@ -422,13 +425,7 @@ def _polygon_column(cand, vx_row, vy_row, sx, sy, fx, fy, v0, nv, verts, edge_ki
             bx = verts[v0 + kb, 0]
             by = verts[v0 + kb, 1]
             for i in range(nb):
-                px = vx_row[i]
-                py = vy_row[i]
-                value = (bx - ax) * (py - ay) - (px - ax) * (by - ay)
-                up = (ay <= py) & (py < by) & (value > 0)
-                down = (ay > py) & (by <= py) & (value < 0)
-                wind[i] += up
-                wind[i] -= down
+                wind[i] += _untransformed_crossing(ax, ay, bx, by, vx_row[i], vy_row[i])
         for i in range(nb):
             cand[i] = cand[i] & ((wind[i] & 1) == 1)
         return
