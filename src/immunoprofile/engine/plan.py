@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +57,10 @@ class GateMembership(Mapping):
     parents (FlowKit's ``GatingResults.get_gate_membership``).
     """
 
-    def __init__(self, keys: list[GateKey], bits: np.ndarray):
+    def __init__(self, keys: list[GateKey], bits: np.ndarray, counts=None):
         self._keys = keys
         self._bits = bits  # (words, events) uint64
+        self._counts = counts  # events per gate, as the kernel counted them (or None)
 
     def __getitem__(self, key: GateKey) -> np.ndarray:
         g = self._keys.index((key[0], tuple(key[1])))
@@ -85,6 +86,35 @@ class GateMembership(Mapping):
         """Packed membership: uint64 (ceil(gates / 64), events); bit ``g % 64`` of word
         ``g // 64`` is gate ``g`` in :attr:`GatingPlan.gate_ids` order."""
         return self._bits
+
+    @property
+    def counts(self) -> dict[GateKey, int]:
+        """Events in every gate, as :meth:`GatingPlan.counts` gives them (the kernel counts
+        them as it writes the memberships: nothing is counted again)."""
+        if self._counts is None:
+            self._counts = [int(np.count_nonzero(self[key])) for key in self._keys]
+        return {key: int(c) for key, c in zip(self._keys, self._counts, strict=True)}
+
+
+def pack_memberships(members: Sequence[np.ndarray], events: int) -> np.ndarray:
+    """Per-gate boolean memberships packed as :attr:`GateMembership.bitmask` lays them out.
+
+    Parameters
+    ----------
+    members : sequence of numpy.ndarray
+        One bool array per gate, ``events`` long.
+    events : int
+        Events in the tube.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint64, (ceil(gates / 64), events).
+    """
+    bits = np.zeros(((len(members) + 63) // 64, events), dtype=np.uint64)
+    for g, member in enumerate(members):
+        bits[g // 64] |= np.asarray(member, dtype=bool).astype(np.uint64) << np.uint64(g % 64)
+    return bits
 
 
 class GatingPlan:
@@ -279,13 +309,11 @@ class GatingPlan:
             results = self._flowkit(sample)
             members = [np.asarray(_flowkit_membership(results, key), dtype=bool)
                        for key in self.gate_ids]
-            n = members[0].size if members else 0
-            bits = np.zeros(((len(members) + 63) // 64, n), dtype=np.uint64)
-            for g, member in enumerate(members):
-                bits[g // 64] |= member.astype(np.uint64) << np.uint64(g % 64)
-            return GateMembership(self.gate_ids, bits)
-        _, bits = self._run(sample, True, threads)
-        return GateMembership(self.gate_ids, bits)
+            bits = pack_memberships(members, members[0].size if members else 0)
+            return GateMembership(self.gate_ids, bits,
+                                  [int(np.count_nonzero(m)) for m in members])
+        counts, bits = self._run(sample, True, threads)
+        return GateMembership(self.gate_ids, bits, counts)
 
     def _flowkit(self, sample):
         import flowkit as fk

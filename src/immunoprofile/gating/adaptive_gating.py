@@ -19,7 +19,7 @@ import numpy as np
 
 from ..engine.bind import compensation_matrix
 from ..engine.plain import gating_ml, lower_plain
-from ..engine.plan import GatingPlan
+from ..engine.plan import GatingPlan, pack_memberships
 from ..errors import GatingError, first_line
 from ..io.events import EventData
 from ..io.fcs import Tube
@@ -236,8 +236,7 @@ def gate_tube_adaptive(tube: Tube, panel: Panel, templates: str | None = None,
     try:
         if bitmask:
             membership = plan.membership(tube.events, threads=threads)
-            bits = membership.bitmask
-            counts = {key: int(np.count_nonzero(membership[key])) for key in plan.gate_ids}
+            bits, counts = membership.bitmask, membership.counts
         else:
             bits = None
             counts = plan.counts(tube.events, threads=threads)
@@ -267,10 +266,8 @@ def _flowkit_counts(tube: Tube, text: str, keys) -> tuple[np.ndarray, np.ndarray
         results = strategy.gate_sample(tube.sample)
         members = [np.asarray(results.get_gate_membership(name, gate_path=path), dtype=bool)
                    for name, path in keys]
-        bits = np.zeros(((len(members) + 63) // 64, tube.event_count), dtype=np.uint64)
-        for g, member in enumerate(members):
-            bits[g // 64] |= member.astype(np.uint64) << np.uint64(g % 64)
-        return np.array([int(np.count_nonzero(m)) for m in members], dtype=np.int64), bits
+        return (np.array([int(np.count_nonzero(m)) for m in members], dtype=np.int64),
+                pack_memberships(members, tube.event_count))
     except Exception as exc:  # FlowKit's failures, in one line
         raise GatingError(f"{tube.path.name}: FlowKit could not gate its placed gates: "
                           f"{first_line(exc)}") from None
