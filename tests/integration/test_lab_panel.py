@@ -334,3 +334,43 @@ def test_the_default_reference_ranges_passed_back_leave_the_panels_lymphosum_ran
     own = {**REFERENCE_RANGES, **TBNK_REFERENCE_RANGES,
            "lymphosum_pct": ("Lymphosum", 96.0, 104.0, "%")}
     assert lymphosum_range(own) == (96.0, 104.0)
+
+
+def test_shipped_panel_files_follow_the_schema(tmp_path):
+    """A run does not check the shipped panel files against the schema (they are package
+    data); this test does, and reads each as a lab's file would be read (checked)."""
+    import jsonschema
+    import yaml
+
+    from immunoprofile.gating.panel_files import (
+        panel_schema_path,
+        read_panel_file,
+        shipped_panel_dir,
+    )
+
+    schema = yaml.safe_load(panel_schema_path().read_text(encoding="utf-8"))
+    files = sorted(shipped_panel_dir().glob("*.yaml"))
+    assert files
+    for path in files:
+        jsonschema.validate(yaml.safe_load(path.read_text(encoding="utf-8")), schema)
+        checked = read_panel_file(path)
+        assert [p.tube for p in checked] == [p.tube for p in read_panel_file(path,
+                                                                           shipped=True)]
+
+
+def test_an_edited_panel_file_is_read_again(tmp_path):
+    """A lab's panel file edited between two loads is read again (its content is hashed),
+    even with its modification time put back."""
+    import os
+
+    folder = tmp_path / "panels"
+    folder.mkdir()
+    (folder / "lab.yaml").write_text(documented_panel(), encoding="utf-8")
+    stat = (folder / "lab.yaml").stat()
+    first = load_panels([folder])
+    bad = documented_panel() + "\nnot_a_key: 1\n"
+    (folder / "lab.yaml").write_text(bad, encoding="utf-8")
+    os.utime(folder / "lab.yaml", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(PanelError, match="lab.yaml: not a valid panel file"):
+        load_panels([folder])
+    assert first

@@ -67,9 +67,8 @@ def panel_schema_path() -> Path:
 @lru_cache(maxsize=1)
 def _validator():
     import jsonschema
-    import yaml
 
-    schema = yaml.safe_load(panel_schema_path().read_text(encoding="utf-8"))
+    schema = _yaml_load(panel_schema_path().read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -104,13 +103,15 @@ def read_panel_file(path: str | Path, *, shipped: bool = False) -> list[Panel]:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _yaml_load(text)
     except Exception as exc:  # yaml's and json's parse errors, in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PanelError(f"{path}: not a valid panel file: {first}") from None
-    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    # The shipped files are checked against the schema by the test suite
+    # (tests/integration/test_lab_panel.py); checking them again in every run would cost
+    # each command a tenth of a second of importing jsonschema. A lab's files are checked.
+    errors = [] if shipped else sorted(_validator().iter_errors(data),
+                                       key=lambda e: list(e.absolute_path))
     if errors:
         worst = errors[0]
         where = "/".join(str(p) for p in worst.absolute_path) or "(top level)"
@@ -214,7 +215,7 @@ def load_panels(folders: Iterable[str | Path] = ()) -> PanelSet:
         files the same panel. A lab's file that names a shipped panel (``panel:
         tbnk6``) replaces that panel: its limits and its templates (beside the file).
     """
-    files: list[tuple[Path, bool]] = [(p, True) for p in _panel_files(shipped_panel_dir())]
+    key = _shipped_key()
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
@@ -222,9 +223,36 @@ def load_panels(folders: Iterable[str | Path] = ()) -> PanelSet:
         mine = _panel_files(folder)
         if not mine:
             raise PanelError(f"{folder}: holds no panel file (*.yaml, *.yml, *.json)")
-        files += [(p, False) for p in mine]
-    key = tuple((str(p.resolve()), shipped, *_version(p)) for p, shipped in files)
+        key += tuple((str(p.resolve()), False, *_version(p)) for p in mine)
     return _load(key)
+
+
+#: Stat signature of each shipped panel file → its part of :func:`load_panels`' key.
+_SHIPPED_SEEN: dict[tuple, tuple] = {}
+
+
+def _shipped_key() -> tuple:
+    """The shipped panel files' part of :func:`load_panels`' key: resolved path, and the
+    SHA-256 of the content. The hash is taken again only when a file's stat signature
+    (inode, size, modification and change times) differs from the last one seen: every
+    tube of a batch asks for the panels, and installed package data change between runs,
+    not within one."""
+    key = []
+    for path in _panel_files(shipped_panel_dir()):
+        st = path.stat()
+        signature = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if signature not in _SHIPPED_SEEN:
+            _SHIPPED_SEEN[signature] = (str(path.resolve()), True, *_version(path))
+        key.append(_SHIPPED_SEEN[signature])
+    return tuple(key)
+
+
+def _yaml_load(text: str):
+    """YAML through libyaml's parser where PyYAML was built with it (the same documents,
+    several times faster), else PyYAML's own."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _panel_files(folder: Path) -> list[Path]:

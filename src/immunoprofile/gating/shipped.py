@@ -3,17 +3,20 @@ ones in ``gating/adaptive/``) and the panel files (``gating/panels/``)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from ..errors import TemplateError
 
 
+@lru_cache(maxsize=1)
 def template_dir() -> Path:
     """Folder holding the Gating-ML templates.
 
     The repository's ``gating/`` folder in a source checkout or editable install; the copy
-    shipped inside the package (``immunoprofile/_templates``) in a built wheel.
+    shipped inside the package (``immunoprofile/_templates``) in a built wheel. Looked up
+    once per process (where the package lies does not change; a failure is not kept).
     """
     shipped = resources.files("immunoprofile") / "_templates"
     if shipped.is_dir():
