@@ -19,7 +19,7 @@ from immunoprofile.gating import density as dn
 from immunoprofile.gating.adaptive_gating import gate_tube_adaptive, place_tube
 from immunoprofile.gating.adaptive_template import Adaptation, parse_adaptive_template
 from immunoprofile.gating.panels import detect_panel
-from immunoprofile.gating.placement import bead_bounds, cluster_hull, valley_cut
+from immunoprofile.gating.placement import bead_bounds, cluster_hull, floor_share, valley_cut
 from immunoprofile.gating.templates import adaptive_template_dir
 from immunoprofile.io.fcs import read_tube
 
@@ -100,6 +100,58 @@ def test_valley_outside_the_search_range_is_not_taken():
     t = np.r_[RNG.normal(0.15, 0.03, 8000), RNG.normal(0.60, 0.04, 2000)]
     cut, status, _, _ = valley_cut(t, 0.55, _adapt(search="0.5 0.58"))
     assert status == "uncertain" and 0.5 <= cut <= 0.58
+
+
+def test_dim_cells_on_the_valley_floor_make_the_cut_uncertain():
+    # negatives, a bright population, and just below it a thin smear of dim cells of
+    # another kind (CD16-dim monocytes below NK) amounting to 10 % of what the gate keeps;
+    # the valley's lowest point lies in the clean gap below the smear
+    negatives = RNG.normal(0.15, 0.03, 8000)
+    bright = RNG.normal(0.65, 0.03, 900)
+    smear = RNG.uniform(0.38, 0.56, 100)
+    t = np.r_[negatives, bright, smear]
+    cut, status, _, _ = valley_cut(t, 0.4, _adapt(search="0.2 0.6"))
+    assert status == "placed" and cut < 0.38
+    cut, status, confidence, reason = valley_cut(
+        t, 0.4, _adapt(search="0.2 0.6", **{"max-floor-share": "0.05"}))
+    assert status == "uncertain" and confidence > 0.9 and "valley floor" in reason
+    # the same populations without the smear: the check passes
+    t = np.r_[negatives, bright]
+    _, status, _, _ = valley_cut(t, 0.4, _adapt(search="0.2 0.6", **{"max-floor-share": "0.05"}))
+    assert status == "placed"
+
+
+def test_a_second_population_on_the_kept_side_makes_the_cut_uncertain():
+    # negatives, a dim population (monocytes, CD16-dim) and a bright one (NK) whose valley
+    # from the dim one lies beyond the search range: the cut goes below the dim cells, and
+    # the gate would keep both
+    t = np.r_[RNG.normal(0.15, 0.03, 8000), RNG.normal(0.45, 0.025, 300),
+              RNG.normal(0.75, 0.025, 1200)]
+    cut, status, _, _ = valley_cut(t, 0.4, _adapt(search="0.2 0.55"))
+    assert status == "placed" and cut < 0.4
+    _, status, _, reason = valley_cut(t, 0.4, _adapt(search="0.2 0.55",
+                                                     **{"max-floor-share": "0.05"}))
+    assert status == "uncertain" and "two populations" in reason
+    # kept below (an upper bound): the same populations mirrored
+    _, status, _, reason = valley_cut(1.0 - t, 0.6, _adapt(search="0.45 0.8",
+                                                           **{"max-floor-share": "0.05"}),
+                                      keep="below")
+    assert status == "uncertain" and "two populations" in reason
+
+
+def test_floor_share_counts_the_kept_side_of_the_floor():
+    t = np.r_[RNG.normal(0.15, 0.03, 8000), RNG.uniform(0.38, 0.56, 80),
+              RNG.normal(0.65, 0.03, 900)]
+    d = dn.density_1d(t, -0.2, 1.0, bins=300, bandwidth=0.015)
+    i = int(np.argmax(np.where(d.centres < 0.4, d.density, 0)))
+    j = int(np.argmax(np.where(d.centres > 0.4, d.density, 0)))
+    v = dn.valley_between(d, i, j)
+    above, kept_above = floor_share(d, t, i, j, v, "above")
+    below, kept_below = floor_share(d, t, i, j, v, "below")
+    assert kept_above == np.count_nonzero(t >= d.centres[v])
+    assert kept_below == np.count_nonzero(t < d.centres[v])
+    assert 50 <= above * kept_above <= 110  # the smear, give or take the bright edge
+    assert below < 0.01  # the negatives sink into the floor at once
 
 
 # ---------------------------------------------------------------- beads and clusters

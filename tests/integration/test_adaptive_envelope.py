@@ -27,11 +27,7 @@ CASES = 200
 EVENTS = 20_000
 #: Tubes of this seed known to be wrong and unflagged, with why. The issue's target is none;
 #: the test fails when one of these becomes right (remove it) or another goes wrong.
-KNOWN_WRONG = {
-    "E3-0002_nk": "monocytes at 2.4× the lymphocytes' SSC with scatter spreads ×1.34 reach "
-                  "the lymphocyte gate (49 of 580); CD16-dim, 46 of them pass the NK gate: "
-                  "NK 181 against 164 cells/µL for a perfect gate (+10 %), unflagged",
-}
+KNOWN_WRONG: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ The methods, in a cytometrist's terms (attributes in ``gating/README.md``):
     ``tail-offset`` above the negative peak, or four of its standard deviations if that is
     further (its upper tail). Uncertain when the valley is shallow (its density more than
     ``1 - min-depth`` of the lower peak), when the cut falls outside the search range, or
-    when no negative peak is found.
+    when no negative peak is found; with ``max-floor-share``, also when the side kept holds
+    a second population beyond another valley, or a smear of dim events on the valley
+    floor short of the kept population (CD16-dim monocytes below NK cells).
 ``cluster``
     The lymphocytes on CD45 × SSC: the smoothed 2-D density's watershed basins; the CD45+
     basin lowest in SSC (lymphocytes are the CD45+ cells of least side scatter, wherever
@@ -73,6 +75,13 @@ _BEAD_SD_MAX = 0.03
 #: Share of a lymphocyte cluster's events beyond the SSC valley below the monocytes above
 #: which the cluster is uncertain (monocytes reach it).
 _BEYOND_VALLEY_SHARE = 0.02
+#: Fewest events a valley cut must keep (of the events placement looks at) for the share
+#: of them on the valley's floor (``max-floor-share``) to be judged: with fewer, the
+#: floor's edge is noise (and the tube's count is flagged LOW_POPULATION_EVENTS).
+_FLOOR_SHARE_EVENTS = 100
+#: How many of its standard deviations from its peak a population is taken to begin
+#: (:func:`floor_share`).
+_POPULATION_EDGE_SD = 3.0
 #: Peaks lower than this share of the tallest are noise (1-D).
 _PEAK_SHARE = 0.003
 
@@ -267,7 +276,8 @@ class _Placer:
             side = "lo" if d.lo is not None else "hi"
             seed = d.lo if side == "lo" else d.hi
             cut, status, confidence, reason = valley_cut(
-                self.scaled(d)[parent], seed, adapt)
+                self.scaled(d)[parent], seed, adapt,
+                keep="above" if side == "lo" else "below")
             bounds[j] = (cut, d.hi) if side == "lo" else (d.lo, cut)
             statuses.append(status)
             confidences.append(confidence)
@@ -389,7 +399,8 @@ def densify(verts: np.ndarray, step: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------- 1-D methods
 
-def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, str, float, str]:
+def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
+               keep: str = "above") -> tuple[float, str, float, str]:
     """A threshold between a negative and a positive population (scale units).
 
     Of every two peaks of the density with a valley between them inside the search range,
@@ -410,7 +421,12 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
         ``search`` (lo hi, default seed ± 0.15), ``tail-offset`` (0.1), ``min-depth``
         (0.5), ``bandwidth`` (0.015), ``floor-noise`` (0: the lowest point; *k*: of the
         points within *k* standard deviations of counting noise above it, the valley's
-        floor, the one nearest the taller peak — gating/README.md).
+        floor, the one nearest the taller peak — gating/README.md), ``max-floor-share``
+        (none: unchecked; *s*: uncertain when, by more than counting noise, more than *s* of
+        the events the gate keeps lie beyond a second valley on its side
+        (:func:`second_population_share`) or on the valley's floor (:func:`floor_share`)).
+    keep : {"above", "below"}
+        The side of the cut the gate keeps (a lower or an upper bound).
 
     Returns
     -------
@@ -452,10 +468,29 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
         v = dn.valley_between(d, i, j, *search, toward=i if y[i] >= y[j] else j, noise=floor_noise)
         depth = float(1.0 - y[v] / min(y[i], y[j]))
         cut = float(d.centres[v])
-        if depth >= min_depth:
-            return cut, "placed", depth, ""
-        return cut, "uncertain", depth, (
-            f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations overlap")
+        if depth < min_depth:
+            return cut, "uncertain", depth, (
+                f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations "
+                "overlap")
+        max_floor = adapt.attributes.get("max-floor-share")
+        if max_floor is not None:
+            other, kept = second_population_share(d, t, peaks, i, j, v, keep, min_depth)
+            if _clearly_above(other, kept, float(max_floor)):
+                return cut, "uncertain", depth, (
+                    f"the side kept holds two populations, a valley apart (the one further "
+                    f"from the cut {other:.0%} of the {kept} events kept): the gate may "
+                    "hold cells of another kind, such as CD16-dim monocytes in the "
+                    "lymphocyte gate, or the wanted cells may lie beyond a valley outside "
+                    "the search range")
+            share, kept = floor_share(d, t, i, j, v, keep)
+            if _clearly_above(share, kept, float(max_floor)):
+                return cut, "uncertain", depth, (
+                    f"{share:.0%} of the {kept} events kept lie on the valley floor, short "
+                    "of where the kept population begins (dim cells of another kind, such as "
+                    "CD16-dim monocytes in the lymphocyte gate, or a long dim tail): the "
+                    f"count depends on where on the floor the cut goes by more than "
+                    f"{float(max_floor):.0%}")
+        return cut, "placed", depth, ""
     if peaks.size >= 2:
         # two populations, but the valley between them is not in the search range
         i, j = sorted(int(p) for p in peaks[np.argsort(y[peaks])[-2:]])
@@ -488,6 +523,108 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation) -> tuple[float, st
     return cut, "uncertain", confidence, (
         "no valley in the search range, and the one population's tail still holds "
         f"{1 - confidence:.0%} of its peak density at the cut")
+
+
+def _clearly_above(share: float, kept: int, limit: float) -> bool:
+    """Whether ``share`` of ``kept`` events is above ``limit`` by more than counting noise:
+    the events in excess of the limit exceed two Poisson SDs of their own count, and at
+    least :data:`_FLOOR_SHARE_EVENTS` events are kept (a small population's share moves by
+    several per cent with a few events)."""
+    count = share * kept
+    return kept >= _FLOOR_SHARE_EVENTS and count - limit * kept > 2.0 * math.sqrt(count)
+
+
+def second_population_share(d: dn.Density1D, t: np.ndarray, peaks: np.ndarray, i: int,
+                            j: int, v: int, keep: str, min_depth: float
+                            ) -> tuple[float, int]:
+    """Of the events a valley cut keeps, the share beyond a second valley on the kept side.
+
+    The cut (bin ``v``) lies between the peaks at bins ``i`` < ``j``. Another peak on the
+    kept side (beyond ``j`` when keeping above, beyond ``i`` when keeping below), with a
+    valley at least ``min_depth`` deep between it and the kept peak, is a second
+    population; the share is of the events beyond the deepest such valley (0 when there
+    is none).
+
+    Parameters
+    ----------
+    d : Density1D
+    t : numpy.ndarray
+        The events (scale units).
+    peaks : numpy.ndarray
+        The density's peaks (bins).
+    i, j, v : int
+        Bins of the lower peak, the upper peak and the cut.
+    keep : {"above", "below"}
+    min_depth : float
+        Depth (1 − valley / lower peak) that makes a valley.
+
+    Returns
+    -------
+    share : float
+    kept : int
+        Events kept (events).
+    """
+    y = d.density
+    near = j if keep == "above" else i
+    kept = t >= d.centres[v] if keep == "above" else t < d.centres[v]
+    n = int(np.count_nonzero(kept))
+    best = 0.0
+    for p in (peaks[peaks > j] if keep == "above" else peaks[peaks < i]):
+        a, b = sorted((int(p), near))
+        w = dn.valley_between(d, a, b)
+        if w is None or 1.0 - y[w] / min(y[a], y[b]) < min_depth:
+            continue
+        beyond = kept & ((t >= d.centres[w]) if keep == "above" else (t < d.centres[w]))
+        best = max(best, int(np.count_nonzero(beyond)) / n if n else 0.0)
+    return best, n
+
+
+def floor_share(d: dn.Density1D, t: np.ndarray, i: int, j: int, v: int,
+                keep: str = "above") -> tuple[float, int]:
+    """How much of what a valley cut keeps lies between the cut and the kept population.
+
+    The cut (bin ``v``) is the valley's lowest point between the peaks at bins
+    ``i`` < ``j``. The kept population is taken to begin :data:`_POPULATION_EDGE_SD` of
+    its standard deviations from its peak, the deviation measured on its far side, away
+    from the cut, where no other cells lie (for a normal population, 0.13 % of it lies
+    beyond). Events between the cut and that edge are kept only because the cut went to
+    the valley's lowest point and not to the population's edge: dim cells of another kind,
+    or a long dim tail. When they are a large share of the gate, its count rests on where
+    the cut was put.
+
+    Parameters
+    ----------
+    d : Density1D
+        The density the cut was placed on.
+    t : numpy.ndarray
+        The events (scale units).
+    i, j, v : int
+        Bins of the lower peak, the upper peak and the cut.
+    keep : {"above", "below"}
+        The side of the cut the gate keeps.
+
+    Returns
+    -------
+    share : float
+        Events between the cut and the kept population's edge / events kept (0 when none
+        are kept).
+    kept : int
+        Events kept (events).
+    """
+    cut = float(d.centres[v])
+    peak = float(d.centres[j if keep == "above" else i])
+    far = t[t > peak] if keep == "above" else t[t < peak]
+    if far.size < 5:
+        return 0.0, 0
+    sd = float(np.sqrt(np.mean((far - peak) ** 2)))
+    if keep == "above":
+        kept = t >= cut
+        on_floor = kept & (t < peak - _POPULATION_EDGE_SD * sd)
+    else:
+        kept = t < cut
+        on_floor = kept & (t > peak + _POPULATION_EDGE_SD * sd)
+    n = int(np.count_nonzero(kept))
+    return (int(np.count_nonzero(on_floor)) / n if n else 0.0), n
 
 
 def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
