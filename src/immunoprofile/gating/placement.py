@@ -663,11 +663,17 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
             f"range {search[0]:.2f}–{search[1]:.2f}")
     # Beads are compact (a CV of a few %): of the peaks in the range, brightest first, the
     # first whose core is compact is the beads; cells as bright are broad.
-    candidates = [_bead_candidate(d, peaks, p, m, columns, spread)
-                  for p in sorted(top, key=lambda p: -d.centres[p])]
-    compact = [c for c in candidates if c is not None and np.all(c[2] <= _BEAD_SD_MAX)]
-    if compact:
-        bead, cut, sd, median, lows = compact[0]
+    # (each candidate costs a robust fit: the dimmer ones are fitted only when no brighter
+    # one is compact)
+    candidates = []
+    compact = None
+    for p in sorted(top, key=lambda p: -d.centres[p]):
+        candidates.append(_bead_candidate(d, peaks, p, m, columns, spread))
+        if candidates[-1] is not None and np.all(candidates[-1][2] <= _BEAD_SD_MAX):
+            compact = candidates[-1]
+            break
+    if compact is not None:
+        bead, cut, sd, median, lows = compact
     else:
         found = [c for c in candidates if c is not None]
         if not found:
@@ -678,7 +684,7 @@ def bead_bounds(scaled: np.ndarray, seeds: np.ndarray,
         [np.abs(c - mid) <= spread * s for c, mid, s in zip(columns, median, sd, strict=True)])
     strays = int(np.count_nonzero(in_gate & ~in_cluster))
     confidence = 1.0 - d.at(cut) / d.density[bead]
-    if not compact:
+    if compact is None:
         return lows, "uncertain", float(confidence), (
             f"the bright cluster is not compact (SD up to {sd.max():.3f} on the scale, beads "
             f"are under {_BEAD_SD_MAX}): beads and cells as bright overlap")
