@@ -75,10 +75,11 @@ _BEAD_SD_MAX = 0.03
 #: Share of a lymphocyte cluster's events beyond the SSC valley below the monocytes above
 #: which the cluster is uncertain (monocytes reach it).
 _BEYOND_VALLEY_SHARE = 0.02
-#: Fewest events a valley cut must keep (of the events placement looks at) for the share
-#: of them on the valley's floor (``max-floor-share``) to be judged: with fewer, the
-#: floor's edge is noise (and the tube's count is flagged LOW_POPULATION_EVENTS).
-_FLOOR_SHARE_EVENTS = 100
+#: Fewest events a valley cut must keep (of the events placement looks at) for
+#: ``max-floor-share`` to be judged: with fewer, the kept population's peak and spread,
+#: from which the floor's end is judged, are too uncertain (at 120–180 events, noise
+#: sub-peaks flagged right NK gates: review of 2026-12-03).
+_FLOOR_SHARE_EVENTS = 250
 #: How many of its standard deviations from its peak a population is taken to begin
 #: (:func:`floor_share`).
 _POPULATION_EDGE_SD = 3.0
@@ -443,6 +444,9 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
     min_depth = adapt.number("min-depth", 0.5)
     bandwidth = adapt.number("bandwidth", 0.015)
     floor_noise = adapt.number("floor-noise", 0.0)
+    max_floor = _share_attribute(adapt, "max-floor-share")
+    if keep not in ("above", "below"):
+        raise ValueError(f"keep must be 'above' or 'below', not {keep!r}")
     t = t[np.isfinite(t)]
     if t.size < 20:
         return seed, "uncertain", 0.0, f"only {t.size} events to place the threshold on"
@@ -472,10 +476,9 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
             return cut, "uncertain", depth, (
                 f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations "
                 "overlap")
-        max_floor = adapt.attributes.get("max-floor-share")
         if max_floor is not None:
             other, kept = second_population_share(d, t, peaks, i, j, v, keep, min_depth)
-            if _clearly_above(other, kept, float(max_floor)):
+            if _clearly_above(other, kept, max_floor):
                 return cut, "uncertain", depth, (
                     f"the side kept holds two populations, a valley apart (the one further "
                     f"from the cut {other:.0%} of the {kept} events kept): the gate may "
@@ -483,13 +486,13 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
                     "lymphocyte gate, or the wanted cells may lie beyond a valley outside "
                     "the search range")
             share, kept = floor_share(d, t, i, j, v, keep)
-            if _clearly_above(share, kept, float(max_floor)):
+            if _clearly_above(share, kept, max_floor):
                 return cut, "uncertain", depth, (
                     f"{share:.0%} of the {kept} events kept lie on the valley floor, short "
                     "of where the kept population begins (dim cells of another kind, such as "
                     "CD16-dim monocytes in the lymphocyte gate, or a long dim tail): the "
                     f"count depends on where on the floor the cut goes by more than "
-                    f"{float(max_floor):.0%}")
+                    f"{max_floor:.0%}")
         return cut, "placed", depth, ""
     if peaks.size >= 2:
         # two populations, but the valley between them is not in the search range
@@ -525,11 +528,25 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
         f"{1 - confidence:.0%} of its peak density at the cut")
 
 
+def _share_attribute(adapt: Adaptation, name: str) -> float | None:
+    """A share attribute (0 ≤ s < 1), or None when absent; GatingError naming it when it is
+    not one (a percentage written as 5 would switch the check off)."""
+    text = adapt.attributes.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise GatingError(f"{name}={text!r}: must be a share from 0 to 1 (0.05 for 5 %)")
+    return value
+
+
 def _clearly_above(share: float, kept: int, limit: float) -> bool:
     """Whether ``share`` of ``kept`` events is above ``limit`` by more than counting noise:
     the events in excess of the limit exceed two Poisson SDs of their own count, and at
-    least :data:`_FLOOR_SHARE_EVENTS` events are kept (a small population's share moves by
-    several per cent with a few events)."""
+    least :data:`_FLOOR_SHARE_EVENTS` events are kept."""
     count = share * kept
     return kept >= _FLOOR_SHARE_EVENTS and count - limit * kept > 2.0 * math.sqrt(count)
 
@@ -542,8 +559,8 @@ def second_population_share(d: dn.Density1D, t: np.ndarray, peaks: np.ndarray, i
     The cut (bin ``v``) lies between the peaks at bins ``i`` < ``j``. Another peak on the
     kept side (beyond ``j`` when keeping above, beyond ``i`` when keeping below), with a
     valley at least ``min_depth`` deep between it and the kept peak, is a second
-    population; the share is of the events beyond the deepest such valley (0 when there
-    is none).
+    population; the share is the largest of the events kept beyond any such valley (that
+    of the valley nearest the kept peak; 0 when there is none).
 
     Parameters
     ----------
