@@ -5,6 +5,7 @@ trail (Gating-ML that FlowKit gates to the engine's counts, gates.csv, GATE_UNCE
 from __future__ import annotations
 
 import io
+import re
 import shutil
 
 import flowkit as fk
@@ -188,6 +189,42 @@ def test_cluster_keeps_lymphocytes_and_leaves_monocytes_out():
     assert inside[:40_000].mean() > 0.99 and inside[40_000:].mean() < 0.01
 
 
+def _blob(rng, n, cd45, log_ssc, sd=(0.02, 0.03)):
+    return np.column_stack([rng.normal(cd45, sd[0], n), 10 ** rng.normal(log_ssc, sd[1], n)])
+
+
+def test_cluster_joins_t_cells_a_band_above_cll_cells_split_in_two():
+    """CD45-dim CLL cells split by noise into two basins put the first (lowest-SSC) basin
+    low; the T and NK cells 1.6× above it still belong, through the upper CLL basin
+    (envelope seed 12, case 15: the gate held only the CLL cells, NK 5 vs 597/µL)."""
+    rng = np.random.default_rng(12)
+    cll = np.r_[_blob(rng, 3000, 0.63, 4.45), _blob(rng, 3000, 0.635, 4.56)]
+    t_nk = _blob(rng, 8000, 0.72, 4.66)
+    others = np.r_[_blob(rng, 1500, 0.66, 5.2, (0.03, 0.05)),
+                   _blob(rng, 20_000, 0.56, 5.42, (0.03, 0.04))]
+    events = np.r_[cll, t_nk, others]
+    hull, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
+                                           np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
+                                           Adaptation("cluster", {}), None)
+    inside = dn.points_in_polygon(events[:, 0], events[:, 1], hull)
+    assert status == "placed", reason
+    assert inside[:14_000].mean() > 0.98 and inside[14_000:].mean() < 0.01
+
+
+def test_cluster_that_leaves_a_cd45_bright_population_just_above_it_is_uncertain():
+    """CLL cells at low SSC and the T cells 1.66× above them with no basin between: the
+    gate is drawn round the CLL cells alone, and says a CD45+ population was left out."""
+    rng = np.random.default_rng(3)
+    cll = _blob(rng, 6000, 0.63, 4.40, (0.02, 0.025))
+    t_cells = _blob(rng, 3000, 0.72, 4.62, (0.02, 0.025))
+    gran = _blob(rng, 20_000, 0.56, 5.42, (0.03, 0.04))
+    events = np.r_[cll, t_cells, gran]
+    _, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
+                                        np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
+                                        Adaptation("cluster", {}), None)
+    assert status == "uncertain" and "was left out" in reason, reason
+
+
 def test_a_cluster_too_sparse_to_draw_is_uncertain_not_an_error():
     """A small tube's cells spread so thinly that no bin rises above a few lone events'
     density (seen on 2,000-event envelope tubes): the seed is kept and flagged."""
@@ -201,6 +238,21 @@ def test_a_cluster_too_sparse_to_draw_is_uncertain_not_an_error():
 
 
 # ---------------------------------------------------------------- templates
+
+def test_a_misspelt_or_malformed_adaptation_attribute_is_refused_naming_it():
+    """An attribute placement does not read would be ignored, its check silently off."""
+    text = (adaptive_template_dir() / "nk_tube.xml").read_text()
+    assert 'max-floor-share="0.05"' in text
+    with pytest.raises(TemplateError, match="gate NK: adapt:valley has no attribute "
+                                            "'max-floor-shar'"):
+        parse_adaptive_template(text.replace("max-floor-share=", "max-floor-shar="), "x.xml")
+    with pytest.raises(TemplateError, match="max-floor-share='5 %' must be a number"):
+        parse_adaptive_template(text.replace('max-floor-share="0.05"',
+                                             'max-floor-share="5 %"'), "x.xml")
+    with pytest.raises(TemplateError, match="search='0.3' must be 2 numbers"):
+        parse_adaptive_template(re.sub(r'search="[^"]*"', 'search="0.3"', text, count=1),
+                                "x.xml")
+
 
 def test_template_reader_refuses_what_it_cannot_place(tmp_path):
     text = (adaptive_template_dir() / "cd4_tube.xml").read_text()

@@ -40,6 +40,17 @@ _D = "{http://www.isac-net.org/std/Gating-ML/v2.0/datatypes}"
 ADAPT_NAMESPACE = "urn:immunoprofile:adaptive:1"
 _A = "{" + ADAPT_NAMESPACE + "}"
 METHODS = ("valley", "cluster", "beads", "scale")
+#: The attributes each method reads, and how many numbers each holds (``gating/README.md``):
+#: a name not here, or text that is not that many numbers, is refused when the template is
+#: read — a misspelt ``max-floor-shar`` would otherwise switch its check off unseen.
+ATTRIBUTES: dict[str, dict[str, int]] = {
+    "valley": {"search": 2, "tail-offset": 1, "min-depth": 1, "bandwidth": 1,
+               "floor-noise": 1, "max-floor-share": 1, "dimension": 1},
+    "cluster": {"level": 1, "ssc-band": 1, "cd45-band": 1, "positive-band": 1,
+                "bandwidth": 2, "bins": 1},
+    "beads": {"search": 2, "spread": 1},
+    "scale": {"expected": 1, "search": 1},
+}
 
 
 @dataclass(frozen=True)
@@ -209,8 +220,28 @@ def _adaptations(node, where: str) -> tuple[Adaptation, ...]:
         if method not in METHODS:
             raise TemplateError(f"{where}: unknown adaptation {method!r} "
                                 f"(known: {', '.join(METHODS)})")
-        out.append(Adaptation(method, dict(child.attrib)))
+        attributes = dict(child.attrib)
+        _check_attributes(method, attributes, where)
+        out.append(Adaptation(method, attributes))
     return tuple(out)
+
+
+def _check_attributes(method: str, attributes: dict[str, str], where: str) -> None:
+    """TemplateError naming the gate and attribute for a name the method does not read or
+    a value that is not the number(s) it must be."""
+    known = ATTRIBUTES[method]
+    for name, text in attributes.items():
+        if name not in known:
+            raise TemplateError(f"{where}: adapt:{method} has no attribute {name!r} "
+                                f"(known: {', '.join(sorted(known))})")
+        parts = text.split()
+        try:
+            ok = len(parts) == known[name] and all(np.isfinite(float(p)) for p in parts)
+        except ValueError:
+            ok = False
+        if not ok:
+            what = "a number" if known[name] == 1 else f"{known[name]} numbers"
+            raise TemplateError(f"{where}: adapt:{method} {name}={text!r} must be {what}")
 
 
 def parse_adaptive_template(text: str, source: str = "template") -> AdaptiveTemplate:

@@ -23,12 +23,14 @@ The methods, in a cytometrist's terms (attributes in ``gating/README.md``):
 ``cluster``
     The lymphocytes on CD45 × SSC: the smoothed 2-D density's watershed basins; the CD45+
     basin lowest in SSC (lymphocytes are the CD45+ cells of least side scatter, wherever
-    the scatter settings put them), joined by every basin at the same SSC (within a factor
-    ``ssc-band``) and CD45 within ``cd45-band`` of it (CD45-dim CLL cells, NK cells), cut
-    where the density falls below ``level`` of each basin's peak; the gate is the convex
-    hull of that region. Monocytes (higher SSC, their own basin), granulocytes, debris and
-    beads (already excluded) stay out. Uncertain when no CD45+ basin is found or the
-    region reaches the edge of the plotted range.
+    the scatter settings put them), joined by every basin at the same SSC as a basin
+    already joined (within a factor ``ssc-band``, up to 1.75× the first) and CD45 within
+    ``cd45-band`` of the first (CD45-dim CLL cells, NK cells), cut where the density falls
+    below ``level`` of each basin's peak; the gate is the convex hull of that region.
+    Monocytes (higher SSC, their own basin), granulocytes, debris and beads (already
+    excluded) stay out. Uncertain when no CD45+ basin is found, the region reaches the
+    edge of the plotted range, monocytes overlap it, or a CD45+ population just above it
+    in SSC was left out.
 ``beads``
     The compact cluster bright in every fluorescence channel of the gate, wherever its
     scatter is: of the peaks of each event's dimmest channel, brightest first, the first
@@ -825,8 +827,9 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
         return seed_scale, "uncertain", 0.0, "no CD45+ cluster found"
     primary = int(np.flatnonzero(positive)[np.argmin(my[positive])])
     px, py = mx[primary], my[primary]
-    members = (np.abs(my - py) <= ssc_band) & (mx >= px - cd45_band) & \
-        (mx <= px + cd45_band) & (flat[maxima] > 0)
+    members = joined_basins(mx, my, significant & (flat[maxima] > 0), primary, ssc_band,
+                            cd45_band)
+    members &= flat[maxima] > 0
     # A lone event's smoothed height: bins below a few of those are empty space, whose
     # basin is arbitrary.
     lone = 1.0 / (2 * np.pi * (bandwidth[0] / (dens.x[1] - dens.x[0]))
@@ -835,7 +838,11 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
     flat_labels = labels.ravel()
     for k in np.flatnonzero(members):
         region |= (flat_labels == maxima[k]) & (flat >= max(level * flat[maxima[k]], 3 * lone))
-    region, split_reason = _split_by_ssc(region.reshape(bins, bins), counts, dens.y, py)
+    # the SSC the monocytes are judged from: that of the cluster's largest basin (the CLL
+    # cells, or the T cells), not of its lowest
+    joined = np.flatnonzero(members & significant)
+    main_y = my[joined[np.argmax(mass[maxima[joined]])]] if joined.size else py
+    region, split_reason = _split_by_ssc(region.reshape(bins, bins), counts, dens.y, main_y)
     region = region.ravel()
     if not region.any():  # a sparse tube: no bin stands above a few lone events' height
         return seed_scale, "uncertain", 0.0, (
@@ -860,8 +867,88 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
         status, reason = "uncertain", split_reason
     elif ix.min() == 0 or iy.min() == 0 or ix.max() == bins - 1 or iy.max() == bins - 1:
         status, reason = "uncertain", "the cluster reaches the edge of the data's range"
+    if status == "placed":
+        left_out = _left_out_neighbour(mx, my, mass[maxima], significant & ~members, members,
+                                       px, cd45_band, kept_mass)
+        if left_out:
+            status, reason = "uncertain", left_out
     confidence = kept_mass / max(float(mass[maxima[members]].sum()), 1.0)
     return hull, status, float(confidence), reason
+
+
+#: How far (a factor in SSC from the first lymphocyte basin) basins may join the
+#: lymphocytes through one another (:func:`joined_basins`): monocytes, at 2× the
+#: lymphocytes' SSC or more, stay out.
+_JOIN_SSC_REACH = 1.75
+#: A CD45+ basin left out of the lymphocytes below this factor of their highest SSC
+#: makes the cluster uncertain (:func:`_left_out_neighbour`): monocytes sit higher.
+_LEFT_OUT_SSC = 1.8
+
+
+def joined_basins(mx: np.ndarray, my: np.ndarray, links: np.ndarray, primary: int,
+                  ssc_band: float, cd45_band: float) -> np.ndarray:
+    """The basins that make up the lymphocyte cluster, grown from the first one.
+
+    A basin joins when its peak lies within ``ssc_band`` (log10 SSC) of a joined basin
+    that is a ``links`` basin (one of enough events to carry the chain) and within
+    ``cd45_band`` of the first basin's CD45, up to :data:`_JOIN_SSC_REACH` × the first
+    basin's SSC. Growing, not a fixed band around the first basin: a population of
+    CD45-dim CLL cells split by noise into two basins puts the first one low in SSC, and
+    the T and NK cells, a band above it, still belong (envelope seed 12, case 15).
+
+    Parameters
+    ----------
+    mx, my : numpy.ndarray
+        Every basin's peak: CD45 (scale units) and log10 SSC.
+    links : numpy.ndarray
+        bool per basin: may pass membership on.
+    primary : int
+        The first basin (the CD45+ basin of lowest SSC).
+    ssc_band : float
+        log10 of the SSC factor within which basins are at the same SSC.
+    cd45_band : float
+        CD45 distance from the first basin, scale units.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool per basin.
+    """
+    px, py = mx[primary], my[primary]
+    reach = math.log10(_JOIN_SSC_REACH)
+    allowed = (np.abs(mx - px) <= cd45_band) & (np.abs(my - py) <= reach)
+    members = np.zeros(mx.size, dtype=bool)
+    members[primary] = True
+    frontier = [primary]
+    while frontier:
+        k = frontier.pop()
+        near = allowed & ~members & (np.abs(my - my[k]) <= ssc_band)
+        members |= near
+        frontier.extend(int(i) for i in np.flatnonzero(near & links))
+    return members
+
+
+def _left_out_neighbour(mx: np.ndarray, my: np.ndarray, basin_mass: np.ndarray,
+                        candidates: np.ndarray, members: np.ndarray, px: float,
+                        cd45_band: float, kept_mass: float) -> str:
+    """Why the cluster is uncertain when a CD45+ population was left out beside it, or "".
+
+    A significant basin not joined, as bright in CD45 as the cluster's dimmest member or
+    brighter (within ``cd45_band`` of the first basin's CD45 at least), with its peak above
+    the cluster's SSC but under :data:`_LEFT_OUT_SSC` × the highest member's — below
+    where monocytes sit — and holding at least a tenth of the cluster's events, may be
+    lymphocytes (T or NK cells of higher SSC than the CLL cells) that the gate misses.
+    """
+    top = float(my[members].max())
+    low_cd45 = min(float(mx[members].min()), px - cd45_band)
+    near = candidates & (mx >= low_cd45) & (my > top) & \
+        (my < top + math.log10(_LEFT_OUT_SSC)) & (basin_mass >= 0.1 * kept_mass)
+    if not near.any():
+        return ""
+    k = int(np.flatnonzero(near)[np.argmax(basin_mass[near])])
+    return (f"a CD45+ population of about {basin_mass[k]:.0f} events at "
+            f"{10 ** (my[k] - top):.2f}× the gate's side scatter was left out (lymphocytes "
+            "of higher SSC, or monocytes of unusually low SSC?)")
 
 
 def _split_by_ssc(region: np.ndarray, counts: np.ndarray, y_centres: np.ndarray,
