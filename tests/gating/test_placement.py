@@ -168,6 +168,22 @@ def test_beads_found_wherever_they_are(bead_level):
     assert caught[20_000:].mean() > 0.995 and caught[:20_000].mean() < 0.001
 
 
+def test_cells_as_bright_as_the_beads_in_their_gate_make_it_uncertain_however_many_beads():
+    """A few bright T cells (dimmer than the beads in one channel, brighter in another) in
+    the bead gate: under 1 % of the beads, but each is a cell lost to its own count, and
+    more lie inside the bead cluster (envelope seed 12, case 73: CD8 -12 %)."""
+    rng = np.random.default_rng(73)
+    cells = np.column_stack([rng.normal(m, 0.04, 20_000) for m in (0.35, 0.4, 0.5)])
+    beads = np.column_stack([rng.normal(0.75, 0.008, 1500) for _ in range(3)])
+    bright = np.column_stack([rng.normal(0.725, 0.005, 8), rng.normal(0.83, 0.01, 8),
+                              rng.normal(0.75, 0.005, 8)])
+    seeds = np.full(3, 0.77)
+    adapt = Adaptation("beads", {"search": "0.55 1.05"})
+    assert bead_bounds(np.r_[cells, beads], seeds, adapt)[1] == "placed"
+    _, status, _, reason = bead_bounds(np.r_[cells, beads, bright], seeds, adapt)
+    assert status == "uncertain" and "8 of them dimmer than the beads" in reason, reason
+
+
 def test_no_beads_is_uncertain():
     cells = np.column_stack([RNG.normal(m, 0.04, 20_000) for m in (0.3, 0.3, 0.4)])
     _, status, _, reason = bead_bounds(cells, np.full(3, 0.77),
