@@ -242,6 +242,36 @@ def _check_attributes(method: str, attributes: dict[str, str], where: str) -> No
         if not ok:
             what = "a number" if known[name] == 1 else f"{known[name]} numbers"
             raise TemplateError(f"{where}: adapt:{method} {name}={text!r} must be {what}")
+        values = [float(p) for p in parts]
+        rule = _VALUE_RULES.get((method, name)) or _VALUE_RULES.get(("*", name))
+        if rule is not None and not rule[0](values):
+            raise TemplateError(f"{where}: adapt:{method} {name}={text!r} must be {rule[1]}")
+
+
+def _whole(v: list[float], lo: float) -> bool:
+    return all(x == int(x) and x >= lo for x in v)
+
+
+#: What each attribute's numbers must be, beyond numbers (method or "*", name) →
+#: (test, words for the message).
+_VALUE_RULES = {
+    ("*", "search"): (lambda v: len(v) == 1 or v[0] < v[1], "two numbers, low then high"),
+    ("scale", "search"): (lambda v: v[0] > 1.0, "a factor above 1"),
+    ("*", "dimension"): (lambda v: _whole(v, 0), "a whole number from 0 (the first)"),
+    ("*", "bins"): (lambda v: _whole(v, 16), "a whole number of at least 16"),
+    ("*", "max-floor-share"): (lambda v: 0.0 <= v[0] < 1.0,
+                               "a share at least 0 and under 1 (0.05 for 5 %)"),
+    ("*", "level"): (lambda v: 0.0 < v[0] < 1.0, "a share above 0 and under 1"),
+    ("*", "min-depth"): (lambda v: 0.0 <= v[0] <= 1.0, "a depth from 0 to 1"),
+    ("*", "bandwidth"): (lambda v: all(x > 0 for x in v), "positive"),
+    ("*", "tail-offset"): (lambda v: v[0] >= 0, "0 or more"),
+    ("*", "floor-noise"): (lambda v: v[0] >= 0, "0 or more"),
+    ("*", "spread"): (lambda v: v[0] > 0, "positive"),
+    ("*", "expected"): (lambda v: v[0] > 0, "positive (the population's mode, signal units)"),
+    ("*", "ssc-band"): (lambda v: v[0] >= 1.0, "a factor of 1 or more"),
+    ("*", "cd45-band"): (lambda v: v[0] >= 0, "0 or more"),
+    ("*", "positive-band"): (lambda v: v[0] >= 0, "0 or more"),
+}
 
 
 def parse_adaptive_template(text: str, source: str = "template") -> AdaptiveTemplate:
@@ -276,6 +306,11 @@ def parse_adaptive_template(text: str, source: str = "template") -> AdaptiveTemp
         kind = tag[len(_G):]
         if kind == "RectangleGate":
             dims = tuple(_dimension(d, transforms, where) for d in node.findall(f"{_G}dimension"))
+            for a in adapt:
+                if int(a.number("dimension", 0)) >= len(dims):
+                    raise TemplateError(
+                        f"{where}: adapt:{a.method} dimension={a.attributes['dimension']!r}: "
+                        f"the gate has {len(dims)} dimension(s), numbered from 0")
             gates.append(TemplateGate(gid, parent, "rectangle", dims, adaptations=adapt))
         elif kind == "PolygonGate":
             dims = tuple(_dimension(d, transforms, where) for d in node.findall(f"{_G}dimension"))
