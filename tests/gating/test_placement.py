@@ -259,14 +259,31 @@ def test_a_clump_of_a_few_dozen_low_ssc_events_is_not_taken_for_the_lymphocytes(
     assert inside[1530:].mean() < 0.02
 
 
-def test_a_gate_drawn_round_a_fragment_beside_a_larger_cd45_population_is_uncertain():
-    """A clump large enough to count as a population, the lymphocytes twice its SSC and
-    25 times its events: the gate cannot tell which is which, and says so."""
+def test_a_low_ssc_fragment_of_a_far_larger_cd45_population_is_not_the_lymphocytes():
+    """A clump of low-SSC events large enough to count as a population, the lymphocytes
+    twice its SSC and 25 times its events: the clump is a fragment of their tail, and the
+    gate is drawn round the lymphocytes (8,000-event envelope tubes: NK 0 vs 562/µL)."""
     rng = np.random.default_rng(23)
     lymph = _blob(rng, 1500, 0.62, 4.0, (0.03, 0.06))
     clump = _blob(rng, 60, 0.63, 3.70, (0.008, 0.015))
     gran = _blob(rng, 1500, 0.52, 5.04, (0.03, 0.05))
     events = np.r_[lymph, clump, gran]
+    hull, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
+                                           np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
+                                           Adaptation("cluster", {}), None)
+    inside = dn.points_in_polygon(events[:, 0], events[:, 1], hull)
+    assert inside[:1500].mean() > 0.97, (status, reason)
+    assert inside[1560:].mean() < 0.01
+
+
+def test_a_gate_beside_a_larger_cd45_population_it_left_out_is_uncertain():
+    """A CD45+ population of 120 events, another of 1,000 at 2.2x its SSC (too few to make
+    the first a mere fragment of it): the gate cannot tell which is the lymphocytes."""
+    rng = np.random.default_rng(24)
+    small = _blob(rng, 120, 0.63, 3.70, (0.01, 0.02))
+    large = _blob(rng, 1000, 0.62, 4.04, (0.02, 0.03))
+    gran = _blob(rng, 1500, 0.52, 5.04, (0.03, 0.05))
+    events = np.r_[small, large, gran]
     _, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
                                         np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
                                         Adaptation("cluster", {}), None)
