@@ -456,7 +456,9 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
         raise ValueError(f"keep must be 'above' or 'below', not {keep!r}")
     t = t[np.isfinite(t)]
     if t.size < 20:
-        return seed, "uncertain", 0.0, f"only {t.size} events to place the threshold on"
+        events = f"{t.size} event{'s' if t.size != 1 else ''}"
+        return seed, "uncertain", 0.0, (
+            f"only {events} to place the threshold on: is the parent gate right?")
     q_lo, q_hi = np.quantile(t, [0.001, 0.999])
     lo = min(search[0] - 0.3, float(q_lo))
     hi = max(search[1] + 0.3, float(q_hi))
@@ -481,7 +483,7 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
         cut = float(d.centres[v])
         if depth < min_depth:
             return cut, "uncertain", depth, (
-                f"shallow valley (depth {depth:.2f} < {min_depth:.2f}): the populations "
+                f"shallow valley (depth {depth:.3f} < {min_depth:.3f}): the populations "
                 "overlap")
         if max_floor is not None:
             other, kept = second_population_share(d, t, peaks, i, j, v, keep, min_depth)
@@ -1002,10 +1004,13 @@ def _left_out_neighbour(mx: np.ndarray, my: np.ndarray, basin_mass: np.ndarray,
     if not near.any():
         return ""
     k = int(np.flatnonzero(near)[np.argmax(basin_mass[near])])
-    return (f"a CD45+ population at {10 ** (my[k] - main_y):.2f}× the side scatter of the "
-            f"gate's main population, {basin_mass[k] / max(kept_mass, 1.0):.0%} the size of "
-            "the gate's, was left out (lymphocytes of higher SSC, or monocytes of unusually "
-            "low SSC?)")
+    where = f"at {10 ** (my[k] - main_y):.2f}× the side scatter of the gate's main population"
+    size = basin_mass[k] / max(kept_mass, 1.0)
+    if size > 2.0:
+        return (f"a CD45+ population {where}, {size:.0f}× as many events as the gate holds, "
+                "was left out: the gate may hold only a fragment of the lymphocytes")
+    return (f"a CD45+ population {where}, {size:.0%} the size of the gate's, was left out "
+            "(lymphocytes of higher SSC, or monocytes of unusually low SSC?)")
 
 
 def _split_by_ssc(region: np.ndarray, counts: np.ndarray, y_centres: np.ndarray,
