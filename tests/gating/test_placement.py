@@ -209,6 +209,14 @@ def _blob(rng, n, cd45, log_ssc, sd=(0.02, 0.03)):
     return np.column_stack([rng.normal(cd45, sd[0], n), 10 ** rng.normal(log_ssc, sd[1], n)])
 
 
+def _placed_cluster(events):
+    """The default cluster gate on (CD45, SSC) events: (inside per event, status, reason)."""
+    hull, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
+                                           np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
+                                           Adaptation("cluster", {}), None)
+    return dn.points_in_polygon(events[:, 0], events[:, 1], hull), status, reason
+
+
 def test_cluster_joins_t_cells_a_band_above_cll_cells_split_in_two():
     """CD45-dim CLL cells split by noise into two basins put the first (lowest-SSC) basin
     low; the T and NK cells 1.6× above it still belong, through the upper CLL basin
@@ -219,10 +227,7 @@ def test_cluster_joins_t_cells_a_band_above_cll_cells_split_in_two():
     others = np.r_[_blob(rng, 1500, 0.66, 5.2, (0.03, 0.05)),
                    _blob(rng, 20_000, 0.56, 5.42, (0.03, 0.04))]
     events = np.r_[cll, t_nk, others]
-    hull, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
-                                           np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
-                                           Adaptation("cluster", {}), None)
-    inside = dn.points_in_polygon(events[:, 0], events[:, 1], hull)
+    inside, status, reason = _placed_cluster(events)
     assert status == "placed", reason
     assert inside[:14_000].mean() > 0.98 and inside[14_000:].mean() < 0.01
 
@@ -235,9 +240,7 @@ def test_cluster_that_leaves_a_cd45_bright_population_just_above_it_is_uncertain
     t_cells = _blob(rng, 3000, 0.72, 4.62, (0.02, 0.025))
     gran = _blob(rng, 20_000, 0.56, 5.42, (0.03, 0.04))
     events = np.r_[cll, t_cells, gran]
-    _, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
-                                        np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
-                                        Adaptation("cluster", {}), None)
+    _, status, reason = _placed_cluster(events)
     assert status == "uncertain" and "was left out" in reason, reason
 
 
@@ -251,10 +254,7 @@ def test_a_clump_of_a_few_dozen_low_ssc_events_is_not_taken_for_the_lymphocytes(
     others = np.r_[_blob(rng, 500, 0.62, 4.7, (0.03, 0.05)),
                    _blob(rng, 1500, 0.52, 5.04, (0.03, 0.05))]
     events = np.r_[lymph, clump, others]
-    hull, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
-                                           np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
-                                           Adaptation("cluster", {}), None)
-    inside = dn.points_in_polygon(events[:, 0], events[:, 1], hull)
+    inside, status, reason = _placed_cluster(events)
     assert inside[:1500].mean() > 0.97, (status, reason)
     assert inside[1530:].mean() < 0.02
 
@@ -268,10 +268,7 @@ def test_a_low_ssc_fragment_of_a_far_larger_cd45_population_is_not_the_lymphocyt
     clump = _blob(rng, 60, 0.63, 3.70, (0.008, 0.015))
     gran = _blob(rng, 1500, 0.52, 5.04, (0.03, 0.05))
     events = np.r_[lymph, clump, gran]
-    hull, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
-                                           np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
-                                           Adaptation("cluster", {}), None)
-    inside = dn.points_in_polygon(events[:, 0], events[:, 1], hull)
+    inside, status, reason = _placed_cluster(events)
     assert inside[:1500].mean() > 0.97, (status, reason)
     assert inside[1560:].mean() < 0.01
 
@@ -284,9 +281,7 @@ def test_a_gate_beside_a_larger_cd45_population_it_left_out_is_uncertain():
     large = _blob(rng, 1000, 0.62, 4.04, (0.02, 0.03))
     gran = _blob(rng, 1500, 0.52, 5.04, (0.03, 0.05))
     events = np.r_[small, large, gran]
-    _, status, _, reason = cluster_hull(events[:, 0], events[:, 1], True, False,
-                                        np.array([[0.5, 0], [0.8, 0], [0.8, 4e4]]),
-                                        Adaptation("cluster", {}), None)
+    _, status, reason = _placed_cluster(events)
     assert status == "uncertain" and "was left out" in reason, reason
 
 

@@ -133,6 +133,11 @@ class Adaptation:
     method: str
     attributes: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # every declaration is checked where it is made, read from a template or built in
+        # code: placement then reads its numbers without checking them again
+        _check_attributes(self.method, self.attributes)
+
     def number(self, name: str, default: float) -> float:
         """An attribute as a number (the default when absent)."""
         text = self.attributes.get(name)
@@ -220,19 +225,20 @@ def _adaptations(node, where: str) -> tuple[Adaptation, ...]:
         if method not in METHODS:
             raise TemplateError(f"{where}: unknown adaptation {method!r} "
                                 f"(known: {', '.join(METHODS)})")
-        attributes = dict(child.attrib)
-        _check_attributes(method, attributes, where)
-        out.append(Adaptation(method, attributes))
+        try:
+            out.append(Adaptation(method, dict(child.attrib)))
+        except TemplateError as exc:
+            raise TemplateError(f"{where}: {exc}") from None
     return tuple(out)
 
 
-def _check_attributes(method: str, attributes: dict[str, str], where: str) -> None:
-    """TemplateError naming the gate and attribute for a name the method does not read or
-    a value that is not the number(s) it must be."""
+def _check_attributes(method: str, attributes: dict[str, str]) -> None:
+    """TemplateError naming the attribute for a name the method does not read or a value
+    that is not the number(s) it must be, in its range."""
     known = ATTRIBUTES[method]
     for name, text in attributes.items():
         if name not in known:
-            raise TemplateError(f"{where}: adapt:{method} has no attribute {name!r} "
+            raise TemplateError(f"adapt:{method} has no attribute {name!r} "
                                 f"(known: {', '.join(sorted(known))})")
         parts = text.split()
         try:
@@ -241,11 +247,11 @@ def _check_attributes(method: str, attributes: dict[str, str], where: str) -> No
             ok = False
         if not ok:
             what = "a number" if known[name] == 1 else f"{known[name]} numbers"
-            raise TemplateError(f"{where}: adapt:{method} {name}={text!r} must be {what}")
+            raise TemplateError(f"adapt:{method} {name}={text!r} must be {what}")
         values = [float(p) for p in parts]
         rule = _VALUE_RULES.get((method, name)) or _VALUE_RULES.get(("*", name))
         if rule is not None and not rule[0](values):
-            raise TemplateError(f"{where}: adapt:{method} {name}={text!r} must be {rule[1]}")
+            raise TemplateError(f"adapt:{method} {name}={text!r} must be {rule[1]}")
 
 
 def _whole(v: list[float], lo: float) -> bool:

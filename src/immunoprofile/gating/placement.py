@@ -451,7 +451,7 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
     min_depth = adapt.number("min-depth", 0.5)
     bandwidth = adapt.number("bandwidth", 0.015)
     floor_noise = adapt.number("floor-noise", 0.0)
-    max_floor = _share_attribute(adapt, "max-floor-share")
+    max_floor = adapt.number("max-floor-share", math.nan)
     if keep not in ("above", "below"):
         raise ValueError(f"keep must be 'above' or 'below', not {keep!r}")
     t = t[np.isfinite(t)]
@@ -485,7 +485,7 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
             return cut, "uncertain", depth, (
                 f"shallow valley (depth {depth:.3f} < {min_depth:.3f}): the populations "
                 "overlap")
-        if max_floor is not None:
+        if not math.isnan(max_floor):
             other, kept = second_population_share(d, t, peaks, i, j, v, keep, min_depth)
             if _clearly_above(other, kept, max_floor):
                 return cut, "uncertain", depth, (
@@ -535,21 +535,6 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
     return cut, "uncertain", confidence, (
         "no valley in the search range, and the one population's tail still holds "
         f"{1 - confidence:.0%} of its peak density at the cut")
-
-
-def _share_attribute(adapt: Adaptation, name: str) -> float | None:
-    """A share attribute (0 ≤ s < 1), or None when absent; GatingError naming it when it is
-    not one (a percentage written as 5 would switch the check off)."""
-    text = adapt.attributes.get(name)
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise GatingError(f"{name}={text!r}: must be a share at least 0 and under 1 (0.05 for 5 %)")
-    return value
 
 
 def _clearly_above(share: float, kept: int, limit: float) -> bool:
@@ -921,8 +906,8 @@ _FRAGMENT_SSC = 4.0
 #: lymphocytes through one another (:func:`joined_basins`): monocytes, at 2× the
 #: lymphocytes' SSC or more, stay out.
 _JOIN_SSC_REACH = 1.75
-#: A CD45+ basin left out of the lymphocytes below this factor of their highest SSC
-#: makes the cluster uncertain (:func:`_left_out_neighbour`): monocytes sit higher.
+#: A CD45+ basin left out of the lymphocytes below this factor of their main population's
+#: SSC makes the cluster uncertain (:func:`_left_out_neighbour`): monocytes sit higher.
 _LEFT_OUT_SSC = 1.8
 #: ... and below this factor when the population left out holds more than twice the
 #: cluster's events.
