@@ -453,3 +453,54 @@ def test_a_spillover_that_misses_channels_does_not_stop_a_template_that_does_not
     assert {r.gate_id for r in placement.reports} >= {"Beads", "Lymphocytes", "CD4pos"}
     with pytest.raises(GatingError, match="^P_cd4.fcs: "):
         place_tube(tube, panel, str(adaptive_template_dir()))
+
+
+def test_a_large_tube_whose_rare_gate_is_too_small_to_judge_on_the_subsample_is_placed_again(
+        tmp_path, monkeypatch):
+    """A floor check (``max-floor-share``) skipped because the subsample keeps fewer than
+    250 events is judged on the denser subsample when the tube holds enough events. In a
+    100,000-event CLL tube (SIMULATED) with about 120 NK events among the 25,000 placed on
+    first, NK is placed again on all 100,000; the denser placement is taken when NK is
+    uncertain there (here made so: the simulator has no tube whose floor check fails only
+    with more events), else the first stands. With too few NK cells for the dense
+    subsample either, or NK cells common, the tube is placed once."""
+    import dataclasses
+
+    from immunoprofile.datasets.simulate import PatientSpec, simulate_tube
+    from immunoprofile.datasets.tube_files import write_tube
+    from immunoprofile.gating import adaptive_gating
+
+    real = adaptive_gating.place_gates
+    calls = []
+    flag_dense = False
+
+    def place_gates(template, values, n):
+        placement = real(template, values, n)
+        calls.append(n)
+        if flag_dense and n == 100_000:
+            placement.reports[:] = [dataclasses.replace(r, status="uncertain")
+                                    if r.gate_id == "NK" else r for r in placement.reports]
+        return placement
+
+    monkeypatch.setattr(adaptive_gating, "place_gates", place_gates)
+
+    def placed(nk: int):
+        patient = PatientSpec("S", b_cells_per_ul=100_000, cd4_per_ul=600, cd8_per_ul=300,
+                              nk_per_ul=nk)
+        path = write_tube(simulate_tube(patient, "nk", events=100_000, volume_ul=10, seed=3),
+                          tmp_path / f"S{nk}_nk.fcs")
+        tube = read_tube(path)
+        calls.clear()
+        placement = place_tube(tube, detect_panel(tube.markers), str(adaptive_template_dir()))
+        return placement, list(calls)
+
+    first, tries = placed(600)
+    assert tries == [25_000, 100_000] and first.subsample.n == 25_000
+    assert not first.report("NK").uncertain
+    flag_dense = True
+    denser, tries = placed(600)
+    assert tries == [25_000, 100_000] and denser.subsample.n == 100_000
+    assert denser.report("NK").uncertain
+    for nk in (150, 3000):
+        _, tries = placed(nk)
+        assert tries == [25_000], nk

@@ -27,7 +27,14 @@ from .adaptive_template import TemplateDimension, cached_template
 from .gate_views import GateView, placement_views
 from .modes import GATING_MODES as GATING_MODES
 from .panels import Panel
-from .placement import DENSE_SUBSAMPLE, SUBSAMPLE, GatePlacement, Placement, place_gates
+from .placement import (
+    DENSE_SUBSAMPLE,
+    SUBSAMPLE,
+    GatePlacement,
+    Placement,
+    floor_unjudged,
+    place_gates,
+)
 from .templates import channel_map, fitted_template, template_path
 
 
@@ -115,16 +122,29 @@ def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, in
 
 
 def _place_on_subsample(template, events: EventData) -> Placement:
-    """Place on :data:`SUBSAMPLE` events; when a gate is uncertain there and the tube has
-    more events, place again on up to :data:`DENSE_SUBSAMPLE` (a rare population, such as
-    a few dozen beads in a large tube, may show with more events; the cost is paid only
-    by such tubes)."""
+    """Place on :data:`SUBSAMPLE` events, and again on up to :data:`DENSE_SUBSAMPLE` when
+    the tube has more events and (a rare population, such as a few dozen beads or NK cells
+    in a large CLL tube, may show with more; the cost is paid only by such tubes):
+
+    - a gate is uncertain: the denser placement is taken;
+    - a gate kept too few events for its ``max-floor-share`` check to be judged, where the
+      denser subsample would keep enough: the denser placement is taken when the check
+      fails there (the tube is flagged for that gate), else the first stands (its other
+      gates were placed well; on more events the lymphocyte cluster's basins differ a
+      little, which is no reason to move them).
+    """
     values, n = _subsample(events, template, SUBSAMPLE)
     placement = place_gates(template, values, n)
-    if n < min(events.event_count, DENSE_SUBSAMPLE) and \
-            any(r.uncertain for r in placement.reports):
+    dense = min(events.event_count, DENSE_SUBSAMPLE)
+    if n >= dense:
+        return placement
+    uncertain = any(r.uncertain for r in placement.reports)
+    unjudged = floor_unjudged(placement, n, dense)
+    if uncertain or unjudged:
         values, n = _subsample(events, template, DENSE_SUBSAMPLE)
-        placement = place_gates(template, values, n)
+        denser = place_gates(template, values, n)
+        if uncertain or any(denser.report(g).uncertain for g in unjudged):
+            return denser
     return placement
 
 

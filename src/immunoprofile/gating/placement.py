@@ -180,6 +180,10 @@ class _Placer:
         self.masks: dict[str, np.ndarray] = {}
         self.gates: list[PlainGate] = []
         self.reports: list[GatePlacement] = []
+        #: Gate ID → events its valley cut kept, for gates whose ``max-floor-share`` was not
+        #: judged because fewer than :data:`_FLOOR_SHARE_EVENTS` were kept (more events
+        #: may allow it: :func:`floor_unjudged`).
+        self.floor_unjudged: dict[str, int] = {}
         self._cache: dict[tuple, np.ndarray] = {}
 
     # ------------------------------------------------------------------ values
@@ -283,9 +287,15 @@ class _Placer:
             d = gate.dimensions[j]
             side = "lo" if d.lo is not None else "hi"
             seed = d.lo if side == "lo" else d.hi
+            values = self.scaled(d)[parent]
             cut, status, confidence, reason = valley_cut(
-                self.scaled(d)[parent], seed, adapt,
-                keep="above" if side == "lo" else "below")
+                values, seed, adapt, keep="above" if side == "lo" else "below")
+            if status != "uncertain" and not math.isnan(adapt.number("max-floor-share",
+                                                                     math.nan)):
+                kept = int(np.count_nonzero(values >= cut if side == "lo" else values < cut))
+                if kept < _FLOOR_SHARE_EVENTS:
+                    self.floor_unjudged[gate.gate_id] = min(
+                        kept, self.floor_unjudged.get(gate.gate_id, kept))
             bounds[j] = (cut, d.hi) if side == "lo" else (d.lo, cut)
             statuses.append(status)
             confidences.append(confidence)
@@ -1064,6 +1074,29 @@ def _split_by_ssc(region: np.ndarray, counts: np.ndarray, y_centres: np.ndarray,
             return region, (overlap(own, upper) + f": {share:.1%} of the gate's events lie "
                             "beyond the valley between them")
     return region, ""
+
+
+def floor_unjudged(placement: Placement, n: int, more: int) -> list[str]:
+    """The gates whose ``max-floor-share`` check, skipped on ``n`` events for too few kept,
+    could be judged on ``more`` events (the events kept growing in proportion).
+
+    Parameters
+    ----------
+    placement : Placement
+        Placed on ``n`` events (events).
+    n, more : int
+        Events placed on, and events a denser subsample would hold.
+
+    Returns
+    -------
+    list of str
+        Gate IDs.
+    """
+    placer = placement.subsample
+    if placer is None or n <= 0:
+        return []
+    return [gate for gate, kept in placer.floor_unjudged.items()
+            if kept * more / n >= _FLOOR_SHARE_EVENTS]
 
 
 def place_gates(template: AdaptiveTemplate, values: ValuesOf, n: int) -> Placement:
