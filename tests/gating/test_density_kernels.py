@@ -87,8 +87,8 @@ def _numpy_points_in_polygon(x, y, vertices):
     return inside
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(3, 12), st.integers(0, 2**31))
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 40), st.integers(0, 2**31))
 def test_points_in_polygon_is_the_even_odd_rule(n, seed):
     rng = np.random.default_rng(seed)
     vertices = rng.integers(0, 10, (n, 2)).astype(float)  # self-crossing, flat edges too
@@ -211,3 +211,27 @@ def test_a_lone_far_event_does_not_stretch_a_small_parents_axis():
     values[0] = 5.0  # one event far off
     lo, hi = bulk_range(values)
     assert hi < 0.8 and lo > 0.2
+
+
+_FINITE = arrays(np.float64, st.integers(1, 3000),
+                 elements=st.one_of(st.floats(-1e6, 1e6), st.sampled_from(
+                     [0.0, 1.0, 1e300, -1e300, 5e-324])))
+
+
+@settings(max_examples=120, deadline=None)
+@given(_FINITE, st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4))
+def test_quantiles_are_np_quantile_bit_for_bit(values, q):
+    """Ties, a constant array, a range that overflows (1e300 - -1e300), subnormals."""
+    from immunoprofile.gating.density import quantiles
+
+    q = q + [0.001, 0.999]
+    np.testing.assert_array_equal(quantiles(values, q), np.quantile(values, q))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 20_000), st.integers(0, 2**31), st.integers(0, 5))
+def test_order_statistics_are_the_sorted_values(n, seed, decimals):
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.normal(size=n) * 10, decimals)  # few decimals: many ties
+    ranks = np.unique(rng.integers(0, n, 4))
+    np.testing.assert_array_equal(dk.order_statistics(values, ranks), np.sort(values)[ranks])

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .density_kernels import ascent_basins, convex_hull_indices, convolve_rows, histogram_on_edges
+from .density_kernels import (
+    ascent_basins,
+    convex_hull_indices,
+    convolve_rows,
+    histogram_on_edges,
+    order_statistics,
+)
 from .density_kernels import points_in_polygon as _points_in_polygon
 
 
@@ -86,6 +92,49 @@ def density_1d(values: np.ndarray, lo: float, hi: float, bins: int = 400,
     kernel = _gaussian_kernel(bandwidth / step)
     smooth = np.convolve(counts.astype(np.float64), kernel, mode="same")
     return Density1D((edges[:-1] + edges[1:]) / 2.0, smooth, float(np.sum(kernel ** 2)))
+
+
+def quantiles(values: np.ndarray, q) -> np.ndarray:
+    """``np.quantile(values, q)`` (its default, linear method), bit for bit, from the two
+    order statistics around each quantile (:func:`.density_kernels.order_statistics`: two
+    passes, where ``np.quantile`` partitions the whole array).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Finite values, at least one.
+    q : sequence of float
+        Quantiles, each from 0 to 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one value per quantile.
+    """
+    n = values.size
+    if n == 0:
+        raise ValueError("quantiles of no values")
+    # numpy's own arithmetic (numpy/lib/_function_base_impl.py, _quantile and _lerp): the
+    # virtual index (n - 1) * q, its floor and the next, both the last value at or beyond
+    # the end; gamma the virtual index less the floor; a + (b - a) * gamma, or
+    # b - (b - a) * (1 - gamma) where gamma >= 0.5
+    virtual = (n - 1) * np.asarray(q, dtype=np.float64)
+    previous = np.floor(virtual)
+    nxt = previous + 1
+    beyond = virtual >= n - 1
+    previous[beyond] = n - 1
+    nxt[beyond] = n - 1
+    previous_i = previous.astype(np.int64)
+    next_i = nxt.astype(np.int64)
+    gamma = virtual - np.where(beyond, -1.0, previous)
+    ranks = np.unique(np.concatenate([previous_i, next_i]))
+    stats = order_statistics(values, ranks)
+    a = stats[np.searchsorted(ranks, previous_i)]
+    b = stats[np.searchsorted(ranks, next_i)]
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
 
 
 def peaks_1d(d: Density1D, min_height: float) -> np.ndarray:
@@ -166,6 +215,8 @@ class Density2D:
     x: np.ndarray
     y: np.ndarray
     density: np.ndarray
+    #: The events per bin it was smoothed from (:func:`histogram_2d`, float64).
+    counts: np.ndarray | None = None
 
 
 def density_2d(x: np.ndarray, y: np.ndarray, x_range: tuple[float, float],
@@ -190,7 +241,7 @@ def density_2d(x: np.ndarray, y: np.ndarray, x_range: tuple[float, float],
     sx = bandwidth[0] / (xe[1] - xe[0])
     sy = bandwidth[1] / (ye[1] - ye[0])
     smooth = _smooth_axis(_smooth_axis(counts, sx, 0), sy, 1)
-    return Density2D((xe[:-1] + xe[1:]) / 2.0, (ye[:-1] + ye[1:]) / 2.0, smooth)
+    return Density2D((xe[:-1] + xe[1:]) / 2.0, (ye[:-1] + ye[1:]) / 2.0, smooth, counts)
 
 
 def basins_2d(density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

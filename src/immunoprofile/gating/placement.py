@@ -469,7 +469,7 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
         events = f"{t.size} event{'s' if t.size != 1 else ''}"
         return seed, "uncertain", 0.0, (
             f"only {events} to place the threshold on: is the parent gate right?")
-    q_lo, q_hi = np.quantile(t, [0.001, 0.999])
+    q_lo, q_hi = dn.quantiles(t, [0.001, 0.999])
     lo = min(search[0] - 0.3, float(q_lo))
     hi = max(search[1] + 0.3, float(q_hi))
     d = dn.density_1d(t, lo, hi, bins=int(np.clip((hi - lo) / 0.004, 100, 800)),
@@ -822,13 +822,13 @@ def cluster_hull(x: np.ndarray, y_raw: np.ndarray, x_transformed: bool, y_transf
         return seed_scale, "uncertain", 0.0, f"only {x.size} events to find the cluster"
     # SSC on a log axis for the density: a scatter gain shifts it, it does not stretch it
     y = y_raw if y_transformed else np.log10(np.clip(y_raw, 1.0, None))
-    qx, qy = np.quantile(x, [0.001, 0.999]), np.quantile(y, [0.001, 0.999])
+    qx, qy = dn.quantiles(x, [0.001, 0.999]), dn.quantiles(y, [0.001, 0.999])
     xr = (float(qx[0]) - 0.05, float(qx[1]) + 0.05)
     yr = (float(qy[0]) - 0.1, float(qy[1]) + 0.1)
     dens = dn.density_2d(x, y, xr, yr, bins=bins, bandwidth=bandwidth)
     labels, maxima = dn.basins_2d(dens.density)
     flat = dens.density.ravel()
-    counts = dn.histogram_2d(x, y, xr, yr, bins)
+    counts = dens.counts
     mass = np.bincount(labels.ravel(), weights=counts.ravel(), minlength=flat.size)
     mx = dens.x[maxima // bins]
     my = dens.y[maxima % bins]
