@@ -235,3 +235,11 @@ def test_order_statistics_are_the_sorted_values(n, seed, decimals):
     values = np.round(rng.normal(size=n) * 10, decimals)  # few decimals: many ties
     ranks = np.unique(rng.integers(0, n, 4))
     np.testing.assert_array_equal(dk.order_statistics(values, ranks), np.sort(values)[ranks])
+
+
+@settings(max_examples=120, deadline=None)
+@given(_FINITE)
+def test_median_is_np_median_bit_for_bit(values):
+    from immunoprofile.gating.density import median
+
+    assert median(values) == np.median(values)

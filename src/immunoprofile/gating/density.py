@@ -137,6 +137,24 @@ def quantiles(values: np.ndarray, q) -> np.ndarray:
     return out
 
 
+def median(values: np.ndarray) -> float:
+    """``np.median(values)``, bit for bit (the middle value, or the mean of the two middle
+    ones), from order statistics (:func:`.density_kernels.order_statistics`).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Finite values, at least one.
+    """
+    n = values.size
+    if n == 0:
+        raise ValueError("the median of no values")
+    if n % 2:
+        return float(order_statistics(values, np.array([n // 2]))[0])
+    a, b = order_statistics(values, np.array([n // 2 - 1, n // 2]))
+    return (float(a) + float(b)) / 2.0  # np.mean of the two: their sum over 2
+
+
 def peaks_1d(d: Density1D, min_height: float) -> np.ndarray:
     """Indices of local maxima of the density at least ``min_height`` high (events/bin)."""
     y = d.density

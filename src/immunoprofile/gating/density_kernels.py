@@ -428,12 +428,22 @@ def _ascent_targets(density):
 
 @kernel(args=[("i8", 1)], returns=("i8", 1), group="placement")
 def _follow_to_maxima(target):
-    labels = target.copy()
-    for i in range(labels.size):
-        k = labels[i]
-        while target[k] != k:
+    # each bin's maximum, following the pointers; a path ends early at a bin already
+    # settled, and every bin on it is settled with it (each bin is walked once)
+    n = target.size
+    labels = np.full(n, -1, dtype=np.int64)
+    path = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        depth = 0
+        k = i
+        while labels[k] < 0 and target[k] != k:
+            path[depth] = k
+            depth += 1
             k = target[k]
-        labels[i] = k
+        top = labels[k] if labels[k] >= 0 else k
+        labels[k] = top
+        for j in range(depth):
+            labels[path[j]] = top
     return labels
 
 

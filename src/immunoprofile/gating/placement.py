@@ -739,18 +739,22 @@ def _bead_candidate(d: dn.Density1D, peaks: np.ndarray, bead: int, m: np.ndarray
     else:
         cut = float(d.centres[bead]) - 0.1
     at_peak = (m >= cut) & (np.abs(m - d.centres[bead]) <= 0.03)
-    core = np.column_stack([c[at_peak] for c in columns])
-    if core.shape[0] < 5:
+    core = [c[at_peak] for c in columns]  # channel by channel
+    if core[0].size < 5:
         return None
     # trim to events within 4 robust SDs of the median in every channel, a few times, so
     # bright cells that reach the cut do not widen it
     for _ in range(6):
-        median = np.median(core, axis=0)
-        sd = np.maximum(1.4826 * np.median(np.abs(core - median), axis=0), 0.003)
-        kept = core[np.all(np.abs(core - median) <= 4.0 * sd, axis=1)]
-        if kept.shape[0] == core.shape[0] or kept.shape[0] < 5:
+        median = np.array([dn.median(c) for c in core])
+        sd = np.maximum(1.4826 * np.array([dn.median(np.abs(c - mid))
+                                           for c, mid in zip(core, median, strict=True)]),
+                        0.003)
+        keep = np.logical_and.reduce([np.abs(c - mid) <= 4.0 * s
+                                      for c, mid, s in zip(core, median, sd, strict=True)])
+        kept = int(np.count_nonzero(keep))
+        if kept == core[0].size or kept < 5:
             break
-        core = kept
+        core = [c[keep] for c in core]
     return bead, cut, sd, median, np.maximum(cut, median - spread * sd)
 
 
