@@ -149,11 +149,13 @@ def finite_range(values: np.ndarray) -> tuple[float, float, int]:
 
 @kernel(args=[("f8", 1), ("i8", 1)], returns=("f8", 1), group="placement")
 def _order_statistics(values, ranks):
-    # the values that would sit at positions ``ranks`` (ascending, 0-based, each within
-    # 0 … n-1) of the sorted finite ``values``: a histogram of 4,096 equal bins finds each
-    # rank's bin (a bin's index is a monotone function of the value, so every value of a
-    # bin is at least every value of the bins below it), and only the values of those bins
-    # are sorted. Two passes and a small sort, where a partition moves the whole array.
+    # the values that would sit at positions ``ranks`` (each within 0 … n-1) of the sorted
+    # ``values``: a histogram of 4,096 equal bins finds each rank's bin, and only the
+    # values of those bins are sorted. Two passes and a small sort, where a partition moves
+    # the whole array. It needs every value of a bin to be at least every value of the bins
+    # below it: true of (v - lo) * scale in IEEE arithmetic, but the kernels' fastmath may
+    # evaluate it differently in different lanes, so it is checked (each bin's extremes),
+    # and every value is sorted when it does not hold; each value's bin is computed once.
     out = np.empty(ranks.size)
     n = values.size
     if n == 0:
@@ -175,10 +177,25 @@ def _order_statistics(values, ranks):
         bins = 1
     scale = bins / (hi - lo) if bins > 1 else 0.0
     counts = np.zeros(bins, dtype=np.int64)
+    low = np.full(bins, math.inf)
+    high = np.full(bins, -math.inf)
+    bin_of = np.empty(n, dtype=np.int64)
     for i in range(n):
-        # a bin's index is monotone in the value: one subtraction, one multiplication
-        b = min(int((values[i] - lo) * scale), bins - 1) if bins > 1 else 0
+        v = values[i]
+        b = min(max(int((v - lo) * scale), 0), bins - 1) if bins > 1 else 0
+        bin_of[i] = b
         counts[b] += 1
+        low[b] = min(low[b], v)
+        high[b] = max(high[b], v)
+    below = -math.inf
+    for b in range(bins):
+        if counts[b] > 0:
+            if low[b] < below:  # not monotone: sort everything
+                ordered = np.sort(values)
+                for k in range(ranks.size):
+                    out[k] = ordered[ranks[k]]
+                return out
+            below = high[b]
     starts = np.empty(bins, dtype=np.int64)
     total = 0
     for b in range(bins):
@@ -187,8 +204,8 @@ def _order_statistics(values, ranks):
     wanted = np.zeros(bins, dtype=np.bool_)
     rank_bin = np.empty(ranks.size, dtype=np.int64)
     for k in range(ranks.size):
-        b = np.searchsorted(starts, ranks[k], side="right") - 1
-        while counts[b] == 0:  # an empty bin starts where the next one does
+        b = 0
+        while b + 1 < bins and starts[b + 1] <= ranks[k]:  # the last bin starting at or below
             b += 1
         rank_bin[k] = b
         wanted[b] = True
@@ -203,8 +220,7 @@ def _order_statistics(values, ranks):
     buffer = np.empty(size)
     filled = 0
     for i in range(n):
-        b = min(int((values[i] - lo) * scale), bins - 1) if bins > 1 else 0
-        if wanted[b]:
+        if wanted[bin_of[i]]:
             buffer[filled] = values[i]
             filled += 1
     buffer.sort()
