@@ -243,3 +243,26 @@ def test_median_is_np_median_bit_for_bit(values):
     from immunoprofile.gating.density import median
 
     assert median(values) == np.median(values)
+
+
+def test_order_statistics_and_quantiles_refuse_what_numpy_refuses():
+    """A rank beyond the values, or a quantile outside [0, 1], is refused (a compiled
+    kernel would read out of bounds), as np.quantile refuses it."""
+    import pytest
+
+    from immunoprofile.gating.density import quantiles
+
+    values = np.arange(1000.0)
+    for bad in ([-0.5], [1.5], [np.nan]):
+        with pytest.raises(ValueError):
+            quantiles(values, bad)
+    for ranks in ([1000], [-1]):
+        with pytest.raises(ValueError):
+            dk.order_statistics(values, np.array(ranks))
+    assert quantiles(values, 0.5)[0] == np.quantile(values, 0.5)
+
+
+def test_logicle_lookup_takes_a_scalar():
+    scale = Logicle(262144.0, 0.5, 4.5, 0.0)
+    assert scale.forward(1000.0).shape == (1,)
+    assert scale.forward(np.float64(1000.0))[0] == scale.forward(np.array([1000.0]))[0]

@@ -122,6 +122,22 @@ def test_dim_cells_on_the_valley_floor_make_the_cut_uncertain():
     assert status == "placed"
 
 
+def test_a_floor_check_skipped_for_too_few_kept_events_is_reported():
+    """valley_cut says when the max-floor-share check was reached but not judged (under
+    250 events kept), and says nothing when it was judged or never reached (one
+    population: no valley floor)."""
+    adapt = _adapt(search="0.2 0.6", **{"max-floor-share": "0.05"})
+    negatives = RNG.normal(0.15, 0.03, 8000)
+    for bright, expected in ((120, [120]), (900, [])):
+        unjudged: list[int] = []
+        t = np.r_[negatives, RNG.normal(0.65, 0.03, bright)]
+        _, status, _, _ = valley_cut(t, 0.4, adapt, unjudged=unjudged)
+        assert status == "placed" and unjudged == expected, bright
+    unjudged = []
+    valley_cut(negatives, 0.4, adapt, unjudged=unjudged)
+    assert unjudged == []
+
+
 def test_a_second_population_on_the_kept_side_makes_the_cut_uncertain():
     # negatives, a dim population (monocytes, CD16-dim) and a bright one (NK) whose valley
     # from the dim one lies beyond the search range: the cut goes below the dim cells, and
@@ -504,3 +520,9 @@ def test_a_large_tube_whose_rare_gate_is_too_small_to_judge_on_the_subsample_is_
     for nk in (150, 3000):
         _, tries = placed(nk)
         assert tries == [25_000], nk
+    # the denser subsample's real size, not DENSE_SUBSAMPLE: every 2nd of 100,001 events
+    from immunoprofile.gating.adaptive_gating import _subsample_size
+
+    assert _subsample_size(100_001, 100_000) == 50_001
+    assert _subsample_size(100_000, 100_000) == 100_000
+    assert _subsample_size(20_000, 30_000) == 20_000

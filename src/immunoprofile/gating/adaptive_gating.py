@@ -107,6 +107,12 @@ class _TubeValues:
         return self._compensated[d.channel]
 
 
+def _subsample_size(events: int, limit: int) -> int:
+    """How many events :func:`_subsample` keeps of ``events`` for at most ``limit``."""
+    step = max(1, -(-events // limit))
+    return len(range(0, events, step))
+
+
 def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, int]:
     """Every k-th event of the tube (k as small as keeps at most ``limit``: deterministic,
     spread over the whole acquisition) as placement reads them, and how many (events)."""
@@ -128,14 +134,15 @@ def _place_on_subsample(template, events: EventData) -> Placement:
 
     - a gate is uncertain: the denser placement is taken;
     - a gate kept too few events for its ``max-floor-share`` check to be judged, where the
-      denser subsample would keep enough: the denser placement is taken when the check
-      fails there (the tube is flagged for that gate), else the first stands (its other
-      gates were placed well; on more events the lymphocyte cluster's basins differ a
-      little, which is no reason to move them).
+      denser subsample would keep enough: the denser placement is taken when that gate is
+      uncertain there (its check failed, or more events showed another doubt: the tube
+      is flagged for it), else the first stands (its other gates were placed well; on
+      more events the lymphocyte cluster's basins differ a little, which is no reason to
+      move them).
     """
     values, n = _subsample(events, template, SUBSAMPLE)
     placement = place_gates(template, values, n)
-    dense = min(events.event_count, DENSE_SUBSAMPLE)
+    dense = _subsample_size(events.event_count, DENSE_SUBSAMPLE)
     if n >= dense:
         return placement
     uncertain = any(r.uncertain for r in placement.reports)

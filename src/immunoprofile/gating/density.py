@@ -95,9 +95,10 @@ def density_1d(values: np.ndarray, lo: float, hi: float, bins: int = 400,
 
 
 def quantiles(values: np.ndarray, q) -> np.ndarray:
-    """``np.quantile(values, q)`` (its default, linear method), bit for bit, from the two
-    order statistics around each quantile (:func:`.density_kernels.order_statistics`: two
-    passes, where ``np.quantile`` partitions the whole array).
+    """``np.quantile(values, q)`` (its default, linear method), bit for bit (bar the sign of
+    a zero among tied zeros), from the two order statistics around each quantile
+    (:func:`.density_kernels.order_statistics`: two passes, where ``np.quantile``
+    partitions the whole array).
 
     Parameters
     ----------
@@ -114,11 +115,14 @@ def quantiles(values: np.ndarray, q) -> np.ndarray:
     n = values.size
     if n == 0:
         raise ValueError("quantiles of no values")
+    q = np.atleast_1d(np.asarray(q, dtype=np.float64))
+    if not np.all((q >= 0.0) & (q <= 1.0)):
+        raise ValueError("quantiles must be in the range [0, 1]")
     # numpy's own arithmetic (numpy/lib/_function_base_impl.py, _quantile and _lerp): the
     # virtual index (n - 1) * q, its floor and the next, both the last value at or beyond
     # the end; gamma the virtual index less the floor; a + (b - a) * gamma, or
     # b - (b - a) * (1 - gamma) where gamma >= 0.5
-    virtual = (n - 1) * np.asarray(q, dtype=np.float64)
+    virtual = (n - 1) * q
     previous = np.floor(virtual)
     nxt = previous + 1
     beyond = virtual >= n - 1
@@ -138,8 +142,9 @@ def quantiles(values: np.ndarray, q) -> np.ndarray:
 
 
 def median(values: np.ndarray) -> float:
-    """``np.median(values)``, bit for bit (the middle value, or the mean of the two middle
-    ones), from order statistics (:func:`.density_kernels.order_statistics`).
+    """``np.median(values)``, bit for bit (bar the sign of a zero among tied zeros: the
+    middle value, or the mean of the two middle ones), from order statistics
+    (:func:`.density_kernels.order_statistics`).
 
     Parameters
     ----------

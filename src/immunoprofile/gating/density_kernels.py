@@ -62,7 +62,7 @@ def lookup_on_asinh_grid(values: np.ndarray, table: np.ndarray, grid: np.ndarray
     # loop, which was placement's largest single cost); then one compiled pass to
     # interpolate
     s, u0, du = (float(g) for g in np.asarray(grid, dtype=np.float64))
-    positions = np.multiply(values, s, dtype=np.float64)
+    positions = np.ascontiguousarray(values, dtype=np.float64) * s  # a scalar: shape (1,)
     np.arcsinh(positions, out=positions)
     positions -= u0
     positions /= du
@@ -232,7 +232,8 @@ def _order_statistics(values, ranks):
 
 def order_statistics(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """The values at positions ``ranks`` of ``values`` sorted: ``np.sort(values)[ranks]``,
-    exactly, in two passes (no sort or partition of the whole array).
+    exactly (bar the sign of a zero among tied zeros), in two passes (no sort or partition
+    of the whole array).
 
     Parameters
     ----------
@@ -246,8 +247,11 @@ def order_statistics(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     numpy.ndarray
         float64, one value per rank (NaN for every rank when ``values`` is empty).
     """
-    return _order_statistics(np.ascontiguousarray(values, dtype=np.float64),
-                             np.ascontiguousarray(ranks, dtype=np.int64))
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    ranks = np.ascontiguousarray(ranks, dtype=np.int64)
+    if ranks.size and values.size and not (ranks.min() >= 0 and ranks.max() < values.size):
+        raise ValueError(f"ranks must lie from 0 to {values.size - 1}")
+    return _order_statistics(values, ranks)
 
 
 @kernel(args=[("f8", 1), ("f8", 1)], returns=("i8", 1), group="placement")
@@ -359,6 +363,21 @@ def _points_in_polygon(x, y, vx, vy):
     # (a binary search, then two or so), in the order the loop over all edges met them.
     ys = np.unique(vy)
     bands = ys.size
+    if bands * m > 1_000_000:  # a polygon of thousands of vertices: every edge, per event
+        for i in range(x.size):
+            px = x[i]
+            py = y[i]
+            if not (xmin <= px <= xmax and ymin <= py <= ymax):
+                continue
+            inside = False
+            for k in range(m):
+                ay = ey[k]
+                if (ay <= py) != (ey1[k] <= py):
+                    xs = ex[k] + (py - ay) * edx[k] / edy[k]
+                    if px < xs:
+                        inside = not inside
+            out[i] = inside
+        return out
     band_start = np.zeros(bands + 1, dtype=np.int64)
     members = np.empty(max(bands * m, 1), dtype=np.int64)
     filled = 0

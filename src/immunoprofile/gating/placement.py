@@ -287,15 +287,13 @@ class _Placer:
             d = gate.dimensions[j]
             side = "lo" if d.lo is not None else "hi"
             seed = d.lo if side == "lo" else d.hi
-            values = self.scaled(d)[parent]
+            unjudged: list[int] = []
             cut, status, confidence, reason = valley_cut(
-                values, seed, adapt, keep="above" if side == "lo" else "below")
-            if status != "uncertain" and not math.isnan(adapt.number("max-floor-share",
-                                                                     math.nan)):
-                kept = int(np.count_nonzero(values >= cut if side == "lo" else values < cut))
-                if kept < _FLOOR_SHARE_EVENTS:
-                    self.floor_unjudged[gate.gate_id] = min(
-                        kept, self.floor_unjudged.get(gate.gate_id, kept))
+                self.scaled(d)[parent], seed, adapt,
+                keep="above" if side == "lo" else "below", unjudged=unjudged)
+            if unjudged:
+                self.floor_unjudged[gate.gate_id] = min(
+                    unjudged[0], self.floor_unjudged.get(gate.gate_id, unjudged[0]))
             bounds[j] = (cut, d.hi) if side == "lo" else (d.lo, cut)
             statuses.append(status)
             confidences.append(confidence)
@@ -418,7 +416,8 @@ def densify(verts: np.ndarray, step: float) -> np.ndarray:
 # ---------------------------------------------------------------------- 1-D methods
 
 def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
-               keep: str = "above") -> tuple[float, str, float, str]:
+               keep: str = "above", unjudged: list[int] | None = None
+               ) -> tuple[float, str, float, str]:
     """A threshold between a negative and a positive population (scale units).
 
     Of every two peaks of the density with a valley between them inside the search range,
@@ -445,6 +444,10 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
         (:func:`second_population_share`) or on the valley's floor (:func:`floor_share`)).
     keep : {"above", "below"}
         The side of the cut the gate keeps (a lower or an upper bound).
+    unjudged : list, optional
+        When given, the events the cut keeps (events) are appended to it when the
+        ``max-floor-share`` check was reached but not judged, for fewer than
+        :data:`_FLOOR_SHARE_EVENTS` kept (more events may allow it).
 
     Returns
     -------
@@ -504,6 +507,8 @@ def valley_cut(t: np.ndarray, seed: float, adapt: Adaptation,
                     "hold cells of another kind, such as CD16-dim monocytes in the "
                     "lymphocyte gate, or the wanted cells may lie beyond a valley outside "
                     "the search range")
+            if kept < _FLOOR_SHARE_EVENTS and unjudged is not None:
+                unjudged.append(kept)
             share, kept = floor_share(d, t, i, j, v, keep)
             if _clearly_above(share, kept, max_floor):
                 return cut, "uncertain", depth, (
