@@ -107,24 +107,29 @@ class _TubeValues:
         return self._compensated[d.channel]
 
 
+def _subsample_rows(events: int, limit: int) -> range:
+    """The rows :func:`_subsample` keeps of ``events``: every k-th, k as small as keeps at
+    most ``limit``."""
+    return range(0, events, max(1, -(-events // limit)))
+
+
 def _subsample_size(events: int, limit: int) -> int:
     """How many events :func:`_subsample` keeps of ``events`` for at most ``limit``."""
-    step = max(1, -(-events // limit))
-    return len(range(0, events, step))
+    return len(_subsample_rows(events, limit))
 
 
 def _subsample(events: EventData, template, limit: int) -> tuple[_TubeValues, int]:
     """Every k-th event of the tube (k as small as keeps at most ``limit``: deterministic,
     spread over the whole acquisition) as placement reads them, and how many (events)."""
-    n = events.event_count
-    step = max(1, -(-n // limit))
+    rows = _subsample_rows(events.event_count, limit)
     dims = [d for g in template.gates for d in g.dimensions]
     channels = [d.channel for d in dims]
     spill = None
     if any(d.compensated for d in dims):  # the spillover is parsed only when used
         spill = compensation_matrix("FCS", None, events)  # type: ignore[arg-type]
         channels += list(spill.detectors) if spill is not None else []
-    return _TubeValues(events, slice(0, n, step), channels, spill), len(range(0, n, step))
+    return (_TubeValues(events, slice(rows.start, rows.stop, rows.step), channels, spill),
+            len(rows))
 
 
 def _place_on_subsample(template, events: EventData) -> Placement:

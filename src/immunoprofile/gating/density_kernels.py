@@ -360,24 +360,13 @@ def _points_in_polygon(x, y, vx, vy):
     # Bands between successive distinct vertex y's: within one, py in [ys[b], ys[b + 1]),
     # the edges with (ay <= py) != (by <= py) are the same ones, those whose lower end is
     # at or below ys[b] and upper end above it. Each event tests only its band's edges
-    # (a binary search, then two or so), in the order the loop over all edges met them.
+    # (a binary search, then two or so), in the order the loop over all edges met them,
+    # with the same span test (always passed within a band). A polygon of thousands of
+    # vertices, whose bands would take their square, is one band of every edge.
     ys = np.unique(vy)
+    if ys.size * m > 1_000_000:
+        ys = ys[:1]
     bands = ys.size
-    if bands * m > 1_000_000:  # a polygon of thousands of vertices: every edge, per event
-        for i in range(x.size):
-            px = x[i]
-            py = y[i]
-            if not (xmin <= px <= xmax and ymin <= py <= ymax):
-                continue
-            inside = False
-            for k in range(m):
-                ay = ey[k]
-                if (ay <= py) != (ey1[k] <= py):
-                    xs = ex[k] + (py - ay) * edx[k] / edy[k]
-                    if px < xs:
-                        inside = not inside
-            out[i] = inside
-        return out
     band_start = np.zeros(bands + 1, dtype=np.int64)
     members = np.empty(max(bands * m, 1), dtype=np.int64)
     filled = 0
@@ -386,7 +375,7 @@ def _points_in_polygon(x, y, vx, vy):
         for k in range(m):
             low = min(ey[k], ey1[k])
             high = max(ey[k], ey1[k])
-            if low <= ys[b] and ys[b] < high:
+            if bands == 1 or (low <= ys[b] and ys[b] < high):
                 members[filled] = k
                 filled += 1
     band_start[bands] = filled
@@ -409,9 +398,10 @@ def _points_in_polygon(x, y, vx, vy):
         for e in range(band_start[b], band_start[b + 1]):
             k = members[e]
             ay = ey[k]
-            xs = ex[k] + (py - ay) * edx[k] / edy[k]
-            if px < xs:
-                inside = not inside
+            if (ay <= py) != (ey1[k] <= py):
+                xs = ex[k] + (py - ay) * edx[k] / edy[k]
+                if px < xs:
+                    inside = not inside
         out[i] = inside
     return out
 
